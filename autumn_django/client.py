@@ -1,0 +1,368 @@
+"""The one module that speaks HTTP to Autumn.
+
+``AutumnClient`` keeps one ``requests.Session`` (connections are reused), sends
+``x-api-version: 2.3``, retries what is worth retrying (429 honouring ``Retry-After``,
+502/503/504, dropped connections and timeouts) with exponential backoff and full jitter,
+bounded both in attempts and in total seconds, and turns every failure into a typed
+``AutumnError``. The secret key lives only in the session's headers: it is never part of a
+repr, an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from . import __version__, jsonlib
+from .conf import autumn_settings, env_for_key
+from .exceptions import (
+    AuthenticationError,
+    AutumnAPIError,
+    AutumnConfigurationError,
+    AutumnConnectionError,
+    AutumnResponseError,
+    ConflictError,
+    InvalidCursorError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2.3"
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+
+_ERROR_CLASSES: dict[int, type[AutumnAPIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitError,
+}
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a ``customers.list`` crawl stands; stored by the sync so a run can resume.
+
+    ``created_at_start`` is set when the crawl had to continue past Autumn's null-cursor
+    defect: from then on every request carries ``created_at_range.start``.
+    """
+
+    cursor: str = ""
+    created_at_start: int | None = None
+
+
+@dataclass
+class ListPage:
+    customers: list[Any]
+    position: ListPosition
+    next_position: ListPosition | None  # None: this was the last page
+    limit: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class AutumnClient:
+    """A client for Autumn's customers API.
+
+    Arguments left out come from the ``AUTUMN_*`` settings. Use as a context manager, or
+    call ``close()``, to release pooled connections.
+    """
+
+    def __init__(
+        self,
+        secret_key: str | None = None,
+        *,
+        api_url: str | None = None,
+        timeout: tuple[float, float] | float | None = None,
+        max_retries: int | None = None,
+        retry_max_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        secret_key = secret_key or autumn_settings.SECRET_KEY
+        if not secret_key:
+            raise AutumnConfigurationError(
+                "No Autumn secret key: set AUTUMN_SECRET_KEY in your Django settings or environment."
+            )
+        try:
+            self.env = env_for_key(secret_key)
+        except Exception as exc:
+            raise AutumnConfigurationError(str(exc)) from None
+        self.api_url = (api_url or autumn_settings.API_URL).rstrip("/")
+        self.timeout = timeout if timeout is not None else tuple(autumn_settings.TIMEOUT)
+        self.max_retries = max_retries if max_retries is not None else autumn_settings.MAX_RETRIES
+        self.retry_max_seconds = (
+            retry_max_seconds if retry_max_seconds is not None else autumn_settings.RETRY_MAX_SECONDS
+        )
+        self._sleep = sleep
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {secret_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "x-api-version": API_VERSION,
+                "User-Agent": f"autumn-django/{__version__} {requests.utils.default_user_agent()}",
+            }
+        )
+        self.customers = CustomersAPI(self)
+
+    def __repr__(self) -> str:
+        return f"<AutumnClient env={self.env} api_url={self.api_url!r}>"
+
+    def __enter__(self) -> AutumnClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, endpoint: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``/v1/<endpoint>`` and return the decoded JSON answer."""
+        url = f"{self.api_url}/v1/{endpoint}"
+        payload = jsonlib.dumps_bytes(body)
+        deadline = time.monotonic() + self.retry_max_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                response = self._session.post(url, data=payload, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                error: Exception = AutumnConnectionError(
+                    f"Could not reach Autumn at {self.api_url} ({endpoint}): {_describe(exc)}"
+                )
+                retry_after = None
+            except requests.RequestException as exc:  # bad URL and the like: retrying won't help
+                raise AutumnConfigurationError(
+                    f"Cannot send a request to {self.api_url!r}: {_describe(exc)}. Check AUTUMN_API_URL."
+                ) from None
+            else:
+                logger.debug("%s -> %s in %.0f ms", endpoint, response.status_code,
+                             (time.monotonic() - started) * 1000)
+                if response.status_code < 400:
+                    return _decode(response, endpoint)
+                error = _api_error(response, endpoint)
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise error
+                retry_after = _retry_after(response)
+            wait = _backoff(attempt, retry_after)
+            if attempt > self.max_retries or time.monotonic() + wait > deadline:
+                raise error
+            logger.warning("Autumn %s failed (%s); retry %d in %.1f s", endpoint, error, attempt, wait)
+            self._sleep(wait)
+
+
+class CustomersAPI:
+    """``client.customers``: the four customer endpoints."""
+
+    def __init__(self, client: AutumnClient) -> None:
+        self._client = client
+
+    def list(self, *, start_cursor: str = "", limit: int | None = None,
+             sort_order: str = "asc", **filters: Any) -> dict[str, Any]:
+        """One page of ``customers.list``: ``{"list": [...], "next_cursor": str | None}``."""
+        body = {"start_cursor": start_cursor, "sort_order": sort_order, **filters}
+        if limit is not None:
+            body["limit"] = limit
+        page = self._client.post("customers.list", body)
+        if (not isinstance(page, dict) or not isinstance(page.get("list"), list)
+                or not isinstance(page.get("next_cursor"), (str, type(None)))):
+            raise AutumnResponseError(
+                "Autumn's customers.list answer is not {list: [...], next_cursor: ...}: "
+                f"{_preview(page)}"
+            )
+        return page
+
+    def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
+                   **filters: Any) -> Iterator[ListPage]:
+        """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
+
+        Ascending, because customers created during the crawl then sort behind the cursor
+        and are seen. Handles two traps of the API: a limit above the org maximum is
+        lowered to the maximum Autumn names, and a full page that ends in a customer with
+        no id (whose ``next_cursor`` is null although more follow) is continued with
+        ``created_at_range.start`` from its last ``created_at``.
+        """
+        limit = limit or autumn_settings.SYNC_PAGE_SIZE
+        position = position or ListPosition()
+        skip_keys: set[tuple[str, Any]] = set()
+        while True:
+            body_filters = dict(filters)
+            if position.created_at_start is not None:
+                body_filters["created_at_range"] = {
+                    **filters.get("created_at_range", {}), "start": position.created_at_start
+                }
+            try:
+                answer = self.list(start_cursor=position.cursor, limit=limit, **body_filters)
+            except InvalidRequestError as exc:
+                org_max = _org_max_limit(exc)
+                if org_max is None or org_max >= limit:
+                    raise
+                logger.warning("Page size %d is above this org's maximum; using %d", limit, org_max)
+                limit = org_max
+                continue
+            customers = answer["list"]
+            if skip_keys:
+                customers = [c for c in customers if _crawl_key(c) not in skip_keys]
+            warnings: list[str] = []
+            next_position, skip_keys = _next_position(answer, position, limit, warnings)
+            yield ListPage(customers, position, next_position, limit, warnings)
+            if next_position is None:
+                return
+            position = next_position
+
+    def get(self, customer_id: str, *, expand: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"customer_id": customer_id}
+        if expand:
+            body["expand"] = list(expand)
+        return _customer(self._client.post("customers.get", body), "customers.get")
+
+    def get_or_create(self, customer_id: str | None, *, expand: list[str] | None = None,
+                      **fields: Any) -> dict[str, Any]:
+        """Fetch the customer, creating it if needed. An existing customer is returned as it
+        is: name and email given here are not applied to it (use ``update``)."""
+        body: dict[str, Any] = {"customer_id": customer_id, **fields}
+        if expand:
+            body["expand"] = list(expand)
+        return _customer(self._client.post("customers.get_or_create", body),
+                         "customers.get_or_create")
+
+    def update(self, customer_id: str, **fields: Any) -> dict[str, Any]:
+        body = {"customer_id": customer_id, **fields}
+        return _customer(self._client.post("customers.update", body), "customers.update")
+
+
+def _next_position(answer: dict[str, Any], position: ListPosition, limit: int,
+                   warnings: list[str]) -> tuple[ListPosition | None, set[tuple[str, Any]]]:
+    """Where the crawl goes after this page, and which customers the next page may repeat."""
+    customers = answer["list"]
+    if answer["next_cursor"]:
+        return ListPosition(answer["next_cursor"], position.created_at_start), set()
+    if len(customers) < limit or not customers:
+        return None, set()
+    # A full page without a cursor: Autumn's defect when the last customer has no id.
+    last_created = customers[-1].get("created_at") if isinstance(customers[-1], dict) else None
+    if not isinstance(last_created, int):
+        raise AutumnResponseError(
+            "customers.list returned a full page without next_cursor and its last customer "
+            "has no usable created_at, so the crawl cannot continue safely."
+        )
+    start = last_created
+    if position.cursor == "" and position.created_at_start == last_created:
+        # The whole page shares one created_at: continuing from it again would loop.
+        start = last_created + 1
+        warnings.append(
+            f"More than {limit} customers share created_at={last_created} and the page ended "
+            "on one without an id; some of them may have been missed. Re-run with a larger page size."
+        )
+    repeated = {_crawl_key(c) for c in customers
+                if isinstance(c, dict) and c.get("created_at") == start}
+    return ListPosition("", start), repeated
+
+
+def _crawl_key(customer: Any) -> tuple[str, Any]:
+    if not isinstance(customer, dict):
+        return ("invalid", id(customer))
+    if customer.get("id") is not None:
+        return ("id", customer.get("id"))
+    return ("email", customer.get("email"))
+
+
+def _org_max_limit(exc: InvalidRequestError) -> int | None:
+    """The maximum in ``limit 5000 exceeds max of 1000 for this org``, if that is the error."""
+    words = exc.message.split()
+    if "exceeds" in words and "max" in words:
+        try:
+            return int(words[words.index("max") + 2])
+        except (IndexError, ValueError):
+            return None
+    return None
+
+
+def _customer(value: Any, endpoint: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or "id" not in value:
+        raise AutumnResponseError(f"Autumn's {endpoint} answer is not a customer: {_preview(value)}")
+    return value
+
+
+def _decode(response: requests.Response, endpoint: str) -> Any:
+    try:
+        return jsonlib.loads(response.content)
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise AutumnResponseError(
+            f"Autumn answered {endpoint} with {response.status_code} but the body is not JSON "
+            f"({kind}): {_preview(response.text)}"
+        ) from None
+
+
+def _api_error(response: requests.Response, endpoint: str) -> AutumnAPIError:
+    status = response.status_code
+    code = message = None
+    try:
+        body = jsonlib.loads(response.content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        message = body.get("message") if isinstance(body.get("message"), str) else None
+    if message is None:
+        message = response.text.strip()[:200] or response.reason or "no details"
+    message = f"{message} ({endpoint})"
+    if status == 400 and code == "invalid_cursor":
+        return InvalidCursorError(message, status=status, code=code)
+    if status == 429:
+        return RateLimitError(message, code=code, retry_after=_retry_after(response))
+    cls = _ERROR_CLASSES.get(status, ServerError if status >= 500 else AutumnAPIError)
+    return cls(message, status=status, code=code)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to backoff
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait before retry ``attempt``: Autumn's advice plus a little jitter, or
+    exponential backoff with full jitter (so that many workers do not retry in step)."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0, 0.1 + retry_after * 0.1)
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason; requests' own messages are long and mostly pool internals."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    text = str(exc)
+    for needle, reason in (("refused", "connection refused"),
+                           ("Name or service not known", "host name not found"),
+                           ("name resolution", "host name not found"),
+                           ("RemoteDisconnected", "connection closed without an answer"),
+                           ("reset by peer", "connection reset")):
+        if needle in text:
+            return reason
+    return type(exc).__name__
+
+
+def _preview(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text[:200] + ("…" if len(text) > 200 else "")

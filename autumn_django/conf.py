@@ -1,0 +1,69 @@
+"""The app's settings, each read from ``django.conf.settings`` when it is used.
+
+Nothing is read at import time, so ``override_settings`` and pytest-django's ``settings``
+fixture work everywhere. ``autumn_settings.PAGE_SIZE`` reads ``settings.AUTUMN_SYNC_PAGE_SIZE``
+or falls back to the default below. Every setting is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULTS: dict[str, Any] = {
+    # The secret key decides the environment (sandbox or live) by its prefix.
+    "SECRET_KEY": None,
+    "API_URL": "https://api.useautumn.com",
+    # (connect, read) in seconds for every HTTP call.
+    "TIMEOUT": (5.0, 30.0),
+    # Retries on 429, 502/503/504 and dropped connections are bounded twice: in attempts
+    # and in total seconds spent waiting, whichever runs out first.
+    "MAX_RETRIES": 6,
+    "RETRY_MAX_SECONDS": 120.0,
+    # customers.list page size. Autumn rejects anything above the org's maximum (1000 by
+    # default); a sync that is told so uses the maximum Autumn names.
+    "SYNC_PAGE_SIZE": 1000,
+    # A sync renews its lease after every page; a lease older than this is taken to
+    # belong to a run that died, and the next run takes it over and resumes.
+    "SYNC_LOCK_TIMEOUT": 300,
+}
+
+ENV_BY_KEY_PREFIX = {"am_sk_test_": "sandbox", "am_sk_live_": "live"}
+
+
+class AutumnSettings:
+    """Attribute access to ``AUTUMN_*`` settings with defaults, read on each access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid autumn_django setting: {name!r}")
+        value = getattr(settings, f"AUTUMN_{name}", DEFAULTS[name])
+        if name == "SECRET_KEY" and not value:
+            value = os.environ.get("AUTUMN_SECRET_KEY") or None
+        return value
+
+
+autumn_settings = AutumnSettings()
+
+
+def env_for_key(secret_key: str) -> str:
+    """The Autumn environment a secret key belongs to; it is decided by the prefix alone."""
+    for prefix, env in ENV_BY_KEY_PREFIX.items():
+        if secret_key.startswith(prefix):
+            return env
+    raise ImproperlyConfigured(
+        "AUTUMN_SECRET_KEY must start with 'am_sk_test_' (sandbox) or 'am_sk_live_' (live)."
+    )
+
+
+def mask_key(secret_key: str | None) -> str:
+    """What may be shown of a key: its environment prefix, never any of the secret part."""
+    if not secret_key:
+        return "<no key>"
+    for prefix in ENV_BY_KEY_PREFIX:
+        if secret_key.startswith(prefix):
+            return prefix + "***"
+    return "***"

@@ -1,0 +1,115 @@
+"""``manage.py autumn_sync``: bring the mirror in step with Autumn."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ...client import AutumnClient
+from ...conf import autumn_settings, mask_key
+from ...exceptions import (
+    AuthenticationError,
+    AutumnConfigurationError,
+    AutumnConnectionError,
+    AutumnError,
+    RateLimitError,
+    SyncAlreadyRunning,
+)
+from ...models import Customer
+from ...sync import sync_all_customers, sync_customer
+from ..progress import ProgressReporter
+
+# Exit statuses besides 0; 2 is argparse's for bad usage.
+EXIT_FAILED = 1
+EXIT_ALREADY_RUNNING = 3
+
+
+class Command(BaseCommand):
+    help = (
+        "Bring the Autumn mirror in step with Autumn: every customer of the secret key's "
+        "environment, or one customer with --customer. An interrupted run is resumed."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--customer", metavar="ID",
+                            help="Refresh only this customer (through customers.get).")
+        parser.add_argument("--page-size", type=int, metavar="N",
+                            help="Customers per customers.list page (default "
+                                 "AUTUMN_SYNC_PAGE_SIZE; lowered to the org maximum if needed).")
+        parser.add_argument("--restart", action="store_true",
+                            help="Start a fresh pass instead of resuming an unfinished run.")
+
+    def handle(self, *args, customer: str | None = None, page_size: int | None = None,
+               restart: bool = False, **options) -> None:
+        self.verbosity = options["verbosity"]
+        if page_size is not None and not 1 <= page_size <= 5000:
+            raise CommandError("--page-size must be between 1 and 5000.", returncode=2)
+        try:
+            client = AutumnClient()
+            with client:
+                if customer:
+                    self._sync_one(client, customer)
+                else:
+                    self._sync_all(client, page_size, restart)
+        except SyncAlreadyRunning as exc:
+            raise CommandError(exc.message, returncode=EXIT_ALREADY_RUNNING) from None
+        except AutumnError as exc:
+            raise CommandError(_explain(exc), returncode=EXIT_FAILED) from None
+
+    def _sync_one(self, client: AutumnClient, customer_id: str) -> None:
+        row = sync_customer(customer_id, client=client)
+        if row is None:
+            self.stdout.write(self.style.WARNING(
+                f"Customer {customer_id!r} is not in Autumn ({client.env}); "
+                "its mirror row, if any, is marked deleted."))
+        else:
+            self.stdout.write(self.style.SUCCESS(
+                f"Refreshed customer {customer_id!r} ({client.env}): "
+                f"{row.subscriptions.count()} subscriptions, {row.balances.count()} balances."))
+
+    def _sync_all(self, client: AutumnClient, page_size: int | None, restart: bool) -> None:
+        verbosity = self.verbosity
+        reporter = None
+        if verbosity > 0:
+            expected = Customer.objects.filter(env=client.env).present().count()
+            reporter = ProgressReporter(self.stderr, is_tty=self.stderr.isatty(),
+                                        expected_total=expected)
+        started = time.monotonic()
+        try:
+            run = sync_all_customers(client=client, page_size=page_size, restart=restart,
+                                     progress=reporter)
+        finally:
+            if reporter:
+                reporter.close()
+        seconds = time.monotonic() - started
+        seen = run.created + run.updated + run.unchanged + run.skipped
+        resumed = f" (resumed run #{run.pk}, attempt {run.attempts})" if run.attempts > 1 else ""
+        self.stdout.write(self.style.SUCCESS(
+            f"Synced {seen:,} {client.env} customers in {run.pages} pages, {seconds:.1f} s{resumed}: "
+            f"created {run.created:,}, updated {run.updated:,}, unchanged {run.unchanged:,}, "
+            f"deleted {run.deleted:,}, skipped {run.skipped:,}."))
+        for problem in run.errors:
+            if verbosity > 0:
+                self.stdout.write(self.style.WARNING(
+                    "  " + (f"skipped {problem['customer']}: {problem['error']}"
+                            if "error" in problem else f"warning: {problem['warning']}")))
+
+
+def _explain(exc: AutumnError) -> str:
+    """One line that says what went wrong and what to do about it."""
+    resume = " The next run resumes where this one stopped."
+    if isinstance(exc, AuthenticationError):
+        key = mask_key(autumn_settings.SECRET_KEY)
+        if exc.status == 403:
+            return (f"Autumn refused the secret key {key}: it lacks a scope ({exc.message}). "
+                    "Use a key with customers:read and customers:write.")
+        return f"Autumn rejected the secret key {key} ({exc.code}). Check AUTUMN_SECRET_KEY."
+    if isinstance(exc, AutumnConnectionError):
+        return f"{exc.message}. Check AUTUMN_API_URL and the network.{resume}"
+    if isinstance(exc, RateLimitError):
+        return f"Autumn kept rate limiting the sync ({exc.message}). Try again later.{resume}"
+    if isinstance(exc, AutumnConfigurationError):
+        return exc.message
+    text = str(exc)
+    return f"{text}{'' if text.endswith('.') else '.'}{resume}"

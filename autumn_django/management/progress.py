@@ -1,0 +1,55 @@
+"""Progress display for ``autumn_sync``: a bar on a terminal, plain lines otherwise.
+
+Autumn's list has no total count, so the fraction done is estimated: from the number of
+customers the mirror held before the run when it held any, else from how far the crawl's
+``created_at`` has moved between the first customer and now (the crawl is ascending).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..sync import SyncProgress
+
+BAR_WIDTH = 30
+LINE_EVERY_SECONDS = 5.0
+
+
+class ProgressReporter:
+    def __init__(self, stream, *, is_tty: bool, expected_total: int) -> None:
+        self.stream = stream
+        self.is_tty = is_tty
+        self.expected_total = expected_total
+        self.started = time.monotonic()
+        self._last_line = 0.0
+
+    def __call__(self, progress: SyncProgress) -> None:
+        run = progress.run
+        seen = run.created + run.updated + run.unchanged + run.skipped
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        counts = (f"{seen:,} customers, {run.pages} pages, {seen / elapsed:,.0f}/s "
+                  f"(new {run.created:,}, changed {run.updated:,}, unchanged {run.unchanged:,}"
+                  f"{f', skipped {run.skipped:,}' if run.skipped else ''})")
+        if self.is_tty:
+            fraction = 1.0 if progress.page.next_position is None else self._fraction(progress, seen)
+            filled = int(fraction * BAR_WIDTH)
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            self.stream.write(f"\r[{bar}] {fraction:4.0%}  {counts}\033[K", ending="")
+            self.stream.flush()
+        elif (time.monotonic() - self._last_line >= LINE_EVERY_SECONDS
+              or progress.page.next_position is None or run.pages == 1):
+            self._last_line = time.monotonic()
+            self.stream.write(f"page {run.pages}: {counts}")
+
+    def close(self) -> None:
+        if self.is_tty:
+            self.stream.write("")
+
+    def _fraction(self, progress: SyncProgress, seen: int) -> float:
+        if self.expected_total:
+            return min(seen / self.expected_total, 0.99)
+        first, last = progress.first_created_at, progress.last_created_at
+        if first is None or last is None:
+            return 0.0
+        now_ms = time.time() * 1000
+        return min(max((last - first) / max(now_ms - first, 1.0), 0.0), 0.99)

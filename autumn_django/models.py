@@ -1,0 +1,234 @@
+"""The mirror: Autumn customers with their subscriptions, purchases, balances and flags.
+
+Rows are written by the sync only (``autumn_django.sync``); these models are for reading,
+the admin and the schema. Every customer keeps the JSON exactly as Autumn last sent it in
+``raw``, so fields this app does not model yet are never lost.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Env(models.TextChoices):
+    SANDBOX = "sandbox", _("Sandbox")
+    LIVE = "live", _("Live")
+
+
+class CustomerQuerySet(models.QuerySet):
+    def present(self) -> CustomerQuerySet:
+        """Customers that Autumn still has (the last completed sync saw them)."""
+        return self.filter(deleted_at__isnull=True)
+
+    def for_env(self, env: str) -> CustomerQuerySet:
+        return self.filter(env=env)
+
+
+class Customer(models.Model):
+    """An Autumn customer.
+
+    Keyed by ``(env, autumn_id)``. Autumn also has customers without an id (created by
+    email alone); those are keyed by ``(env, email)``, which a partial unique index keeps
+    unique among id-less rows.
+    """
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    autumn_id = models.CharField(_("Autumn id"), max_length=255, null=True, blank=True)
+    name = models.TextField(null=True, blank=True)
+    email = models.CharField(max_length=320, null=True, blank=True, db_index=True)
+    fingerprint = models.TextField(null=True, blank=True)
+    stripe_id = models.CharField(max_length=255, null=True, blank=True)
+    send_email_receipts = models.BooleanField(default=False)
+    created_at = models.DateTimeField(_("created in Autumn"), db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="autumn_customers",
+    )
+    raw = models.JSONField(_("JSON as received"))
+    raw_hash = models.CharField(max_length=32, editable=False)
+    synced_at = models.DateTimeField(_("last written from Autumn"))
+    deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
+    # The sync run that last saw this customer; after a completed pass, present customers
+    # not stamped with that run's id are the ones Autumn no longer has. A plain integer,
+    # not a foreign key: pruning old runs must not touch 100,000 customer rows.
+    last_seen_run_id = models.BigIntegerField(null=True, blank=True, editable=False)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("customer")
+        constraints = [
+            models.UniqueConstraint(fields=["env", "autumn_id"], name="autumn_customer_env_id_uniq"),
+            models.UniqueConstraint(
+                fields=["env", "email"],
+                condition=Q(autumn_id__isnull=True),
+                name="autumn_customer_idless_email_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "env"],
+                condition=Q(user__isnull=False),
+                name="autumn_customer_user_env_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.autumn_id or self.email or f"customer {self.pk}"
+
+    @property
+    def metadata(self) -> dict:
+        return self.raw.get("metadata") or {}
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class Subscription(models.Model):
+    """A subscription to a recurring plan. Expired subscriptions are not in Autumn's
+    answers, so they are not here either; past-due ones are ``active`` with ``past_due``."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        SCHEDULED = "scheduled", _("Scheduled")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
+    subscription_id = models.CharField(max_length=255, null=True, blank=True)
+    plan_id = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=16)
+    auto_enable = models.BooleanField(default=False)
+    add_on = models.BooleanField(default=False)
+    past_due = models.BooleanField(default=False)
+    quantity = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    trial_ends_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("subscription")
+
+    def __str__(self) -> str:
+        return f"{self.plan_id} ({self.status})"
+
+
+class Purchase(models.Model):
+    """A one-off plan the customer bought."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="purchases")
+    plan_id = models.CharField(max_length=255, db_index=True)
+    quantity = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("purchase")
+
+    def __str__(self) -> str:
+        return self.plan_id
+
+
+class Balance(models.Model):
+    """A metered feature's balance. Counts can be fractional; when ``unlimited`` is true
+    they carry no meaning."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances")
+    feature_id = models.CharField(max_length=255, db_index=True)
+    granted = models.FloatField(null=True, blank=True)
+    remaining = models.FloatField(null=True, blank=True)
+    usage = models.FloatField(null=True, blank=True)
+    unlimited = models.BooleanField(default=False)
+    overage_allowed = models.BooleanField(default=False)
+    max_purchase = models.FloatField(null=True, blank=True)
+    next_reset_at = models.DateTimeField(null=True, blank=True)
+    breakdown = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = _("balance")
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_balance_feature_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return self.feature_id
+
+
+class Flag(models.Model):
+    """A boolean feature the customer has."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="flags")
+    flag_id = models.CharField(max_length=255, null=True, blank=True)
+    feature_id = models.CharField(max_length=255, db_index=True)
+    plan_id = models.CharField(max_length=255, null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("flag")
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_flag_feature_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return self.feature_id
+
+
+class SyncRun(models.Model):
+    """One run of the full sync: how far it got, what it did, and the lock.
+
+    At most one run per env is ``running`` (a partial unique constraint, so two processes
+    cannot both start one). A running run renews ``heartbeat_at`` after every page; one
+    whose heartbeat is older than ``AUTUMN_SYNC_LOCK_TIMEOUT`` died, and the next run takes
+    it over and resumes from ``cursor``.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField()
+    lease_token = models.CharField(max_length=32, editable=False)
+    # Resume point: the cursor after the last committed page (and the created_at start
+    # used to get past Autumn's null-cursor defect, when it was needed).
+    cursor = models.TextField(blank=True, default="")
+    created_at_start = models.BigIntegerField(null=True, blank=True)
+    page_size = models.PositiveIntegerField()
+    attempts = models.PositiveIntegerField(default=1, help_text=_("1 + how often it was resumed"))
+    pages = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    undeleted = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # Problems that did not stop the run: records skipped, warnings.
+    errors = models.JSONField(default=list, blank=True)
+    # Why the run stopped, when it failed.
+    failure = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = _("sync run")
+        get_latest_by = "started_at"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["env"], condition=Q(status="running"), name="autumn_syncrun_one_running_per_env"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.env} sync #{self.pk} ({self.status})"
+
+    @property
+    def duration(self):
+        return (self.finished_at - self.started_at) if self.finished_at else None

@@ -1,0 +1,126 @@
+"""The sync's run record, which is also its lock.
+
+A run holds the env's lock while its row is ``running`` with a fresh ``heartbeat_at``
+and its own ``lease_token``. The database decides every race:
+- a partial unique constraint allows one ``running`` row per env, so of two runs that
+  start together one insert fails;
+- taking over a dead or failed run is a compare-and-swap on its ``lease_token``;
+- every page's progress is saved only where the token is still ours, so a run that
+  stalled past the timeout and was taken over cannot write over its successor.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..client import ListPosition
+from ..conf import autumn_settings
+from ..exceptions import SyncAlreadyRunning
+from ..models import SyncRun
+
+logger = logging.getLogger(__name__)
+
+# Keep the run's error list readable (and its row small) when a page is full of bad records.
+MAX_RECORDED_ERRORS = 200
+
+
+class LeaseLost(SyncAlreadyRunning):
+    """This run stalled longer than the lock timeout and another run took it over."""
+
+
+def start_run(env: str, *, page_size: int, restart: bool = False) -> SyncRun:
+    """Take the env's sync lock: resume the last unfinished run, or begin a new one.
+
+    Raises ``SyncAlreadyRunning`` if a live run holds the lock.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
+    latest = SyncRun.objects.filter(env=env).order_by("-pk").first()
+    if latest is not None and latest.status == SyncRun.Status.RUNNING:
+        if latest.heartbeat_at >= stale_before:
+            raise _already_running(latest, now)
+        logger.warning("Sync run #%s stopped renewing its lock at %s; taking it over.",
+                       latest.pk, latest.heartbeat_at)
+    resumable = latest is not None and latest.status != SyncRun.Status.SUCCEEDED
+    if resumable and not restart:
+        return _take_over(latest, now)
+    if resumable and latest.status == SyncRun.Status.RUNNING:
+        _abandon(latest, now)
+    try:
+        with transaction.atomic():
+            return SyncRun.objects.create(
+                env=env, status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now,
+                lease_token=uuid.uuid4().hex, page_size=page_size,
+            )
+    except IntegrityError:
+        raise _already_running(SyncRun.objects.filter(env=env).order_by("-pk").first(), now) from None
+
+
+def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
+    """Store ``run``'s counters and resume point; call inside the page's transaction."""
+    position = next_position or ListPosition()
+    run.cursor, run.created_at_start = position.cursor, position.created_at_start
+    run.heartbeat_at = timezone.now()
+    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+    _save_if_ours(run, ["cursor", "created_at_start", "heartbeat_at", "pages", "created",
+                        "updated", "unchanged", "undeleted", "skipped", "errors", "page_size"])
+
+
+def finish_run(run: SyncRun, *, failure: str = "") -> None:
+    """Release the lock. A failed run keeps its resume point for the next run."""
+    run.status = SyncRun.Status.FAILED if failure else SyncRun.Status.SUCCEEDED
+    run.failure = failure
+    run.finished_at = run.heartbeat_at = timezone.now()
+    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+    _save_if_ours(run, ["status", "failure", "finished_at", "heartbeat_at", "deleted", "errors"])
+
+
+def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
+    values = {name: getattr(run, name) for name in fields}
+    saved = SyncRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(**values)
+    if not saved:
+        raise LeaseLost(
+            f"Sync run #{run.pk} lost its lock: it stalled for longer than "
+            f"AUTUMN_SYNC_LOCK_TIMEOUT ({autumn_settings.SYNC_LOCK_TIMEOUT} s) and another "
+            "run took over. Nothing of this page was kept; the other run carries on."
+        )
+
+
+def _take_over(run: SyncRun, now: datetime) -> SyncRun:
+    old_token, new_token = run.lease_token, uuid.uuid4().hex
+    try:
+        with transaction.atomic():
+            taken = SyncRun.objects.filter(pk=run.pk, lease_token=old_token).update(
+                status=SyncRun.Status.RUNNING, lease_token=new_token, heartbeat_at=now,
+                finished_at=None, failure="", attempts=run.attempts + 1,
+            )
+    except IntegrityError:  # another run became the running one meanwhile
+        taken = 0
+    if not taken:
+        raise _already_running(SyncRun.objects.filter(env=run.env).order_by("-pk").first(), now)
+    run.refresh_from_db()
+    logger.info("Resuming sync run #%s from its last saved page.", run.pk)
+    return run
+
+
+def _abandon(run: SyncRun, now: datetime) -> None:
+    SyncRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(
+        status=SyncRun.Status.FAILED, finished_at=now,
+        failure="Abandoned: its process stopped renewing the lock, and a restart was asked for.",
+    )
+
+
+def _already_running(run: SyncRun | None, now: datetime) -> SyncAlreadyRunning:
+    if run is None:
+        return SyncAlreadyRunning("Another sync started at the same moment; this one stops.")
+    age = int((now - run.heartbeat_at).total_seconds())
+    return SyncAlreadyRunning(
+        f"Another sync of {run.env} is running (run #{run.pk}, last progress {age} s ago). "
+        f"Wait for it to finish; if its process died, its lock expires "
+        f"{autumn_settings.SYNC_LOCK_TIMEOUT} s after its last progress and the next run resumes it."
+    )

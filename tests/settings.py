@@ -1,0 +1,74 @@
+"""Settings for the test suite.
+
+The database is chosen by ``AUTUMN_TEST_DB``: ``sqlite`` (default) or ``postgres``; for
+PostgreSQL the usual libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) say
+where the throwaway cluster started by ``scripts/test.sh`` listens.
+"""
+
+import os
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "rest_framework",
+    "autumn_django",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+if os.environ.get("AUTUMN_TEST_DB", "sqlite") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("PGDATABASE", "autumn_test"),
+            "USER": os.environ.get("PGUSER", ""),
+            "PASSWORD": os.environ.get("PGPASSWORD", ""),
+            "HOST": os.environ.get("PGHOST", ""),
+            "PORT": os.environ.get("PGPORT", ""),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            # A file, not :memory:, so that a child process (a killed sync) shares it.
+            "NAME": os.environ.get("AUTUMN_TEST_SQLITE", "autumn-test.sqlite3"),
+            "TEST": {"NAME": os.environ.get("AUTUMN_TEST_SQLITE", "autumn-test.sqlite3")},
+        }
+    }
+
+# The stand-in fixture points these at a local server; nothing talks to the real Autumn.
+AUTUMN_SECRET_KEY = "am_sk_test_suite0000000000000000"
+AUTUMN_API_URL = "http://127.0.0.1:9"
+# Keep retry waits short in tests; behaviour is the same, only the clock differs.
+AUTUMN_RETRY_MAX_SECONDS = 5
