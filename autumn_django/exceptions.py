@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-_KEY_PATTERN = re.compile(r"am_sk_(?:test|live)_[\w.*…-]*|am_sk_[\w.*…-]+")
+# A key, whole or partly masked; the bare prefixes (as in help texts) are left alone.
+_KEY_PATTERN = re.compile(r"am_sk_(?:test|live)_[\w.*…-]+|am_sk_(?!test_|live_)[\w.*…-]+")
 
 
 def scrub_secrets(text: str) -> str:

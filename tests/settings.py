@@ -67,8 +67,11 @@ else:
         }
     }
 
-# The stand-in fixture points these at a local server; nothing talks to the real Autumn.
-AUTUMN_SECRET_KEY = "am_sk_test_suite0000000000000000"
-AUTUMN_API_URL = "http://127.0.0.1:9"
+# The stand-in fixtures point these at a local server; nothing talks to the real Autumn.
+# Child processes started by tests (a sync to kill, a command's exit code) get them from
+# the environment. Port 9 (discard) is closed: a test that forgot the stand-in fails fast.
+AUTUMN_SECRET_KEY = os.environ.get("AUTUMN_SECRET_KEY", "am_sk_test_suite0000000000000000")
+AUTUMN_API_URL = os.environ.get("AUTUMN_API_URL", "http://127.0.0.1:9")
 # Keep retry waits short in tests; behaviour is the same, only the clock differs.
-AUTUMN_RETRY_MAX_SECONDS = 5
+AUTUMN_RETRY_MAX_SECONDS = float(os.environ.get("AUTUMN_RETRY_MAX_SECONDS", "5"))
+AUTUMN_SYNC_LOCK_TIMEOUT = int(os.environ.get("AUTUMN_SYNC_LOCK_TIMEOUT", "300"))

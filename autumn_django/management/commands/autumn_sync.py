@@ -30,6 +30,9 @@ class Command(BaseCommand):
         "Bring the Autumn mirror in step with Autumn: every customer of the secret key's "
         "environment, or one customer with --customer. An interrupted run is resumed."
     )
+    # The command checks its own configuration and fails with one actionable line (the
+    # same problems the autumn_django.* system checks report under `manage.py check`).
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--customer", metavar="ID",

@@ -1,0 +1,138 @@
+"""Fixtures shared by the suite: a real stand-in server per test and helpers that compare
+the mirror with it field by field."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from autumn_django.models import Customer
+from autumn_django.testing import AutumnStandIn, make_customers
+
+pytest_plugins = ["autumn_django.testing.pytest_plugin"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY = "am_sk_test_suite0000000000000000"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def make_standin(settings) -> Iterator[Callable[..., AutumnStandIn]]:
+    """Start a stand-in seeded with ``n`` customers and point the app's settings at it."""
+    servers: list[AutumnStandIn] = []
+
+    def start(n: int = 60, *, seed: int = 7, **options) -> AutumnStandIn:
+        server = AutumnStandIn(customers=make_customers(n, seed=seed), **options)
+        server.start()
+        servers.append(server)
+        settings.AUTUMN_API_URL = server.url
+        settings.AUTUMN_SECRET_KEY = TEST_KEY
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def ms_to_datetime(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(milliseconds=value)
+
+
+def expected_children(customer: dict) -> dict[str, set[tuple]]:
+    """The child rows a customer object should give, built straight from Autumn's JSON."""
+    t = ms_to_datetime
+    return {
+        "subscriptions": {
+            (s.get("id"), s["plan_id"], s["status"], bool(s.get("auto_enable")), bool(s.get("add_on")),
+             bool(s.get("past_due")), s.get("quantity"), t(s.get("started_at")),
+             t(s.get("current_period_start")), t(s.get("current_period_end")), t(s.get("canceled_at")),
+             t(s.get("expires_at")), t(s.get("trial_ends_at")))
+            for s in customer.get("subscriptions") or []
+        },
+        "purchases": {
+            (p["plan_id"], p.get("quantity"), t(p.get("started_at")), t(p.get("expires_at")))
+            for p in customer.get("purchases") or []
+        },
+        "balances": {
+            (feature, _float(b.get("granted")), _float(b.get("remaining")), _float(b.get("usage")),
+             bool(b.get("unlimited")), bool(b.get("overage_allowed")), _float(b.get("max_purchase")),
+             t(b.get("next_reset_at")), json.dumps(b.get("breakdown") or [], sort_keys=True))
+            for feature, b in (customer.get("balances") or {}).items()
+        },
+        "flags": {
+            (f.get("id"), feature, f.get("plan_id"), t(f.get("expires_at")))
+            for feature, f in (customer.get("flags") or {}).items()
+        },
+    }
+
+
+def mirrored_children(row: Customer) -> dict[str, set[tuple]]:
+    return {
+        "subscriptions": set(row.subscriptions.values_list(
+            "subscription_id", "plan_id", "status", "auto_enable", "add_on", "past_due", "quantity",
+            "started_at", "current_period_start", "current_period_end", "canceled_at", "expires_at",
+            "trial_ends_at")),
+        "purchases": set(row.purchases.values_list("plan_id", "quantity", "started_at", "expires_at")),
+        "balances": {
+            (*values[:-1], json.dumps(values[-1], sort_keys=True))
+            for values in row.balances.values_list(
+                "feature_id", "granted", "remaining", "usage", "unlimited", "overage_allowed",
+                "max_purchase", "next_reset_at", "breakdown")
+        },
+        "flags": set(row.flags.values_list("flag_id", "feature_id", "plan_id", "expires_at")),
+    }
+
+
+def assert_mirror_matches(server: AutumnStandIn, env: str = "sandbox") -> int:
+    """Every customer of the stand-in is a present row equal to it field by field, and
+    every present row is a customer of the stand-in. Returns how many were compared."""
+    expected = server.list_customers(env=env)
+    rows = {
+        (c.autumn_id if c.autumn_id is not None else ("email", c.email)): c
+        for c in Customer.objects.filter(env=env).present().prefetch_related(
+            "subscriptions", "purchases", "balances", "flags")
+    }
+    assert len(rows) == len(expected), f"mirror has {len(rows)} present customers, Autumn {len(expected)}"
+    for customer in expected:
+        key = customer["id"] if customer["id"] is not None else ("email", customer["email"])
+        row = rows.get(key)
+        assert row is not None, f"customer {key!r} missing from the mirror"
+        assert row.raw == customer, f"raw JSON of {key!r} differs"
+        assert (row.autumn_id, row.name, row.email, row.fingerprint, row.stripe_id,
+                row.send_email_receipts, row.created_at) == (
+            customer["id"], customer.get("name"), customer.get("email"), customer.get("fingerprint"),
+            customer.get("stripe_id"), bool(customer.get("send_email_receipts")),
+            ms_to_datetime(customer["created_at"])), f"columns of {key!r} differ"
+        assert mirrored_children(row) == expected_children(customer), f"children of {key!r} differ"
+    return len(expected)
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120,
+               **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """Run ``django-admin`` with the test settings against the test database, in a child
+    process (for exit codes, killed runs and TTY-less output)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(REPO_ROOT)}
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["AUTUMN_TEST_SQLITE"] = str(Path(db["NAME"]).resolve())
+    else:
+        env["PGDATABASE"] = db["NAME"]
+    env.update(env_extra or {})
+    command = [sys.executable, "-m", "django", *args]
+    if popen.pop("background", False):
+        return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)

@@ -1,0 +1,218 @@
+"""The full sync against a real stand-in, into the real test database."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from autumn_django.exceptions import ServerError
+from autumn_django.models import Balance, Customer, Subscription, SyncRun
+from autumn_django.sync import sync_all_customers
+
+from .conftest import assert_mirror_matches
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_full_sync_of_thousands_equals_autumn_field_by_field(make_standin):
+    server = make_standin(3000, seed=1)
+
+    run = sync_all_customers()
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert (run.created, run.updated, run.unchanged, run.deleted, run.skipped) == (3000, 0, 0, 0, 0)
+    assert run.pages >= 3  # a last full page may or may not carry a cursor to an empty one
+    assert assert_mirror_matches(server) == 3000
+    # The seed holds the hard cases: they must really be in what was compared.
+    customers = server.list_customers()
+    assert any(c["id"] is None for c in customers)
+    assert any(len(c["subscriptions"]) + len(c["purchases"]) > 15 for c in customers)
+    assert any(usage % 1 for usage in Balance.objects.exclude(usage=None).values_list("usage", flat=True))
+
+
+def test_resync_after_creates_updates_renames_and_deletes_equals_autumn_again(make_standin):
+    server = make_standin(300, seed=2)
+    sync_all_customers(page_size=100)
+    customers = [c for c in server.list_customers() if c["id"]]
+    changed, renamed, deleted = customers[10], customers[20], customers[30:33]
+    server.modify_customer(changed["id"], name="Zoë Renamed-Ñame", balances={})
+    server.rename_customer(renamed["id"], "renamed_customer_1")
+    for customer in deleted:
+        server.delete_customer(customer["id"])
+    new = copy.deepcopy(customers[40])
+    new.update(id="brand_new_1", email="brand.new@example.com")
+    new.pop("created_at")
+    server.add_customer(new)
+
+    run = sync_all_customers(page_size=100)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.created == 2  # the new customer and the renamed one under its new id
+    assert run.updated == 1
+    assert run.deleted == 4  # three deleted, and the old id of the renamed customer
+    assert run.unchanged == 300 - 1 - 1 - 3
+    assert_mirror_matches(server)
+    gone = Customer.objects.get(autumn_id=deleted[0]["id"])
+    assert gone.deleted_at is not None and gone.subscriptions.exists(), "rows are never hard-deleted"
+    assert not Balance.objects.filter(customer__autumn_id=changed["id"]).exists()
+
+
+def test_unchanged_resync_rewrites_nothing(make_standin):
+    server = make_standin(200)
+    sync_all_customers()
+    before = dict(Customer.objects.values_list("autumn_id", "synced_at"))
+    subscription_ids = set(Subscription.objects.values_list("pk", flat=True))
+
+    run = sync_all_customers()
+
+    assert (run.created, run.updated, run.unchanged, run.deleted) == (0, 0, 200, 0)
+    assert dict(Customer.objects.values_list("autumn_id", "synced_at")) == before
+    assert set(Subscription.objects.values_list("pk", flat=True)) == subscription_ids
+    assert_mirror_matches(server)
+
+
+def test_unchanged_page_costs_a_constant_number_of_queries(make_standin):
+    make_standin(300)
+    sync_all_customers(page_size=100)
+    with CaptureQueriesContext(connection) as small:
+        sync_all_customers(page_size=100)
+    make_standin(900, seed=8)
+    sync_all_customers(page_size=300)
+    with CaptureQueriesContext(connection) as large:
+        sync_all_customers(page_size=300)
+    # Per-page work does not grow with the page's size (no per-customer queries).
+    assert len(large.captured_queries) == len(small.captured_queries)
+
+
+def test_customer_that_comes_back_is_undeleted(make_standin):
+    server = make_standin(50)
+    sync_all_customers()
+    victim = next(c for c in server.list_customers() if c["id"])
+    server.delete_customer(victim["id"])
+    assert sync_all_customers().deleted == 1
+    server.add_customer(victim)
+
+    run = sync_all_customers()
+
+    assert (run.undeleted, run.updated, run.deleted) == (1, 1, 0)
+    assert Customer.objects.get(autumn_id=victim["id"]).deleted_at is None
+    assert_mirror_matches(server)
+
+
+def test_customers_over_the_list_cap_get_every_product(make_standin):
+    server = make_standin(120)
+    capped = [c for c in server.list_customers()
+              if len(c["subscriptions"]) + len(c["purchases"]) > 15]
+    assert capped, "the seed must hold a customer over the cap"
+
+    sync_all_customers()
+
+    for customer in capped:
+        row = Customer.objects.get(autumn_id=customer["id"])
+        assert row.subscriptions.count() == len(customer["subscriptions"])
+        assert row.purchases.count() == len(customer["purchases"])
+    gets = [body for endpoint, body in server.requests if endpoint == "customers.get"]
+    assert sorted(body["customer_id"] for body in gets) == sorted(c["id"] for c in capped if c["id"])
+
+
+def test_idless_customers_are_kept_once_per_email(make_standin):
+    server = make_standin(400, seed=3)
+    idless = [c for c in server.list_customers() if c["id"] is None]
+    assert idless
+
+    sync_all_customers(page_size=70)
+    sync_all_customers(page_size=70)
+
+    rows = Customer.objects.filter(autumn_id__isnull=True)
+    assert sorted(rows.values_list("email", flat=True)) == sorted(c["email"] for c in idless)
+    assert rows.filter(deleted_at__isnull=False).count() == 0
+
+
+def test_null_cursor_on_a_full_page_neither_stops_early_nor_loops(make_standin):
+    server = make_standin(0)
+    base = 1_700_000_000_000
+    for i in range(9):
+        # The third customer of the first page of three has no id: Autumn answers that
+        # full page with next_cursor null although six more customers follow.
+        server.add_customer({"id": None if i == 2 else f"c{i}", "email": f"c{i}@example.com",
+                             "created_at": base + i, "subscriptions": [], "purchases": [],
+                             "balances": {}, "flags": {}})
+
+    run = sync_all_customers(page_size=3)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert Customer.objects.present().count() == 9
+    assert_mirror_matches(server)
+    continued = [b for e, b in server.requests if e == "customers.list" and "created_at_range" in b]
+    assert continued and continued[0]["created_at_range"]["start"] == base + 2
+
+
+def test_page_size_above_the_org_maximum_uses_the_maximum(make_standin):
+    server = make_standin(90, org_max_limit=40)
+
+    run = sync_all_customers(page_size=5000)
+
+    assert run.status == SyncRun.Status.SUCCEEDED and run.page_size == 40 and run.pages == 3
+    assert_mirror_matches(server)
+
+
+def test_a_record_that_does_not_parse_is_skipped_reported_and_left_as_it_was(make_standin):
+    server = make_standin(80)
+    sync_all_customers()
+    victim = next(c for c in server.list_customers() if c["id"])
+    stored_before = Customer.objects.get(autumn_id=victim["id"]).raw
+    server.faults.corrupt_customer(victim["id"], {"created_at": "yesterday"})
+    other = next(c for c in server.list_customers() if c["id"] and c["id"] != victim["id"])
+    server.modify_customer(other["id"], name="Still stored")
+
+    run = sync_all_customers()
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert run.skipped == 1 and run.updated == 1 and run.deleted == 0
+    assert run.errors == [{"customer": f"id:{victim['id']}",
+                           "error": "created_at: expected epoch milliseconds, got 'yesterday'"}]
+    row = Customer.objects.get(autumn_id=victim["id"])
+    assert row.raw == stored_before and row.deleted_at is None
+    assert Customer.objects.get(autumn_id=other["id"]).name == "Still stored"
+
+
+def test_sync_failing_midway_keeps_committed_pages_and_the_next_run_resumes(make_standin):
+    server = make_standin(250)
+
+    def fail_after_second_page(progress):
+        if progress.run.pages == 2:
+            server.faults.fail_next(1, status=500, endpoint="customers.list")
+
+    with pytest.raises(ServerError, match="500"):
+        sync_all_customers(page_size=100, progress=fail_after_second_page)
+
+    failed = SyncRun.objects.get()
+    assert (failed.status, failed.pages, failed.created) == (SyncRun.Status.FAILED, 2, 200)
+    assert "500" in failed.failure and failed.cursor
+    assert Customer.objects.count() == 200
+    server.clear_requests()
+
+    run = sync_all_customers(page_size=100)
+
+    assert run.pk == failed.pk and run.attempts == 2 and run.status == SyncRun.Status.SUCCEEDED
+    first_list = next(b for e, b in server.requests if e == "customers.list")
+    assert first_list["start_cursor"] == failed.cursor
+    assert run.created == 250 and run.deleted == 0
+    assert_mirror_matches(server)
+
+
+def test_user_link_survives_resync(make_standin):
+    server = make_standin(30)
+    sync_all_customers()
+    user = get_user_model().objects.create_user("linked", "linked@example.com", "x")
+    customer = next(c for c in server.list_customers() if c["id"])
+    Customer.objects.filter(autumn_id=customer["id"]).update(user=user)
+    server.modify_customer(customer["id"], name="Changed so the row is rewritten")
+
+    sync_all_customers()
+
+    assert Customer.objects.get(autumn_id=customer["id"]).user == user
