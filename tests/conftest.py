@@ -132,7 +132,8 @@ def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: flo
     env.update(env_extra or {})
     command = [sys.executable, "-m", "django", *args]
     if popen.pop("background", False):
-        return subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, **popen)
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True, **popen)
     return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)

@@ -3,6 +3,8 @@ runs it (a child process, so exit codes and the non-TTY output are real)."""
 
 from __future__ import annotations
 
+import os
+import pty
 import socket
 
 import pytest
@@ -33,6 +35,28 @@ def test_sync_prints_progress_lines_and_a_summary(make_standin):
     assert "Synced 120 sandbox customers in 3 pages" in result.stdout
     assert "created 120, updated 0, unchanged 0, deleted 0, skipped 0." in result.stdout
     assert Customer.objects.count() == 120
+
+
+def test_progress_bar_on_a_terminal(make_standin):
+    server = make_standin(120)
+    controller, terminal = pty.openpty()
+    child = run_manage("autumn_sync", "--page-size", "50", background=True, env_extra=sync_env(server),
+                       stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert child.wait(timeout=60) == 0
+    screen = output.decode()
+    assert "\r[" + "#" * 30 + "] 100%  120 customers, 3 pages" in screen
+    assert "Synced 120 sandbox customers in 3 pages" in screen
 
 
 def test_resync_reports_unchanged_and_deleted(make_standin):
