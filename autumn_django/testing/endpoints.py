@@ -1,0 +1,358 @@
+"""The customer endpoints: request validation and behaviour, independent of HTTP plumbing.
+
+Validation mimics the real server's zod schemas: the first problem found is reported as
+``400 invalid_inputs`` with the message ``"<field>: <problem>"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import Record, Store, build_match, decode_cursor, dumps, now_ms
+
+ID_RE = re.compile(r"^[a-zA-Z0-9_:-]+$")
+EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$")
+EXPANDS = frozenset(
+    {
+        "invoices", "entities", "trials_used", "rewards", "referrals", "payment_method",
+        "upcoming_invoice", "subscriptions.plan", "purchases.plan", "balances.feature",
+        "flags.feature",
+    }
+)  # fmt: skip
+PROCESSORS = ("stripe", "revenuecat", "vercel")
+_MISSING = object()
+
+
+class ApiError(Exception):
+    """An error the API answers as JSON ``{"message", "code", "env"}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_reply(status: int, code: str, message: str, env: str, **headers: str) -> Reply:
+    return Reply(status, dumps({"message": message, "code": code, "env": env}), headers=headers)
+
+
+def _bad(field_name: str, problem: str) -> ApiError:
+    return ApiError(400, "invalid_inputs", f"{field_name}: {problem}")
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "unknown")
+
+
+# -- field readers -------------------------------------------------------------------
+def _int(body: dict, name: str, lo: int, hi: int, default: int) -> int:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(name, f"Expected number, received {_type_name(value)}")
+    if value != int(value):
+        raise _bad(name, "Expected integer, received float")
+    if value < lo:
+        raise _bad(name, f"Number must be greater than or equal to {lo}")
+    if value > hi:
+        raise _bad(name, f"Number must be less than or equal to {hi}")
+    return int(value)
+
+
+def _str(body: dict, name: str, *, required: bool = False, nullable: bool = True) -> Any:
+    """A string field; returns ``_MISSING`` when absent (so "not given" differs from null)."""
+    value = body.get(name, _MISSING)
+    if value is _MISSING:
+        if required:
+            raise _bad(name, "Required")
+        return _MISSING
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise _bad(name, f"Expected string, received {_type_name(value)}")
+    return value
+
+
+def _typed(body: dict, name: str, kind: type, label: str) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        return _MISSING
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise _bad(name, f"Expected {label}, received {_type_name(value)}")
+    return value
+
+
+def _enum(body: dict, name: str, choices: tuple[str, ...], default: str | None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if value not in choices:
+        expected = " | ".join(f"'{c}'" for c in choices)
+        raise _bad(name, f"Invalid enum value. Expected {expected}, received '{value}'")
+    return value
+
+
+def _customer_id(body: dict, name: str = "customer_id", *, nullable: bool = False) -> Any:
+    value = _str(body, name, required=True, nullable=nullable)
+    if value is None:
+        return None
+    if not value:
+        raise _bad(name, "String must contain at least 1 character(s)")
+    if not ID_RE.match(value):
+        raise _bad(name, "Customer ID can only contain letters, numbers, underscores, hyphens and colons")
+    return value
+
+
+def _email(body: dict) -> Any:
+    value = _str(body, "email")
+    if isinstance(value, str) and not EMAIL_RE.match(value):
+        raise _bad("email", "Invalid email")
+    return value
+
+
+def _expand(body: dict) -> None:
+    value = body.get("expand")
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise _bad("expand", f"Expected array, received {_type_name(value)}")
+    for i, item in enumerate(value):
+        if item not in EXPANDS:
+            raise _bad(f"expand.{i}", f"Invalid enum value. Received '{item}'")
+
+
+def _filters(body: dict) -> tuple[Any, float | None, float | None]:
+    """The list filters: a match predicate and the created_at bounds (inclusive)."""
+    search = _str(body, "search")
+    plans = body.get("plans")
+    if plans is not None:
+        if not isinstance(plans, list):
+            raise _bad("plans", f"Expected array, received {_type_name(plans)}")
+        for i, plan in enumerate(plans):
+            if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
+                raise _bad(f"plans.{i}.id", "Required")
+            versions = plan.get("versions")
+            if versions is not None and (
+                not isinstance(versions, list)
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
+            ):
+                raise _bad(f"plans.{i}.versions", "Expected array of integers")
+    status = _enum(body, "subscription_status", ("active", "scheduled"), None)
+    procs = body.get("processors")
+    if procs is not None:
+        procs = [procs] if isinstance(procs, str) else procs
+        if not isinstance(procs, list) or any(p not in PROCESSORS for p in procs):
+            expected = " | ".join(f"'{p}'" for p in PROCESSORS)
+            raise _bad("processors", f"Invalid enum value. Expected {expected}")
+    lo = hi = None
+    rng = body.get("created_at_range")
+    if rng is not None:
+        if not isinstance(rng, dict):
+            raise _bad("created_at_range", f"Expected object, received {_type_name(rng)}")
+        for key in ("start", "end"):
+            v = rng.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise _bad(f"created_at_range.{key}", f"Expected number, received {_type_name(v)}")
+        lo, hi = rng.get("start"), rng.get("end")
+    match = build_match(search if isinstance(search, str) else None, plans, status, procs)
+    return match, lo, hi
+
+
+# -- endpoints -----------------------------------------------------------------------
+@dataclass
+class Ctx:
+    store: Store
+    env: str
+    version: str
+    org_max_limit: int
+    patches: dict
+
+
+def _customer_reply(ctx: Ctx, rec: Record) -> Reply:
+    data = rec.data
+    patch = ctx.patches.get(data.get("id")) if ctx.patches else None
+    return Reply(200, dumps({**data, **patch} if patch else data))
+
+
+def list_customers(ctx: Ctx, body: dict) -> Reply:
+    offset_paged = ctx.version in ("2.1", "2.2")
+    limit = _int(body, "limit", 1, 1000 if offset_paged else 5000, 10 if offset_paged else 50)
+    if limit > ctx.org_max_limit:
+        raise ApiError(
+            400, "invalid_request", f"limit {limit} exceeds max of {ctx.org_max_limit} for this org"
+        )
+    desc = _enum(body, "sort_order", ("asc", "desc"), "desc") == "desc"
+    match, lo, hi = _filters(body)
+    if offset_paged:
+        offset = _int(body, "offset", 0, 2**53, 0)
+        rows, total = ctx.store.offset_page(
+            offset=offset, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi,
+            patches=ctx.patches,
+        )  # fmt: skip
+        tail = dumps(
+            {"total_count": total, "has_more": offset + len(rows) < total, "offset": offset,
+             "limit": limit}
+        )  # fmt: skip
+        return Reply(200, b'{"list":[' + b",".join(rows) + b"]," + tail[1:])
+    cursor = _str(body, "start_cursor")
+    after = None
+    if isinstance(cursor, str) and cursor:
+        after = decode_cursor(cursor)
+        if after is None:
+            raise ApiError(400, "invalid_cursor", "Invalid cursor: could not decode start_cursor")
+    rows, next_cursor = ctx.store.cursor_page(
+        after=after, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi, patches=ctx.patches
+    )
+    return Reply(200, b'{"list":[' + b",".join(rows) + b'],"next_cursor":' + dumps(next_cursor) + b"}")
+
+
+def _not_found(customer_id: str) -> ApiError:
+    return ApiError(404, "customer_not_found", f"Customer {customer_id} not found")
+
+
+def get_customer(ctx: Ctx, body: dict) -> Reply:
+    customer_id = _str(body, "customer_id", required=True, nullable=False)
+    _expand(body)
+    rec = ctx.store.find(customer_id)
+    if rec is None:
+        raise _not_found(customer_id)
+    return _customer_reply(ctx, rec)
+
+
+def get_or_create(ctx: Ctx, body: dict) -> Reply:
+    customer_id = _customer_id(body, nullable=True)
+    email = _email(body)
+    name = _str(body, "name")
+    fingerprint = _str(body, "fingerprint")
+    stripe_id = _str(body, "stripe_id")
+    metadata = _typed(body, "metadata", dict, "object")
+    receipts = _typed(body, "send_email_receipts", bool, "boolean")
+    controls = _typed(body, "billing_controls", dict, "object")
+    plan_id = _str(body, "auto_enable_plan_id")
+    create_in_stripe = _typed(body, "create_in_stripe", bool, "boolean")
+    _expand(body)
+    email = email if isinstance(email, str) else None
+    if customer_id is None and not email:
+        raise _bad("email", "email is required when customer_id is null")
+    store = ctx.store
+    with store.lock:
+        rec = store.find(customer_id) if customer_id is not None else store.find_idless(email)
+        if rec is not None:  # idempotent: returned as it is, nothing applied
+            return _customer_reply(ctx, rec)
+        if customer_id is not None and email:
+            rec = store.find_idless(email)
+            if rec is not None:  # a new id claims the id-less customer with this email
+                store.replace(rec, {**rec.data, "id": customer_id})
+                return _customer_reply(ctx, rec)
+        now = now_ms()
+        processors: dict[str, Any] = {}
+        if isinstance(stripe_id, str):
+            processors["stripe"] = {"id": stripe_id}
+        elif create_in_stripe is True:
+            stripe_id = f"cus_{now:x}{store.env[:1]}"
+            processors["stripe"] = {"id": stripe_id}
+        subs = []
+        if isinstance(plan_id, str) and plan_id:
+            subs.append(
+                {"id": f"sub_{now:x}", "plan_id": plan_id, "status": "active",
+                 "auto_enable": True, "add_on": False, "past_due": False, "quantity": 1,
+                 "started_at": now, "current_period_start": None, "current_period_end": None,
+                 "canceled_at": None, "expires_at": None, "trial_ends_at": None}
+            )  # fmt: skip
+        given = lambda v, default: default if v is _MISSING else v  # noqa: E731
+        rec = store.add(
+            {
+                "id": customer_id, "name": given(name, None), "email": email,
+                "created_at": now, "fingerprint": given(fingerprint, None),
+                "stripe_id": given(stripe_id, None), "metadata": given(metadata, {}),
+                "send_email_receipts": given(receipts, False),
+                "billing_controls": given(controls, {}), "config": {},
+                "processors": processors, "subscriptions": subs, "purchases": [],
+                "balances": {}, "flags": {},
+            }
+        )  # fmt: skip
+        return _customer_reply(ctx, rec)
+
+
+def update_customer(ctx: Ctx, body: dict) -> Reply:
+    customer_id = _str(body, "customer_id", required=True, nullable=False)
+    changes: dict[str, Any] = {}
+    for name in ("name", "fingerprint", "stripe_id"):
+        value = _str(body, name)
+        if value is not _MISSING:
+            changes[name] = value
+    email = _email(body)
+    if email is not _MISSING:
+        changes["email"] = email
+    receipts = _typed(body, "send_email_receipts", bool, "boolean")
+    if receipts is not _MISSING:
+        changes["send_email_receipts"] = receipts
+    controls = _typed(body, "billing_controls", dict, "object")
+    if controls is not _MISSING:
+        changes["billing_controls"] = controls
+    metadata = _typed(body, "metadata", dict, "object")
+    new_id = None
+    if body.get("new_customer_id") is not None:
+        new_id = _customer_id(body, "new_customer_id")
+    store = ctx.store
+    with store.lock:
+        rec = store.find(customer_id)
+        if rec is None:
+            raise _not_found(customer_id)
+        data = {**rec.data, **changes}
+        if metadata is not _MISSING:  # merged; a key set to null is removed
+            merged = dict(data.get("metadata") or {})
+            for key, value in metadata.items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            data["metadata"] = merged
+        if "stripe_id" in changes:
+            procs = {k: v for k, v in (data.get("processors") or {}).items() if k != "stripe"}
+            if changes["stripe_id"]:
+                procs["stripe"] = {"id": changes["stripe_id"]}
+            data["processors"] = procs
+        if new_id is not None and new_id != customer_id:
+            if store.find(new_id) is not None:
+                raise ApiError(409, "customer_already_exists", f"Customer {new_id} already exists")
+            data["id"] = new_id
+        store.replace(rec, data)
+        return _customer_reply(ctx, rec)
+
+
+def delete_customer(ctx: Ctx, body: dict) -> Reply:
+    customer_id = _str(body, "customer_id", required=True, nullable=False)
+    with ctx.store.lock:
+        rec = ctx.store.find(customer_id)
+        if rec is None:
+            raise _not_found(customer_id)
+        ctx.store.remove(rec)
+    return Reply(200, b'{"success":true}')
+
+
+HANDLERS = {
+    "customers.list": list_customers,
+    "customers.get": get_customer,
+    "customers.get_or_create": get_or_create,
+    "customers.update": update_customer,
+    "customers.delete": delete_customer,
+}

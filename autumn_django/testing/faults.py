@@ -1,0 +1,147 @@
+"""Switches that make the stand-in misbehave the ways the real API and its proxies do.
+
+Every switch is thread-safe: a test flips it from its own thread while the server's
+handler threads consume it. "Next n" faults are queued in the order they were armed and
+each matching request takes one from the first fault that matches it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+ENDPOINTS = frozenset(
+    {
+        "customers.list",
+        "customers.get",
+        "customers.get_or_create",
+        "customers.update",
+        "customers.delete",
+    }
+)
+
+
+@dataclass
+class Fault:
+    """One armed fault; ``kind`` is "status", "rate_limit", "drop" or "malformed"."""
+
+    kind: str
+    remaining: int
+    endpoint: str | None
+    status: int = 0
+    retry_after: int = 1
+    rate_kind: str = "text"
+    body: bytes = b""
+    content_type: str = ""
+
+
+def _check_endpoint(endpoint: str | None) -> None:
+    if endpoint is not None and endpoint not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {sorted(ENDPOINTS)}")
+
+
+class Faults:
+    """The fault switches of one :class:`AutumnStandIn`, reached as ``server.faults``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[Fault] = []
+        self._delays: dict[str | None, float] = {}
+        self._corrupt: dict[str, dict[Any, dict]] = {}
+
+    def _arm(self, fault: Fault) -> None:
+        _check_endpoint(fault.endpoint)
+        if fault.remaining < 0:
+            raise ValueError("n must be >= 0")
+        if fault.remaining:
+            with self._lock:
+                self._queue.append(fault)
+
+    def fail_next(self, n: int, status: int = 503, endpoint: str | None = None, retry_after: int = 1) -> None:
+        """Answer the next ``n`` matching requests with ``status``.
+
+        503 carries ``Retry-After`` and a JSON error, 500 is JSON ``internal_error``, 502 and
+        504 are plain-text bodies as a proxy in front of the API would send.
+        """
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status (400-599)")
+        self._arm(Fault("status", n, endpoint, status=status, retry_after=retry_after))
+
+    def rate_limit_next(
+        self, n: int, retry_after: int = 1, kind: str = "text", endpoint: str | None = None
+    ) -> None:
+        """Answer the next ``n`` matching requests with a 429.
+
+        ``kind="text"`` is the main limiter (text/plain body, ``retry-after`` and
+        ``ratelimit-*`` headers); ``kind="json"`` is the get/get_or_create limiter (JSON
+        ``rate_limit_exceeded``, no ``retry-after``).
+        """
+        if kind not in ("text", "json"):
+            raise ValueError('kind must be "text" or "json"')
+        self._arm(Fault("rate_limit", n, endpoint, retry_after=retry_after, rate_kind=kind))
+
+    def drop_next(self, n: int, endpoint: str | None = None) -> None:
+        """Close the connection without any response for the next ``n`` matching requests."""
+        self._arm(Fault("drop", n, endpoint))
+
+    def malformed_next(
+        self,
+        n: int,
+        endpoint: str | None = None,
+        body: bytes = b"<html>oops</html>",
+        content_type: str = "text/html",
+        status: int = 200,
+    ) -> None:
+        """Answer the next ``n`` matching requests with this raw body."""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self._arm(Fault("malformed", n, endpoint, status=status, body=body, content_type=content_type))
+
+    def delay(self, seconds: float, endpoint: str | None = None) -> None:
+        """Sleep ``seconds`` before answering matching requests until cleared with 0."""
+        _check_endpoint(endpoint)
+        with self._lock:
+            if seconds and seconds > 0:
+                self._delays[endpoint] = float(seconds)
+            else:
+                self._delays.pop(endpoint, None)
+
+    def corrupt_customer(self, customer_id: str | None, patch: dict, env: str = "sandbox") -> None:
+        """Merge ``patch`` into that customer's top level in every response carrying it.
+
+        The store keeps the true object; only what goes over the wire is corrupted, e.g.
+        ``{"created_at": "not a number"}`` to test a record the client cannot parse.
+        """
+        if not isinstance(patch, dict):
+            raise TypeError("patch must be a dict")
+        with self._lock:
+            self._corrupt.setdefault(env, {})[customer_id] = dict(patch)
+
+    def clear(self) -> None:
+        """Disarm everything: queued faults, delays and corrupted customers."""
+        with self._lock:
+            self._queue.clear()
+            self._delays.clear()
+            self._corrupt.clear()
+
+    # -- used by the server ---------------------------------------------------------
+    def take(self, endpoint: str) -> Fault | None:
+        """Consume one use of the first armed fault matching ``endpoint``."""
+        with self._lock:
+            for fault in self._queue:
+                if fault.remaining > 0 and fault.endpoint in (None, endpoint):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._queue.remove(fault)
+                    return fault
+            return None
+
+    def delay_for(self, endpoint: str) -> float:
+        with self._lock:
+            return self._delays.get(endpoint, self._delays.get(None, 0.0))
+
+    def patches(self, env: str) -> dict:
+        """``{customer_id: patch}`` for ``env`` (a snapshot, safe to read unlocked)."""
+        with self._lock:
+            return dict(self._corrupt.get(env) or {})

@@ -1,0 +1,361 @@
+"""The stand-in's in-memory customer store for one env, and its keyset paging.
+
+Customers are ordered by ``(created_at, insertion sequence)``. The sequence is the
+tie-breaker the real server gets from its row ids: many customers can share one
+``created_at`` millisecond (bulk imports), and a cursor must still land between them.
+
+Speed matters because benchmarks page through 100k customers: each customer's list-row JSON
+is serialized once and cached as bytes (dropped whenever the customer changes), and pages
+are built by joining those bytes. A sorted key list plus ``bisect`` finds a cursor's place.
+
+Stored objects are never mutated in place: a change builds a new top-level dict, and nested
+values are replaced, not edited. That is what lets the store keep (shallow copies of) the
+caller's seed objects without a costly deep copy of 100k customers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import gc
+import json
+import math
+import threading
+import time
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable
+from typing import Any
+
+LIST_ITEM_CAP = 15  # subscriptions + purchases carried by one list row
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+# Top-level fields every Customer has; filled in for objects added with fewer.
+_DEFAULTS: dict[str, Any] = {
+    "name": None, "email": None, "fingerprint": None, "stripe_id": None, "metadata": {},
+    "send_email_receipts": False, "billing_controls": {}, "config": {}, "processors": {},
+    "subscriptions": [], "purchases": [], "balances": {}, "flags": {},
+}  # fmt: skip
+
+Match = Callable[[dict], bool]
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON, as the real (Node) server writes it."""
+    try:
+        return _ENCODER.encode(obj).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: fall back to \\u escapes
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _sort_value(created_at: Any) -> float:
+    if isinstance(created_at, (int, float)) and not isinstance(created_at, bool):
+        return created_at
+    return 0
+
+
+def list_row(data: dict) -> dict:
+    """The customer as a list row: at most 15 subscriptions + purchases, subscriptions first."""
+    subs = data.get("subscriptions")
+    purchases = data.get("purchases")
+    if not isinstance(subs, list) or not isinstance(purchases, list):
+        return data
+    if len(subs) + len(purchases) <= LIST_ITEM_CAP:
+        return data
+    row = dict(data)
+    row["subscriptions"] = subs[:LIST_ITEM_CAP]
+    row["purchases"] = purchases[: max(0, LIST_ITEM_CAP - len(subs))]
+    return row
+
+
+def encode_cursor(key: tuple) -> str:
+    raw = json.dumps([key[0], key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple | None:
+    """The ``(created_at, seq)`` a cursor points after, or None if it does not decode."""
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        c, s = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    ok_c = isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+    if not ok_c or not isinstance(s, int) or isinstance(s, bool):
+        return None
+    return (c, s)
+
+
+class Record:
+    __slots__ = ("data", "key", "row", "seq")
+
+    def __init__(self, seq: int, data: dict) -> None:
+        self.seq = seq
+        self.data = data
+        self.key = (_sort_value(data.get("created_at")), seq)
+        self.row: bytes | None = None  # cached list-row JSON
+
+    def row_bytes(self) -> bytes:
+        if self.row is None:
+            self.row = dumps(list_row(self.data))
+        return self.row
+
+
+def _email_key(email: Any) -> str | None:
+    return email.strip().lower() if isinstance(email, str) and email.strip() else None
+
+
+class Store:
+    """All customers of one env. Methods lock; callers doing check-then-act hold ``lock``."""
+
+    def __init__(self, env: str) -> None:
+        self.env = env
+        self.lock = threading.RLock()
+        self._recs: dict[int, Record] = {}
+        self._keys: list[tuple] = []
+        self._by_id: dict[str, Record] = {}
+        self._idless: dict[str, list[Record]] = {}  # email -> id-less customers
+        self._next_seq = 0
+
+    # -- indexing -------------------------------------------------------------------
+    def _prepare(self, customer: dict) -> dict:
+        if not isinstance(customer, dict):
+            raise TypeError("a customer must be a dict")
+        data = dict(customer)
+        if "id" not in data:
+            raise ValueError("a customer needs an 'id' key (it may be None)")
+        for k, v in _DEFAULTS.items():
+            if k not in data:
+                data[k] = copy.copy(v)
+        if data.get("created_at") is None:
+            data["created_at"] = now_ms()
+        data["env"] = self.env  # one store is one env, whatever the object said
+        return data
+
+    def _index(self, rec: Record) -> None:
+        cid = rec.data.get("id")
+        if cid is not None:
+            if cid in self._by_id:
+                raise ValueError(f"customer id {cid!r} already exists")
+            self._by_id[cid] = rec
+        else:
+            email = _email_key(rec.data.get("email"))
+            if email:
+                self._idless.setdefault(email, []).append(rec)
+
+    def _unindex(self, rec: Record) -> None:
+        cid = rec.data.get("id")
+        if cid is not None:
+            self._by_id.pop(cid, None)
+            return
+        email = _email_key(rec.data.get("email"))
+        same = self._idless.get(email or "")
+        if same and rec in same:
+            same.remove(rec)
+            if not same:
+                del self._idless[email]
+
+    # -- writes ---------------------------------------------------------------------
+    def seed(self, customers: Iterable[dict]) -> None:
+        """Add many customers at once: one sort instead of an insort per customer."""
+        was_enabled = gc.isenabled()
+        gc.disable()  # 100k new objects would trigger repeated full-heap GC scans
+        try:
+            with self.lock:
+                for customer in customers:
+                    rec = Record(self._next_seq, self._prepare(customer))
+                    self._index(rec)
+                    self._next_seq += 1
+                    self._recs[rec.seq] = rec
+                    self._keys.append(rec.key)
+                self._keys.sort()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def add(self, customer: dict) -> Record:
+        with self.lock:
+            rec = Record(self._next_seq, self._prepare(customer))
+            self._index(rec)
+            self._next_seq += 1
+            self._recs[rec.seq] = rec
+            insort(self._keys, rec.key)
+            return rec
+
+    def replace(self, rec: Record, data: dict) -> None:
+        """Swap in a new top-level dict for ``rec`` (re-keying and re-indexing as needed)."""
+        with self.lock:
+            if self._recs.get(rec.seq) is not rec:
+                raise KeyError("customer is no longer in the store")
+            new_id = data.get("id")
+            if new_id is not None and new_id != rec.data.get("id") and new_id in self._by_id:
+                raise ValueError(f"customer id {new_id!r} already exists")
+            self._unindex(rec)
+            old_key = rec.key
+            rec.data = data
+            rec.row = None
+            rec.key = (_sort_value(data.get("created_at")), rec.seq)
+            if rec.key != old_key:
+                del self._keys[bisect_left(self._keys, old_key)]
+                insort(self._keys, rec.key)
+            self._index(rec)
+
+    def remove(self, rec: Record) -> None:
+        with self.lock:
+            if self._recs.pop(rec.seq, None) is None:
+                return
+            self._unindex(rec)
+            del self._keys[bisect_left(self._keys, rec.key)]
+
+    # -- reads ----------------------------------------------------------------------
+    def find(self, customer_id: str) -> Record | None:
+        return self._by_id.get(customer_id)
+
+    def find_idless(self, email: str) -> Record | None:
+        same = self._idless.get(_email_key(email) or "")
+        return min(same, key=lambda r: r.key) if same else None
+
+    def records(self) -> list[Record]:
+        with self.lock:
+            return [self._recs[k[1]] for k in self._keys]
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
+    def _bounds(self, lo_ca: float | None, hi_ca: float | None) -> tuple[int, int]:
+        keys = self._keys
+        lo = 0 if lo_ca is None else bisect_left(keys, (lo_ca,))
+        hi = len(keys) if hi_ca is None else bisect_right(keys, (hi_ca, math.inf))
+        return lo, hi
+
+    @staticmethod
+    def _row(rec: Record, patches: dict) -> bytes:
+        if patches:
+            patch = patches.get(rec.data.get("id"))
+            if patch is not None:
+                return dumps({**list_row(rec.data), **patch})
+        return rec.row_bytes()
+
+    def cursor_page(
+        self,
+        *,
+        after: tuple | None,
+        limit: int,
+        desc: bool,
+        match: Match | None,
+        lo_ca: float | None = None,
+        hi_ca: float | None = None,
+        patches: dict | None = None,
+    ) -> tuple[list[bytes], str | None]:
+        """One 2.3 page: the rows' JSON bytes and the ``next_cursor``.
+
+        ``next_cursor`` is None on the last page, and also (the real server's defect,
+        reproduced on purpose) when a full page ends with a customer whose id is null.
+        """
+        patches = patches or {}
+        with self.lock:
+            keys, recs = self._keys, self._recs
+            lo, hi = self._bounds(lo_ca, hi_ca)
+            if desc:
+                end = hi if after is None else min(hi, bisect_left(keys, after))
+                positions: Iterable[int] = range(end - 1, lo - 1, -1)
+            else:
+                start = lo if after is None else max(lo, bisect_right(keys, after))
+                positions = range(start, hi)
+            if match is None:  # fast path: a slice, plus "is there one more?"
+                picked = [recs[keys[i][1]] for i in positions[: limit + 1]]
+            else:
+                picked = []
+                for i in positions:
+                    rec = recs[keys[i][1]]
+                    if match(rec.data):
+                        picked.append(rec)
+                        if len(picked) > limit:
+                            break
+            more = len(picked) > limit
+            picked = picked[:limit]
+            rows = [self._row(r, patches) for r in picked]
+            last = picked[-1] if picked else None
+            if not more or last is None or last.data.get("id") is None:
+                return rows, None
+            return rows, encode_cursor(last.key)
+
+    def offset_page(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        desc: bool,
+        match: Match | None,
+        lo_ca: float | None = None,
+        hi_ca: float | None = None,
+        patches: dict | None = None,
+    ) -> tuple[list[bytes], int]:
+        """One 2.1/2.2 page: the rows' JSON bytes and the total count of matches."""
+        with self.lock:
+            lo, hi = self._bounds(lo_ca, hi_ca)
+            chosen = [self._recs[k[1]] for k in self._keys[lo:hi]]
+            if desc:
+                chosen.reverse()
+            if match is not None:
+                chosen = [r for r in chosen if match(r.data)]
+            rows = [self._row(r, patches or {}) for r in chosen[offset : offset + limit]]
+            return rows, len(chosen)
+
+
+def build_match(
+    search: str | None,
+    plans: list[dict] | None,
+    subscription_status: str | None,
+    processors: list[str] | None,
+) -> Match | None:
+    """A predicate for the list filters (all given filters must hold), or None for none."""
+    tests: list[Match] = []
+    if search:
+        needle = search.lower()
+
+        def by_search(c: dict) -> bool:
+            return any(isinstance(c.get(f), str) and needle in c[f].lower() for f in ("id", "name", "email"))
+
+        tests.append(by_search)
+    if plans:
+        wanted = {p["id"]: p.get("versions") for p in plans}
+
+        def plan_ok(item: Any) -> bool:
+            if not isinstance(item, dict) or item.get("plan_id") not in wanted:
+                return False
+            versions = wanted[item["plan_id"]]
+            # Items carry no version in this shape; a version filter only bites when they do.
+            return not versions or item.get("version") is None or item["version"] in versions
+
+        def by_plan(c: dict) -> bool:
+            items = (c.get("subscriptions") or []) + (c.get("purchases") or [])
+            return any(plan_ok(i) for i in items)
+
+        tests.append(by_plan)
+    if subscription_status:
+
+        def by_status(c: dict) -> bool:
+            return any(
+                isinstance(s, dict) and s.get("status") == subscription_status
+                for s in c.get("subscriptions") or []
+            )
+
+        tests.append(by_status)
+    if processors:
+
+        def by_processor(c: dict) -> bool:
+            procs = c.get("processors") or {}
+            return isinstance(procs, dict) and any(procs.get(p) for p in processors)
+
+        tests.append(by_processor)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda c: all(t(c) for t in tests)

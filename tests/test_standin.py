@@ -1,0 +1,626 @@
+"""The stand-in Autumn API pinned to the contract in autumn-api.md, over real HTTP.
+
+No database and no mocking: every test talks to a started ``AutumnStandIn`` with plain
+``requests`` calls, so what is pinned here is exactly what the app's client will see.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from autumn_django.testing import AutumnStandIn, make_customers
+
+pytest_plugins = ["pytester"]
+
+KEY = "am_sk_test_standin0000"
+LIVE_KEY = "am_sk_live_standin0000"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000_000
+
+
+def call(server, endpoint, body=None, *, key=KEY, version="2.3", session=None, timeout=10):
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    if version is not None:
+        headers["x-api-version"] = version
+    post = (session or requests).post
+    return post(f"{server.url}/v1/{endpoint}", json=body, headers=headers, timeout=timeout)
+
+
+def ok(server, endpoint, body=None, **kw):
+    r = call(server, endpoint, body, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_error(r, status, code, env="sandbox"):
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"message", "code", "env"}
+    assert (body["code"], body["env"]) == (code, env)
+    return body["message"]
+
+
+def customer(cid, created_at, **extra):
+    return {"id": cid, "name": f"Name {cid}", "email": f"{cid or 'x'}@example.com",
+            "created_at": created_at, **extra}  # fmt: skip
+
+
+def crawl(server, limit, sort_order="asc", **filters):
+    """All rows of a cursor crawl, stepping over the null-cursor defect (asc only).
+
+    When a full page ends with an id-less customer the cursor is null; the crawl goes on
+    from that customer's created_at (inclusive) and skips the rows of that millisecond it
+    has already seen, relying on the stable order within one millisecond.
+    """
+    rows, cursor, skip, restarts = [], "", 0, set()
+    while True:
+        body = {"start_cursor": cursor, "limit": limit, "sort_order": sort_order, **filters}
+        page = ok(server, "customers.list", body)
+        batch = page["list"]
+        rows += batch[skip:]
+        skip = max(0, skip - len(batch))
+        cursor = page["next_cursor"]
+        if cursor is not None:
+            continue
+        if sort_order == "asc" and len(batch) == limit and batch[-1]["id"] is None:
+            last = batch[-1]["created_at"]
+            skip = sum(1 for r in rows if r["created_at"] == last)
+            assert (last, skip) not in restarts, "crawl would loop"
+            restarts.add((last, skip))
+            filters["created_at_range"] = {**filters.get("created_at_range", {}), "start": last}
+            cursor = ""
+            continue
+        return rows
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """A read-only server for tests that do not change data."""
+    with AutumnStandIn(customers=make_customers(120, seed=5)) as server:
+        yield server
+
+
+@pytest.fixture
+def server():
+    with AutumnStandIn(customers=make_customers(30, seed=2)) as server:
+        yield server
+
+
+@pytest.fixture
+def small():
+    """Five customers with known times; the third is id-less."""
+    rows = [customer("c1", T0), customer("c2", T0 + 1), customer(None, T0 + 2),
+            customer("c4", T0 + 3), customer("c5", T0 + 4)]  # fmt: skip
+    with AutumnStandIn(customers=rows) as server:
+        yield server
+
+
+# -- auth and versions ---------------------------------------------------------------
+def test_auth_errors(shared):
+    assert_error(call(shared, "customers.list", {}, key=None), 401, "no_secret_key")
+    bad = "am_sk_test_bogus!!key1234"
+    msg = assert_error(call(shared, "customers.list", {}, key=bad), 401, "invalid_secret_key")
+    assert "am_sk_te...1234" in msg and bad not in msg
+    assert_error(call(shared, "customers.list", {}, key="am_sk_test_short"), 401, "invalid_secret_key")
+    assert_error(call(shared, "customers.list", {}, key="sk_live_whatever123"), 401, "invalid_secret_key")
+    assert_error(call(shared, "customers.get", {}, key="am_sk_live_bad"), 401, "invalid_secret_key", "live")
+
+
+def test_key_prefix_decides_env():
+    with AutumnStandIn(customers=[customer("s1", T0)]) as server:
+        server.add_customer(customer("l1", T0), env="live")
+        assert [c["id"] for c in ok(server, "customers.list", {})["list"]] == ["s1"]
+        live = ok(server, "customers.list", {}, key=LIVE_KEY)["list"]
+        assert [(c["id"], c["env"]) for c in live] == [("l1", "live")]
+        assert_error(call(server, "customers.get", {"customer_id": "s1"}, key=LIVE_KEY), 404,
+                     "customer_not_found", "live")  # fmt: skip
+
+
+def test_explicit_secret_keys():
+    with AutumnStandIn(customers=[], secret_keys=["am_sk_test_only_this_one"]) as server:
+        assert call(server, "customers.list", {}, key="am_sk_test_only_this_one").status_code == 200
+        assert_error(call(server, "customers.list", {}, key=KEY), 401, "invalid_secret_key")
+
+
+def test_api_versions(shared):
+    assert set(ok(shared, "customers.list", {}, version=None)) == {"list", "next_cursor"}
+    assert_error(call(shared, "customers.list", {}, version="2.0"), 400, "invalid_api_version")
+    assert_error(call(shared, "customers.get", {"customer_id": "x"}, version="banana"), 400,
+                 "invalid_api_version")  # fmt: skip
+
+
+def test_offset_paging_before_2_3(shared):
+    everyone = shared.list_customers()
+    seen = []
+    for offset in range(0, 200, 50):
+        page = ok(shared, "customers.list", {"offset": offset, "limit": 50, "sort_order": "asc"},
+                  version="2.2")  # fmt: skip
+        assert (page["total_count"], page["offset"], page["limit"]) == (120, offset, 50)
+        assert page["has_more"] == (offset + 50 < 120)
+        assert "next_cursor" not in page
+        seen += page["list"]
+    assert [c["created_at"] for c in seen] == [c["created_at"] for c in everyone]
+    assert len(ok(shared, "customers.list", {}, version="2.1")["list"]) == 10
+    assert_error(call(shared, "customers.list", {"limit": 1001}, version="2.2"), 400, "invalid_inputs")
+
+
+# -- customers.list ------------------------------------------------------------------
+def test_paging_covers_every_customer_once_both_orders():
+    people = [c for c in make_customers(150, seed=9) if c["id"] is not None]
+    # a bulk import: several customers in the very same millisecond
+    for i in range(6):
+        people.append(customer(f"bulk_{i}", T0))
+    with AutumnStandIn(customers=people) as server:
+        expected = [c["id"] for c in server.list_customers()]
+        assert len(expected) == len(set(expected)) == len(people)
+        cas = [c["created_at"] for c in server.list_customers()]
+        assert cas == sorted(cas)
+        for limit in (1, 7, 1000):
+            assert [c["id"] for c in crawl(server, limit, "asc")] == expected
+            assert [c["id"] for c in crawl(server, limit, "desc")] == expected[::-1]
+        # default sort order is desc
+        assert ok(server, "customers.list", {"limit": 1})["list"][0]["id"] == expected[-1]
+        assert len(ok(server, "customers.list", {})["list"]) == 50  # default limit
+
+
+def test_limit_validation():
+    with AutumnStandIn(customers=[], org_max_limit=100) as server:
+        for bad in (0, -1, 5001, "10", 2.5, True):
+            msg = assert_error(call(server, "customers.list", {"limit": bad}), 400, "invalid_inputs")
+            assert msg.startswith("limit: ")
+        msg = assert_error(call(server, "customers.list", {"limit": 101}), 400, "invalid_request")
+        assert msg == "limit 101 exceeds max of 100 for this org"
+        assert ok(server, "customers.list", {"limit": 100})["list"] == []
+    with AutumnStandIn(customers=[]) as server:
+        msg = assert_error(call(server, "customers.list", {"limit": 5000}), 400, "invalid_request")
+        assert msg == "limit 5000 exceeds max of 1000 for this org"
+        msg = assert_error(call(server, "customers.list", {"sort_order": "up"}), 400, "invalid_inputs")
+        assert msg.startswith("sort_order: ")
+
+
+def test_invalid_cursor(shared):
+    not_list = base64.urlsafe_b64encode(b'{"a":1}').decode()
+    for bad in ("garbage!!", "bm9wZQ", not_list, "=="):
+        assert_error(call(shared, "customers.list", {"start_cursor": bad}), 400, "invalid_cursor")
+    assert ok(shared, "customers.list", {"start_cursor": "", "limit": 2})["next_cursor"]
+
+
+def test_null_cursor_defect_on_full_page_ending_id_less(small):
+    page = ok(small, "customers.list", {"limit": 3, "sort_order": "asc"})
+    assert [c["id"] for c in page["list"]] == ["c1", "c2", None]
+    assert page["next_cursor"] is None  # the defect: more customers exist
+    # the documented way on: created_at_range.start (inclusive) from the last created_at
+    rest = ok(small, "customers.list",
+              {"limit": 3, "sort_order": "asc", "created_at_range": {"start": T0 + 2}})  # fmt: skip
+    assert [c["id"] for c in rest["list"]] == [None, "c4", "c5"]
+    # a full page ending with an id'd customer has a cursor; the last page has none
+    page = ok(small, "customers.list", {"limit": 2, "sort_order": "asc"})
+    assert page["next_cursor"] is not None
+    page = ok(small, "customers.list", {"limit": 2, "sort_order": "asc", "start_cursor": page["next_cursor"]})
+    assert [c["id"] for c in page["list"]] == [None, "c4"] and page["next_cursor"] is not None
+    page = ok(small, "customers.list", {"limit": 2, "sort_order": "asc", "start_cursor": page["next_cursor"]})
+    assert [c["id"] for c in page["list"]] == ["c5"] and page["next_cursor"] is None
+    # exactly full last page: still null
+    assert ok(small, "customers.list", {"limit": 5})["next_cursor"] is None
+
+
+def test_cursor_survives_deletion_of_its_customer(small):
+    page = ok(small, "customers.list", {"limit": 2, "sort_order": "asc"})
+    small.delete_customer("c2")
+    page = ok(small, "customers.list", {"limit": 5, "sort_order": "asc", "start_cursor": page["next_cursor"]})
+    assert [c["id"] for c in page["list"]] == [None, "c4", "c5"]
+
+
+def test_list_rows_capped_at_15_items_but_get_has_all():
+    heavy = [c for c in make_customers(200, seed=4) if len(c["subscriptions"]) + len(c["purchases"]) > 15]
+    assert heavy
+    full = heavy[0]
+    with AutumnStandIn(customers=heavy) as server:
+        row = ok(server, "customers.list", {"limit": 10})["list"][0]
+        assert len(row["subscriptions"]) + len(row["purchases"]) == 15
+        n_subs = min(15, len(full["subscriptions"]))
+        assert row["subscriptions"] == full["subscriptions"][:n_subs]
+        assert row["purchases"] == full["purchases"][: 15 - n_subs]
+        got = ok(server, "customers.get", {"customer_id": full["id"]})
+        assert got == full
+        assert server.get_customer(full["id"]) == full
+
+
+def test_filters(shared):
+    everyone = shared.list_customers()
+
+    def ids(**filters):
+        return sorted(str(c["id"]) for c in crawl(shared, 1000, **filters))
+
+    def want(pred):
+        return sorted(str(c["id"]) for c in everyone if pred(c))
+
+    someone = next(c for c in everyone if c["id"] and c["name"] and c["email"])
+    needle = someone["name"][1:4].upper()
+    assert str(someone["id"]) in ids(search=needle)
+    assert ids(search=needle) == want(
+        lambda c: any(needle.lower() in (c[f] or "").lower() for f in ("id", "name", "email"))
+    )
+    assert ids(search=someone["email"].upper()) == [someone["id"]]
+    assert ids(plans=[{"id": "pro"}]) == want(
+        lambda c: any(i["plan_id"] == "pro" for i in c["subscriptions"] + c["purchases"])
+    )
+    assert ids(plans=[{"id": "credits_100"}, {"id": "team", "versions": [1]}]) == want(
+        lambda c: any(i["plan_id"] in ("credits_100", "team") for i in c["subscriptions"] + c["purchases"])
+    )
+    assert ids(subscription_status="scheduled") == want(
+        lambda c: any(s["status"] == "scheduled" for s in c["subscriptions"])
+    )
+    assert ids(processors="stripe") == want(lambda c: "stripe" in c["processors"])
+    assert ids(processors=["revenuecat"]) == want(lambda c: "revenuecat" in c["processors"])
+    lo, hi = everyone[10]["created_at"], everyone[40]["created_at"]
+    assert ids(created_at_range={"start": lo, "end": hi}) == want(lambda c: lo <= c["created_at"] <= hi)
+    assert ids(created_at_range={"end": hi}, processors="stripe") == want(
+        lambda c: c["created_at"] <= hi and "stripe" in c["processors"]
+    )
+    # filtered crawl in small pages still covers each match once
+    assert sorted(str(c["id"]) for c in crawl(shared, 3, processors="stripe")) == ids(processors="stripe")
+    for bad in ({"processors": "paypal"}, {"subscription_status": "expired"}, {"plans": "pro"},
+                {"created_at_range": {"start": "yesterday"}}):  # fmt: skip
+        assert_error(call(shared, "customers.list", bad), 400, "invalid_inputs")
+
+
+# -- customers.get -------------------------------------------------------------------
+def test_get(shared):
+    someone = next(c for c in shared.list_customers() if c["id"])
+    assert ok(shared, "customers.get", {"customer_id": someone["id"]}) == someone
+    assert ok(
+        shared, "customers.get", {"customer_id": someone["id"], "expand": ["invoices", "balances.feature"]}
+    )
+    msg = assert_error(call(shared, "customers.get", {"customer_id": "nobody"}), 404, "customer_not_found")
+    assert "nobody" in msg
+    assert_error(call(shared, "customers.get", {"customer_id": someone["id"], "expand": ["bogus"]}), 400,
+                 "invalid_inputs")  # fmt: skip
+    msg = assert_error(call(shared, "customers.get", {}), 400, "invalid_inputs")
+    assert msg.startswith("customer_id: ")
+
+
+# -- customers.get_or_create ---------------------------------------------------------
+def test_get_or_create_creates_then_is_idempotent(server):
+    before = int(time.time() * 1000)
+    made = ok(server, "customers.get_or_create",
+              {"customer_id": "new_1", "name": "Zoë", "email": "zoe@example.com", "metadata": {"a": 1},
+               "auto_enable_plan_id": "free"})  # fmt: skip
+    assert made["id"] == "new_1" and made["name"] == "Zoë" and made["metadata"] == {"a": 1}
+    assert before <= made["created_at"] <= int(time.time() * 1000)
+    assert (made["purchases"], made["balances"], made["flags"]) == ([], {}, {})
+    assert [(s["plan_id"], s["status"]) for s in made["subscriptions"]] == [("free", "active")]
+    again = ok(server, "customers.get_or_create",
+               {"customer_id": "new_1", "name": "Other", "email": "other@example.com"})  # fmt: skip
+    assert again == made  # returned unchanged: name and email are not applied
+    assert len(server.list_customers()) == 31
+    plain = ok(server, "customers.get_or_create", {"customer_id": "new_2"})
+    assert plain["subscriptions"] == [] and plain["metadata"] == {} and plain["email"] is None
+
+
+def test_get_or_create_claims_id_less_customer(small):
+    idless = next(c for c in small.list_customers() if c["id"] is None)
+    claimed = ok(small, "customers.get_or_create", {"customer_id": "c3", "email": idless["email"]})
+    assert claimed == {**idless, "id": "c3"}  # created_at and everything else kept
+    assert [c["id"] for c in small.list_customers()] == ["c1", "c2", "c3", "c4", "c5"]
+
+
+def test_get_or_create_null_id_is_keyed_by_email(small):
+    idless = next(c for c in small.list_customers() if c["id"] is None)
+    assert ok(small, "customers.get_or_create", {"customer_id": None, "email": idless["email"]}) == idless
+    made = ok(small, "customers.get_or_create", {"customer_id": None, "email": "fresh@example.com"})
+    assert made["id"] is None and made["email"] == "fresh@example.com"
+    assert len(small.list_customers()) == 6
+    msg = assert_error(call(small, "customers.get_or_create", {"customer_id": None}), 400, "invalid_inputs")
+    assert msg.startswith("email: ")
+
+
+def test_get_or_create_validation(server):
+    for bad in ("a@b.com", "has space", "dot.ted", "", 42):
+        msg = assert_error(
+            call(server, "customers.get_or_create", {"customer_id": bad}), 400, "invalid_inputs"
+        )
+        assert msg.startswith("customer_id: ")
+    ok(server, "customers.get_or_create", {"customer_id": "org:ok-1_A"})
+    msg = assert_error(call(server, "customers.get_or_create", {}), 400, "invalid_inputs")
+    assert msg == "customer_id: Required"
+    for email in ("not-an-email", "a@b", "a b@c.com"):
+        msg = assert_error(call(server, "customers.get_or_create", {"customer_id": "x1", "email": email}),
+                           400, "invalid_inputs")  # fmt: skip
+        assert msg.startswith("email: ")
+    assert server.get_customer("x1") is None
+
+
+# -- customers.update / delete -------------------------------------------------------
+def test_update_merges_metadata_and_fields(server):
+    server.add_customer(customer("u1", T0, metadata={"keep": 1, "drop": 2, "change": "a"}))
+    out = ok(server, "customers.update",
+             {"customer_id": "u1", "name": "李伟", "email": "li@example.com",
+              "metadata": {"drop": None, "change": "b", "new": [1]}})  # fmt: skip
+    assert out["metadata"] == {"keep": 1, "change": "b", "new": [1]}
+    assert (out["name"], out["email"], out["created_at"]) == ("李伟", "li@example.com", T0)
+    assert server.get_customer("u1") == out
+    assert ok(server, "customers.update", {"customer_id": "u1", "name": None})["name"] is None
+    assert_error(call(server, "customers.update", {"customer_id": "ghost", "name": "x"}), 404,
+                 "customer_not_found")  # fmt: skip
+    assert_error(call(server, "customers.update", {"customer_id": "u1", "email": "nope"}), 400,
+                 "invalid_inputs")  # fmt: skip
+
+
+def test_update_renames_and_409(server):
+    server.add_customer(customer("r1", T0))
+    server.add_customer(customer("r2", T0 + 1))
+    assert_error(call(server, "customers.update", {"customer_id": "r1", "new_customer_id": "r2"}), 409,
+                 "customer_already_exists")  # fmt: skip
+    out = ok(server, "customers.update", {"customer_id": "r1", "new_customer_id": "r1_new"})
+    assert out["id"] == "r1_new" and out["created_at"] == T0
+    assert_error(call(server, "customers.get", {"customer_id": "r1"}), 404, "customer_not_found")
+    ids = [c["id"] for c in crawl(server, 1000)]
+    assert "r1_new" in ids and "r1" not in ids
+    msg = assert_error(call(server, "customers.update", {"customer_id": "r2", "new_customer_id": "a b"}),
+                       400, "invalid_inputs")  # fmt: skip
+    assert msg.startswith("new_customer_id: ")
+
+
+def test_delete(server):
+    victim = server.list_customers()[0]["id"] or server.list_customers()[1]["id"]
+    assert ok(server, "customers.delete", {"customer_id": victim}) == {"success": True}
+    assert_error(call(server, "customers.get", {"customer_id": victim}), 404, "customer_not_found")
+    assert victim not in [c["id"] for c in crawl(server, 1000)]
+    assert_error(call(server, "customers.delete", {"customer_id": victim}), 404, "customer_not_found")
+
+
+# -- transport -----------------------------------------------------------------------
+def test_unknown_path_method_and_bad_body(shared):
+    r = requests.post(
+        f"{shared.url}/v1/customers.explode", json={}, headers={"Authorization": f"Bearer {KEY}"}, timeout=5
+    )
+    assert_error(r, 404, "not_found")
+    assert_error(requests.get(f"{shared.url}/v1/customers.list", timeout=5), 404, "not_found")
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    r = requests.post(f"{shared.url}/v1/customers.list", data=b"{nope", headers=headers, timeout=5)
+    assert_error(r, 400, "invalid_inputs")
+    r = requests.post(f"{shared.url}/v1/customers.list", data=b"[1]", headers=headers, timeout=5)
+    assert_error(r, 400, "invalid_inputs")
+
+
+def test_keep_alive_and_stop_cuts_connections():
+    server = AutumnStandIn(customers=[customer("k1", T0)]).start()
+    session = requests.Session()
+    try:
+        r = call(server, "customers.get", {"customer_id": "k1"}, session=session)
+        assert r.raw.version == 11 and r.headers.get("Connection", "").lower() != "close"
+        assert int(r.headers["Content-Length"]) == len(r.content)
+        call(server, "customers.get", {"customer_id": "k1"}, session=session)
+        assert len(server._conns) == 1  # both requests went over one connection
+        url = server.url
+        server.stop()
+        with pytest.raises(requests.ConnectionError):
+            session.post(f"{url}/v1/customers.get", json={"customer_id": "k1"}, timeout=5)
+        server.start()  # restarts on the same port
+        assert server.url == url
+        assert call(server, "customers.get", {"customer_id": "k1"}).status_code == 200
+    finally:
+        server.stop()
+        session.close()
+
+
+def test_requests_are_recorded(server):
+    server.clear_requests()
+    call(server, "customers.get", {"customer_id": "nope"})
+    call(server, "customers.list", {"limit": 3}, key=None)
+    assert server.requests == [("customers.get", {"customer_id": "nope"}), ("customers.list", {"limit": 3})]
+    server.clear_requests()
+    assert server.requests == []
+
+
+# -- faults --------------------------------------------------------------------------
+def test_fail_next_statuses(server):
+    server.faults.fail_next(2)
+    for _ in range(2):
+        r = call(server, "customers.list", {})
+        assert_error(r, 503, "service_unavailable")
+        assert r.headers["Retry-After"] == "1"
+    assert call(server, "customers.list", {}).status_code == 200
+    server.faults.fail_next(1, status=500)
+    assert_error(call(server, "customers.get", {"customer_id": "x"}), 500, "internal_error")
+    for status in (502, 504):
+        server.faults.fail_next(1, status=status)
+        r = call(server, "customers.list", {})
+        assert r.status_code == status and r.headers["Content-Type"].startswith("text/plain")
+        with pytest.raises(ValueError):
+            r.json()
+    # endpoint-specific faults leave other endpoints alone
+    server.faults.fail_next(1, endpoint="customers.get", retry_after=7)
+    assert call(server, "customers.list", {}).status_code == 200
+    r = call(server, "customers.get", {"customer_id": "x"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+    with pytest.raises(ValueError):
+        server.faults.fail_next(1, endpoint="customers.nope")
+
+
+def test_rate_limit_shapes(server):
+    server.faults.rate_limit_next(1, retry_after=3)
+    r = call(server, "customers.list", {})
+    assert r.status_code == 429 and r.headers["Content-Type"].startswith("text/plain")
+    assert r.text and not r.text.startswith("{")
+    assert r.headers["retry-after"] == "3" and r.headers["ratelimit-reset"] == "3"
+    assert r.headers["ratelimit-limit"] == "50" and r.headers["ratelimit-remaining"] == "0"
+    server.faults.rate_limit_next(1, kind="json", endpoint="customers.get")
+    r = call(server, "customers.get", {"customer_id": "x"})
+    assert_error(r, 429, "rate_limit_exceeded")
+    assert "retry-after" not in r.headers
+    assert call(server, "customers.list", {}).status_code == 200
+
+
+def test_real_list_rate_limit():
+    with AutumnStandIn(customers=[], list_rate_limit=5) as server:
+        codes = [call(server, "customers.list", {}).status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+        assert call(server, "customers.get", {"customer_id": "x"}).status_code == 404  # not limited
+        assert call(server, "customers.list", {}, key=LIVE_KEY).status_code == 200  # per env
+        time.sleep(1.05)
+        assert call(server, "customers.list", {}).status_code == 200
+
+
+def test_drop_and_malformed(server):
+    server.faults.drop_next(1)
+    with pytest.raises(requests.ConnectionError):
+        call(server, "customers.list", {})
+    assert call(server, "customers.list", {}).status_code == 200
+    server.faults.malformed_next(1, endpoint="customers.list")
+    r = call(server, "customers.list", {})
+    assert (r.status_code, r.content, r.headers["Content-Type"]) == (200, b"<html>oops</html>", "text/html")
+    server.faults.malformed_next(1, body=b'{"list": [', content_type="application/json", status=200)
+    assert call(server, "customers.get", {"customer_id": "x"}).content == b'{"list": ['
+
+
+def test_delay_and_clear(server):
+    server.faults.delay(0.6, endpoint="customers.list")
+    with pytest.raises(requests.Timeout):
+        call(server, "customers.list", {}, timeout=0.2)
+    assert call(server, "customers.get", {"customer_id": "x"}, timeout=0.5).status_code == 404
+    server.faults.delay(0, endpoint="customers.list")
+    assert call(server, "customers.list", {}, timeout=0.5).status_code == 200
+    server.faults.fail_next(5)
+    server.faults.delay(5)
+    server.faults.clear()
+    assert call(server, "customers.list", {}, timeout=1).status_code == 200
+
+
+def test_corrupt_customer(small):
+    small.faults.corrupt_customer("c2", {"created_at": "not a number", "extra": 1})
+    rows = ok(small, "customers.list", {"sort_order": "asc"})["list"]
+    assert rows[1]["created_at"] == "not a number" and rows[1]["extra"] == 1
+    assert rows[0]["created_at"] == T0
+    assert ok(small, "customers.get", {"customer_id": "c2"})["created_at"] == "not a number"
+    assert small.get_customer("c2")["created_at"] == T0 + 1  # the store keeps the truth
+    small.faults.clear()
+    assert ok(small, "customers.get", {"customer_id": "c2"})["created_at"] == T0 + 1
+
+
+# -- data access ---------------------------------------------------------------------
+def test_data_access_helpers(small):
+    got = small.get_customer("c1")
+    got["name"] = "mutated"
+    assert small.get_customer("c1")["name"] == "Name c1"  # deep copies
+    added = small.add_customer({"id": "late", "email": "late@example.com"})
+    assert added["created_at"] >= T0 and added["subscriptions"] == [] and added["env"] == "sandbox"
+    small.modify_customer("c1", name="Renée", balances={"seats": {"usage": 2.5}})
+    assert ok(small, "customers.get", {"customer_id": "c1"})["balances"] == {"seats": {"usage": 2.5}}
+    small.modify_customer("c5", created_at=T0 - 1)  # re-sorts
+    small.rename_customer("c4", "c4b")
+    assert [c["id"] for c in small.list_customers()] == ["c5", "c1", "c2", None, "c4b", "late"]
+    small.delete_customer("late")
+    assert small.get_customer("late") is None
+    with pytest.raises(KeyError):
+        small.delete_customer("late")
+    with pytest.raises(ValueError):
+        small.rename_customer("c1", "c2")
+    with pytest.raises(ValueError):
+        small.add_customer(customer("c1", T0))
+    assert small.list_customers(env="live") == []
+
+
+# -- generated data ------------------------------------------------------------------
+def test_make_customers_shape():
+    people = make_customers(3000, seed=1)
+    assert people == make_customers(3000, seed=1)
+    assert people != make_customers(3000, seed=2)
+    keys = {"id", "name", "email", "created_at", "env", "fingerprint", "stripe_id", "metadata",
+            "send_email_receipts", "billing_controls", "config", "processors", "subscriptions",
+            "purchases", "balances", "flags"}  # fmt: skip
+    assert all(set(c) == keys for c in people)
+    ids = [c["id"] for c in people if c["id"] is not None]
+    assert len(ids) == len(set(ids))
+    idless = [c for c in people if c["id"] is None]
+    assert 20 <= len(idless) <= 120 and all(c["email"] for c in idless)
+    emails = [c["email"] for c in people if c["email"]]
+    assert len(emails) == len(set(emails))
+    assert any(c["email"] is None for c in people) and any(c["name"] is None for c in people)
+    assert any(k in (c["name"] or "") for c in people for k in ("李", "محمد", "דוד", "🚀"))
+    assert any(len(c["subscriptions"]) + len(c["purchases"]) > 15 for c in people)
+    assert any(c["id"].startswith("org:") for c in people if c["id"])
+    usages = [b["usage"] for c in people for b in c["balances"].values()]
+    assert any(isinstance(u, float) and u != int(u) for u in usages)
+    assert any(b["unlimited"] for c in people for b in c["balances"].values())
+    stamps = [c["created_at"] for c in people]
+    assert len(set(stamps)) < len(stamps)  # bulk imports share a millisecond
+    assert max(stamps) - min(stamps) > 600 * 86_400_000
+    assert max(stamps) <= time.time() * 1000
+    statuses = {s["status"] for c in people for s in c["subscriptions"]}
+    assert statuses == {"active", "scheduled"}
+    assert any(s["past_due"] for c in people for s in c["subscriptions"])
+    assert any(len(make_customers(n, seed=s)) == n for n, s in ((0, 0), (1, 3)))
+    assert any(len(c["subscriptions"]) + len(c["purchases"]) > 15 for c in make_customers(50, seed=8))
+
+
+# -- command line and pytest plugin ---------------------------------------------------
+def test_cli_serve_and_sigterm():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autumn_django.testing", "serve", "--customers", "12", "--seed", "1",
+         "--port", "0", "--key", KEY],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("Autumn stand-in listening on http://127.0.0.1:")
+        assert line.endswith("(12 customers, sandbox)")
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        r = requests.post(f"{url}/v1/customers.list", json={"limit": 100},
+                          headers={"Authorization": f"Bearer {KEY}"}, timeout=5)  # fmt: skip
+        assert len(r.json()["list"]) == 12
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_pytest_plugin_fixture(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    pytester.makeconftest(
+        textwrap.dedent("""
+            from django.conf import settings
+            settings.configure(AUTUMN_API_URL="http://127.0.0.1:9", AUTUMN_SECRET_KEY="before")
+            pytest_plugins = ["autumn_django.testing.pytest_plugin"]
+        """)
+    )
+    pytester.makepyfile(
+        textwrap.dedent("""
+            import pytest, requests
+            from django.conf import settings
+
+            def test_default(autumn_standin):
+                assert settings.AUTUMN_API_URL == autumn_standin.url
+                assert settings.AUTUMN_SECRET_KEY == "am_sk_test_standin_fixture_key"
+                r = requests.post(settings.AUTUMN_API_URL + "/v1/customers.list", json={"limit": 100},
+                                  headers={"Authorization": "Bearer " + settings.AUTUMN_SECRET_KEY})
+                assert len(r.json()["list"]) == 25
+
+            @pytest.mark.autumn_standin(customers=3, seed=4, org_max_limit=2)
+            def test_marker(autumn_standin):
+                assert len(autumn_standin.list_customers()) == 3
+                assert autumn_standin.org_max_limit == 2
+
+            def test_restored():
+                assert settings.AUTUMN_API_URL == "http://127.0.0.1:9"
+        """)
+    )
+    result = pytester.runpytest_subprocess("-p", "no:django", "-p", "no:cacheprovider", "--strict-markers",
+                                           "-q")  # fmt: skip
+    result.assert_outcomes(passed=3)
