@@ -216,3 +216,10 @@ def test_user_link_survives_resync(make_standin):
     sync_all_customers()
 
     assert Customer.objects.get(autumn_id=customer["id"]).user == user
+
+
+@pytest.mark.autumn_standin(customers=12, seed=5)
+def test_the_packaged_fixture_is_enough_for_a_project_to_test_its_sync(autumn_standin):
+    run = sync_all_customers()
+    assert run.created == 12
+    assert_mirror_matches(autumn_standin)
