@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from autumn_django.exceptions import ServerError
+from autumn_django.exceptions import AutumnResponseError, ServerError
 from autumn_django.models import Balance, Customer, Subscription, SyncRun
 from autumn_django.sync import sync_all_customers
 
@@ -223,3 +223,39 @@ def test_the_packaged_fixture_is_enough_for_a_project_to_test_its_sync(autumn_st
     run = sync_all_customers()
     assert run.created == 12
     assert_mirror_matches(autumn_standin)
+
+
+def test_transient_faults_during_a_crawl_are_absorbed(make_standin):
+    server = make_standin(300)
+
+    def trouble(progress):
+        # Each page is followed by a different fault on the next request.
+        faults = {1: lambda: server.faults.rate_limit_next(1, retry_after=1, kind="text"),
+                  2: lambda: server.faults.fail_next(2, status=503, retry_after=0),
+                  3: lambda: server.faults.drop_next(1),
+                  4: lambda: server.faults.fail_next(1, status=502)}
+        faults.get(progress.run.pages, lambda: None)()
+
+    run = sync_all_customers(page_size=60, progress=trouble)
+
+    assert run.status == SyncRun.Status.SUCCEEDED and run.created == 300
+    assert_mirror_matches(server)
+
+
+def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):
+    server = make_standin(200)
+
+    def break_third_page(progress):
+        if progress.run.pages == 2:
+            server.faults.malformed_next(1, endpoint="customers.list", body=b"<html>502</html>",
+                                         content_type="text/html")
+
+    with pytest.raises(AutumnResponseError, match="not JSON"):
+        sync_all_customers(page_size=50, progress=break_third_page)
+    failed = SyncRun.objects.get()
+    assert failed.status == SyncRun.Status.FAILED and "not JSON" in failed.failure
+    assert Customer.objects.count() == 100
+
+    run = sync_all_customers(page_size=50)
+    assert run.pk == failed.pk and run.created == 200
+    assert_mirror_matches(server)
