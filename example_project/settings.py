@@ -1,0 +1,90 @@
+"""Settings for the example project: development only (DEBUG on by default, a dev secret key).
+
+Environment variables:
+    DJANGO_SECRET_KEY     Django's SECRET_KEY (a dev-only fallback is used when unset)
+    DJANGO_DEBUG          "1" (default) or "0"
+    DJANGO_ALLOWED_HOSTS  comma-separated, used when DEBUG is off (default: loopback names)
+    EXAMPLE_DB_PATH       the SQLite file (default: <repo>/.run/example.sqlite3)
+    AUTUMN_API_URL        the Autumn API (default: the real one; the demo points it at the
+                          local stand-in)
+    AUTUMN_SECRET_KEY     read by autumn_django itself, see below
+"""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-example-project-dev-only-never-deploy-this"
+)
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# With DEBUG on, Django already accepts localhost/127.0.0.1/[::1]; this matters when it is off.
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "autumn_django",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Kept out of the source tree (.run/ is gitignored); the demo passes a fresh file each run.
+EXAMPLE_DB_PATH = Path(os.environ.get("EXAMPLE_DB_PATH", REPO_ROOT / ".run" / "example.sqlite3"))
+# SQLite creates the file but not its directory, so a fresh clone would fail at `migrate`.
+EXAMPLE_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": EXAMPLE_DB_PATH,
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+# Only used by `collectstatic`; runserver serves the admin's static files itself in DEBUG.
+STATIC_ROOT = REPO_ROOT / ".run" / "static"
+
+# --- autumn_django -----------------------------------------------------------------------
+AUTUMN_API_URL = os.environ.get("AUTUMN_API_URL", "https://api.useautumn.com")
+# AUTUMN_SECRET_KEY is deliberately not set here: autumn_django falls back to the
+# environment variable of the same name, which keeps the key out of the source tree.
