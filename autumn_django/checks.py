@@ -72,4 +72,22 @@ def check_sync_settings(app_configs=None, **kwargs) -> list:
             hint="It must exceed the longest a single page can take, retries included.",
             id="autumn_django.E006",
         ))
+    else:
+        # A page (with its retries) must fit in the lease, or a slow but live run would
+        # be taken for dead and overtaken.
+        read_timeout = _read_timeout(autumn_settings.TIMEOUT)
+        page_budget = autumn_settings.RETRY_MAX_SECONDS + read_timeout
+        if timeout <= page_budget:
+            errors.append(Warning(
+                f"AUTUMN_SYNC_LOCK_TIMEOUT ({timeout} s) is not longer than one page may take with "
+                f"retries (AUTUMN_RETRY_MAX_SECONDS + read timeout = {page_budget:g} s).",
+                hint="Raise AUTUMN_SYNC_LOCK_TIMEOUT or lower AUTUMN_RETRY_MAX_SECONDS.",
+                id="autumn_django.W002",
+            ))
     return errors
+
+
+def _read_timeout(timeout) -> float:
+    if isinstance(timeout, (tuple, list)):
+        return float(timeout[-1])
+    return float(timeout)

@@ -19,6 +19,7 @@ def ids() -> list[str]:
     ("AUTUMN_API_URL", "http://127.0.0.1:8787", []),
     ("AUTUMN_SYNC_PAGE_SIZE", 0, ["autumn_django.E005"]),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 5, ["autumn_django.E006"]),
+    ("AUTUMN_SYNC_LOCK_TIMEOUT", 34, ["autumn_django.W002"]),  # 5 s of retries + 30 s read
 ])
 def test_check(settings, monkeypatch, name, value, expected):
     monkeypatch.delenv("AUTUMN_SECRET_KEY", raising=False)

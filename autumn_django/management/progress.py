@@ -27,7 +27,8 @@ class ProgressReporter:
         run = progress.run
         seen = run.created + run.updated + run.unchanged + run.skipped
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        counts = (f"{seen:,} customers, {run.pages} pages, {seen / elapsed:,.0f}/s "
+        pages = f"{run.pages} page{'' if run.pages == 1 else 's'}"
+        counts = (f"{seen:,} customers, {pages}, {seen / elapsed:,.0f}/s "
                   f"(new {run.created:,}, changed {run.updated:,}, unchanged {run.unchanged:,}"
                   f"{f', skipped {run.skipped:,}' if run.skipped else ''})")
         if self.is_tty:
