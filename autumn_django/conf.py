@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     # The secret key decides the environment (sandbox or live) by its prefix.
     "SECRET_KEY": None,
     "API_URL": "https://api.useautumn.com",
+    # Autumn's web dashboard, for the admin's links to a customer's page there.
+    "DASHBOARD_URL": "https://app.useautumn.com",
     # (connect, read) in seconds for every HTTP call.
     "TIMEOUT": (5.0, 30.0),
     # Retries on 429, 502/503/504 and dropped connections are bounded twice: in attempts
@@ -29,7 +31,27 @@ DEFAULTS: dict[str, Any] = {
     # A sync renews its lease after every page; a lease older than this is taken to
     # belong to a run that died, and the next run takes it over and resumes.
     "SYNC_LOCK_TIMEOUT": 300,
+    # How the app's own background work runs (signup, profile updates, admin refreshes,
+    # webhook refreshes): "celery" queues tasks, "inline" runs them in-process after the
+    # transaction commits (projects without a worker), "off" stops the app from calling
+    # Autumn on its own (signup and profile signals do nothing; explicit staff actions and
+    # webhooks then run inline).
+    "TASK_MODE": "celery",
+    # Dotted path to a callable(user) -> {"customer_id", "name", "email"}.
+    "CUSTOMER_FIELDS": "autumn_django.users.default_customer_fields",
+    # A plan Autumn enables for every customer created at signup (e.g. "free").
+    "AUTO_ENABLE_PLAN_ID": None,
+    # Opt-in: a change of a user's name or email calls customers.update.
+    "UPDATE_ON_PROFILE_CHANGE": False,
+    # The signing secret of the webhook endpoint in Autumn's dashboard ("whsec_..."). Unset,
+    # the webhook view accepts nothing: an unsigned request could be anyone.
+    "WEBHOOK_SECRET": None,
+    # How far a webhook's signed timestamp may be from now, either way, in seconds. Older
+    # deliveries are refused so that a captured request cannot be replayed later.
+    "WEBHOOK_TOLERANCE_SECONDS": 300,
 }
+
+TASK_MODES = ("celery", "inline", "off")
 
 ENV_BY_KEY_PREFIX = {"am_sk_test_": "sandbox", "am_sk_live_": "live"}
 

@@ -13,8 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     # This file lives inside the `example_project` package, so Python puts that package's
-    # directory on sys.path, not the repo root. The root is what makes `example_project`
-    # (and an uninstalled checkout of `autumn_django`) importable.
+    # directory on sys.path, not the repo root. Replace it: the root is what makes
+    # `example_project` (and an uninstalled checkout of `autumn_django`) importable, and the
+    # package directory would let its `celery.py` shadow the real `celery` package.
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(here)]
     sys.path.insert(0, str(REPO_ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
     try:

@@ -13,6 +13,8 @@ Environment variables:
 import os
 from pathlib import Path
 
+from autumn_django.schedules import sync_schedule
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get(
@@ -88,3 +90,21 @@ STATIC_ROOT = REPO_ROOT / ".run" / "static"
 AUTUMN_API_URL = os.environ.get("AUTUMN_API_URL", "https://api.useautumn.com")
 # AUTUMN_SECRET_KEY is deliberately not set here: autumn_django falls back to the
 # environment variable of the same name, which keeps the key out of the source tree.
+# Signups, profile changes and admin refreshes go through Celery; the demo sets "inline"
+# because it runs no worker.
+AUTUMN_TASK_MODE = os.environ.get("AUTUMN_TASK_MODE", "celery")
+
+# --- Celery ------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    # An embedded broker: messages are files in one folder that web, worker and beat share.
+    _BROKER_DIR = EXAMPLE_DB_PATH.parent / "celery-broker"
+    _BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR),
+        "data_folder_out": str(_BROKER_DIR),
+    }
+CELERY_TASK_SERIALIZER = "json"
+# The full sync every hour (AUTUMN_SYNC_EVERY seconds): a queued run older than that
+# expires rather than piling up behind a stopped worker.
+CELERY_BEAT_SCHEDULE = {**sync_schedule(every=int(os.environ.get("AUTUMN_SYNC_EVERY", "3600")))}

@@ -136,6 +136,8 @@ main() {
     # The example project reads these; export them so every manage.py call agrees.
     export DJANGO_SETTINGS_MODULE=example_project.settings
     export EXAMPLE_DB_PATH="$RUN_DIR/demo.sqlite3"
+    # The demo runs no Celery worker: signups and admin refreshes run in-process.
+    export AUTUMN_TASK_MODE=inline
     export AUTUMN_SECRET_KEY
     AUTUMN_SECRET_KEY="am_sk_test_demo_$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
     rm -f "$EXAMPLE_DB_PATH" "$EXAMPLE_DB_PATH"-{journal,wal,shm}

@@ -120,9 +120,9 @@ def _float(value):
 
 
 def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120,
-               **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    """Run ``django-admin`` with the test settings against the test database, in a child
-    process (for exit codes, killed runs and TTY-less output)."""
+               module: str = "django", **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """Run ``python -m django`` (or another ``module``, e.g. celery) with the test settings
+    against the test database, in a child process (for exit codes, killed runs, workers)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(REPO_ROOT)}
     db = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -130,7 +130,7 @@ def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: flo
     else:
         env["PGDATABASE"] = db["NAME"]
     env.update(env_extra or {})
-    command = [sys.executable, "-m", "django", *args]
+    command = [sys.executable, "-m", module, *args]
     if popen.pop("background", False):
         popen.setdefault("stdout", subprocess.PIPE)
         popen.setdefault("stderr", subprocess.PIPE)

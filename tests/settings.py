@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "rest_framework",
+    "django_celery_beat",
     "autumn_django",
 ]
 
@@ -75,3 +76,16 @@ AUTUMN_API_URL = os.environ.get("AUTUMN_API_URL", "http://127.0.0.1:9")
 # Keep retry waits short in tests; behaviour is the same, only the clock differs.
 AUTUMN_RETRY_MAX_SECONDS = float(os.environ.get("AUTUMN_RETRY_MAX_SECONDS", "5"))
 AUTUMN_SYNC_LOCK_TIMEOUT = int(os.environ.get("AUTUMN_SYNC_LOCK_TIMEOUT", "300"))
+AUTUMN_MAX_RETRIES = int(os.environ.get("AUTUMN_MAX_RETRIES", "6"))
+# Tests that are not about signups must not call Autumn when they create users.
+AUTUMN_TASK_MODE = os.environ.get("AUTUMN_TASK_MODE", "off")
+
+# Celery: the worker tests start Redis and real workers and pass their URLs down.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+if os.environ.get("AUTUMN_TEST_BEAT_EVERY"):
+    from autumn_django.schedules import sync_schedule
+
+    CELERY_BEAT_SCHEDULE = sync_schedule(every=float(os.environ["AUTUMN_TEST_BEAT_EVERY"]))

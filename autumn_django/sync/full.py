@@ -13,7 +13,8 @@ from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
 from ..exceptions import InvalidCursorError, NotFoundError
 from ..models import SyncRun
-from . import runs
+from ..users import link_users_to_customers
+from . import events, runs
 from .records import CustomerRecord, RecordError, parse_customer
 from .writer import MirrorWriter
 
@@ -65,8 +66,10 @@ def _crawl(client: AutumnClient, run: SyncRun, writer: MirrorWriter,
                 run.page_size = page.limit  # Autumn may have lowered it to the org's maximum
                 records, problems = _parse_page(client, page.customers)
                 identified_everyone &= all(problem.key for problem in problems)
+                previous_balances, before_replace = events.balance_recorder(using)
                 with transaction.atomic(using=using):
-                    result = writer.write(records, run_id=run.pk, now=timezone.now())
+                    result = writer.write(records, run_id=run.pk, now=timezone.now(),
+                                          before_replace=before_replace)
                     writer.stamp_seen([p.key for p in problems if p.key], run.pk)
                     run.pages += 1
                     run.created += len(result.created)
@@ -77,6 +80,7 @@ def _crawl(client: AutumnClient, run: SyncRun, writer: MirrorWriter,
                     run.errors += [{"customer": _key_text(p.key), "error": p.problem}
                                    for p in problems] + [{"warning": w} for w in page.warnings]
                     runs.save_page(run, page.next_position)
+                    events.send_write_events_on_commit(result, records, previous_balances, using)
                 if records:
                     first_created_at = first_created_at or _epoch_ms(records[0])
                     last_created_at = _epoch_ms(records[-1])
@@ -93,8 +97,14 @@ def _crawl(client: AutumnClient, run: SyncRun, writer: MirrorWriter,
             position = ListPosition()
     if identified_everyone:
         with transaction.atomic(using=using):
-            run.deleted = len(writer.mark_missing_deleted(run.pk, run.started_at, timezone.now()))
+            deleted = writer.mark_missing_deleted(run.pk, run.started_at, timezone.now())
+            run.deleted = len(deleted)
             runs.finish_run(run)
+            transaction.on_commit(lambda: events.send_deleted_events(deleted, using), using=using)
+        # Users whose signup task never ran (or that predate the app) get their link now.
+        linked = link_users_to_customers(run.env)
+        if linked:
+            logger.info("Linked %d users to their Autumn customers.", linked)
     else:
         run.errors.append({"warning": "Records without an id or email were skipped, so no "
                                       "customer was marked deleted by this run."})

@@ -12,6 +12,7 @@ from django.utils import timezone
 from ..client import AutumnClient
 from ..exceptions import AutumnResponseError, NotFoundError
 from ..models import Customer
+from . import events
 from .records import RecordError, parse_customer
 from .writer import MirrorWriter
 
@@ -27,9 +28,12 @@ def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
     try:
         data = client.customers.get(customer_id)
     except NotFoundError:
-        Customer.objects.using(using).filter(
-            env=client.env, autumn_id=customer_id, deleted_at__isnull=True
-        ).update(deleted_at=timezone.now())
+        present = Customer.objects.using(using).filter(
+            env=client.env, autumn_id=customer_id, deleted_at__isnull=True)
+        pks = list(present.values_list("pk", flat=True))
+        with transaction.atomic(using=using):
+            present.filter(pk__in=pks).update(deleted_at=timezone.now())
+            transaction.on_commit(lambda: events.send_deleted_events(pks, using), using=using)
         return None
     return store_customer(data, env=client.env, using=using)
 
@@ -63,14 +67,17 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
             f"Autumn sent a customer the mirror cannot store: {exc.describe()}"
         ) from None
     customers = Customer.objects.using(using)
+    previous_balances, before_replace = events.balance_recorder(using)
     with transaction.atomic(using=using):
         renamed = rename_from and record.autumn_id and rename_from != record.autumn_id
         if renamed and not customers.filter(env=env, autumn_id=record.autumn_id).exists():
             customers.filter(env=env, autumn_id=rename_from).update(autumn_id=record.autumn_id)
-        result = MirrorWriter(env, using).write([record], run_id=None, now=timezone.now())
+        result = MirrorWriter(env, using).write([record], run_id=None, now=timezone.now(),
+                                                before_replace=before_replace)
         pk = result.pk_by_key[record.key]
         if user is not None:
             # A user has one customer per env: a new link replaces an old one.
             customers.filter(env=env, user=user).exclude(pk=pk).update(user=None)
             customers.filter(pk=pk).update(user=user)
+        events.send_write_events_on_commit(result, [record], previous_balances, using)
     return customers.get(pk=pk)

@@ -19,7 +19,7 @@ Per page, inside the caller's transaction:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,9 +81,13 @@ class MirrorWriter:
 
     # -- public -----------------------------------------------------------------------
 
-    def write(self, records: Sequence[CustomerRecord], *, run_id: int | None,
-              now: datetime) -> WriteResult:
-        """Bring these customers' rows in line with ``records``. Call inside a transaction."""
+    def write(self, records: Sequence[CustomerRecord], *, run_id: int | None, now: datetime,
+              before_replace: Callable[[list[int]], None] | None = None) -> WriteResult:
+        """Bring these customers' rows in line with ``records``. Call inside a transaction.
+
+        ``before_replace`` is called with the primary keys of changed customers before
+        their children are replaced (to read what they were).
+        """
         records = list({r.key: r for r in records}.values())  # a page never repeats a key
         result = WriteResult()
         existing, claims = self._load_existing(records)
@@ -113,6 +117,8 @@ class MirrorWriter:
                     result.updated.append(pk)
                     if row.deleted:
                         result.undeleted.append(pk)
+            if before_replace is not None:
+                before_replace([row.pk for _, row in to_write if row is not None])
             self._replace_children(cursor, to_write, written)
             if run_id is not None and result.unchanged:
                 self._stamp_seen(cursor, result.unchanged, run_id)

@@ -1,0 +1,91 @@
+"""Celery tasks. Names are explicit and stable: beat schedules and queued messages refer to
+them, so renaming a function must not orphan them.
+
+Queue them through ``autumn_django.dispatch.dispatch``, which honours ``AUTUMN_TASK_MODE``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from .conf import autumn_settings
+from .exceptions import (
+    AutumnConnectionError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    SyncAlreadyRunning,
+)
+from .sync import get_or_create_customer, sync_all_customers, sync_customer, update_customer
+from .users import customer_fields_for
+
+logger = logging.getLogger(__name__)
+
+# Autumn or the network being unwell: worth another try later. Anything else (a bad key,
+# a rejected input) would fail the same way again.
+TRANSIENT_ERRORS = (AutumnConnectionError, RateLimitError, ServerError)
+RETRY_OPTIONS: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
+
+
+@shared_task(name="autumn_django.sync_all_customers")
+def sync_all_customers_task(restart: bool = False) -> dict[str, Any]:
+    """The full sync. A run that finds another running ends at once and says so; a run
+    that fails is resumed by the next one, so this task is not retried."""
+    try:
+        run = sync_all_customers(restart=restart)
+    except SyncAlreadyRunning as exc:
+        logger.info("Full sync skipped: %s", exc.message)
+        return {"status": "skipped", "reason": exc.message}
+    return {"status": run.status, "run": run.pk, "created": run.created, "updated": run.updated,
+            "unchanged": run.unchanged, "deleted": run.deleted, "skipped": run.skipped}
+
+
+@shared_task(name="autumn_django.sync_customer", **RETRY_OPTIONS)
+def sync_customer_task(customer_id: str) -> str:
+    row = sync_customer(customer_id)
+    return "deleted" if row is None else "synced"
+
+
+@shared_task(name="autumn_django.create_customer_for_user", acks_late=True, **RETRY_OPTIONS)
+def create_customer_for_user_task(user_pk: Any) -> str | None:
+    """``customers.get_or_create`` for a new user, stored and linked. Idempotent, so it is
+    acknowledged late: a worker that dies mid-task leaves it to be run again."""
+    user = get_user_model().objects.filter(pk=user_pk).first()
+    if user is None:
+        return None  # deleted before the task ran
+    fields = customer_fields_for(user)
+    extra = _given(name=fields["name"], email=fields["email"],
+                   auto_enable_plan_id=autumn_settings.AUTO_ENABLE_PLAN_ID)
+    return get_or_create_customer(fields["customer_id"], user=user, **extra).autumn_id
+
+
+@shared_task(name="autumn_django.update_customer_for_user", acks_late=True, **RETRY_OPTIONS)
+def update_customer_for_user_task(user_pk: Any) -> str | None:
+    """Send a user's current name and email to Autumn and refresh the mirror row."""
+    user = get_user_model().objects.filter(pk=user_pk).first()
+    if user is None:
+        return None
+    fields = customer_fields_for(user)
+    linked = user.autumn_customers.exclude(autumn_id=None).values_list("autumn_id", flat=True).first()
+    customer_id = linked or fields["customer_id"]
+    profile = _given(name=fields["name"], email=fields["email"])
+    try:
+        row = update_customer(customer_id, **profile)
+    except NotFoundError:  # never created (signup was off or failed): create it now
+        row = get_or_create_customer(fields["customer_id"], user=user, **profile)
+    return row.autumn_id
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """Leave out what the user lacks: Autumn reads a null as "remove", or rejects it."""
+    return {name: value for name, value in fields.items() if value is not None}
