@@ -54,10 +54,6 @@ class Customer(models.Model):
     raw_hash = models.CharField(max_length=32, editable=False)
     synced_at = models.DateTimeField(_("last written from Autumn"))
     deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
-    # The sync run that last saw this customer; after a completed pass, present customers
-    # not stamped with that run's id are the ones Autumn no longer has. A plain integer,
-    # not a foreign key: pruning old runs must not touch 100,000 customer rows.
-    last_seen_run_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = CustomerQuerySet.as_manager()
 
@@ -203,6 +199,8 @@ class SyncRun(models.Model):
     # used to get past Autumn's null-cursor defect, when it was needed).
     cursor = models.TextField(blank=True, default="")
     created_at_start = models.BigIntegerField(null=True, blank=True)
+    # How far it got: Autumn's created_at of the last customer stored (the crawl ascends).
+    reached_created_at = models.DateTimeField(null=True, blank=True)
     page_size = models.PositiveIntegerField()
     attempts = models.PositiveIntegerField(default=1, help_text=_("1 + how often it was resumed"))
     pages = models.PositiveIntegerField(default=0)

@@ -259,3 +259,41 @@ def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):
     run = sync_all_customers(page_size=50)
     assert run.pk == failed.pk and run.created == 200
     assert_mirror_matches(server)
+
+
+def test_unchanged_resync_issues_no_write_to_mirror_tables(make_standin):
+    make_standin(150)
+    sync_all_customers(page_size=50)
+    with CaptureQueriesContext(connection) as queries:
+        sync_all_customers(page_size=50)
+    mirror_tables = ("autumn_django_customer", "autumn_django_subscription", "autumn_django_purchase",
+                     "autumn_django_balance", "autumn_django_flag")
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")
+              and any(table in q["sql"] for table in mirror_tables)]
+    assert writes == []
+
+
+def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):
+    server = make_standin(200)
+    sync_all_customers(page_size=50)
+    ids = [c["id"] for c in server.list_customers() if c["id"]]
+
+    def fail_after_second_page(progress):
+        if progress.run.pages == 2:
+            server.faults.fail_next(1, status=500, endpoint="customers.list")
+
+    with pytest.raises(ServerError):
+        sync_all_customers(page_size=50, progress=fail_after_second_page)
+    early, late = ids[5], ids[-5]  # before and after the point the failed run reached
+    server.delete_customer(early)
+    server.delete_customer(late)
+
+    resumed = sync_all_customers(page_size=50)
+
+    assert resumed.attempts == 2 and resumed.deleted == 1
+    assert Customer.objects.get(autumn_id=late).deleted_at is not None
+    # The early part was crawled by the attempt that died; its sightings died with it.
+    assert Customer.objects.get(autumn_id=early).deleted_at is None
+    assert sync_all_customers(page_size=50).deleted == 1
+    assert_mirror_matches(server)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
@@ -34,6 +35,13 @@ class SyncProgress:
 ProgressCallback = Callable[[SyncProgress], None]
 
 
+@dataclass
+class ParsedPage:
+    page: ListPage
+    records: list[CustomerRecord]
+    problems: list[RecordError]
+
+
 def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | None = None,
                        restart: bool = False, progress: ProgressCallback | None = None,
                        using: str = DEFAULT_DB_ALIAS) -> SyncRun:
@@ -47,7 +55,7 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     page_size = page_size or autumn_settings.SYNC_PAGE_SIZE
     run = runs.start_run(client.env, page_size=page_size, restart=restart)
     try:
-        _crawl(client, run, MirrorWriter(client.env, using), progress, using)
+        _Pass(client, run, using, progress).execute()
     except BaseException as exc:  # Ctrl-C too: release the lock now, not after the timeout
         if not isinstance(exc, runs.LeaseLost):
             runs.finish_run(run, failure=_failure_text(exc))
@@ -55,60 +63,94 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     return run
 
 
-def _crawl(client: AutumnClient, run: SyncRun, writer: MirrorWriter,
-           progress: ProgressCallback | None, using: str) -> None:
-    position = ListPosition(run.cursor, run.created_at_start)
-    first_created_at = last_created_at = None
-    identified_everyone = True
-    while True:
-        try:
-            for page in client.customers.iter_pages(limit=run.page_size, position=position):
-                run.page_size = page.limit  # Autumn may have lowered it to the org's maximum
-                records, problems = _parse_page(client, page.customers)
-                identified_everyone &= all(problem.key for problem in problems)
-                previous_balances, before_replace = events.balance_recorder(using)
-                with transaction.atomic(using=using):
-                    result = writer.write(records, run_id=run.pk, now=timezone.now(),
-                                          before_replace=before_replace)
-                    writer.stamp_seen([p.key for p in problems if p.key], run.pk)
-                    run.pages += 1
-                    run.created += len(result.created)
-                    run.updated += len(result.updated)
-                    run.undeleted += len(result.undeleted)
-                    run.unchanged += len(result.unchanged)
-                    run.skipped += len(problems)
-                    run.errors += [{"customer": _key_text(p.key), "error": p.problem}
-                                   for p in problems] + [{"warning": w} for w in page.warnings]
-                    runs.save_page(run, page.next_position)
-                    events.send_write_events_on_commit(result, records, previous_balances, using)
-                if records:
-                    first_created_at = first_created_at or _epoch_ms(records[0])
-                    last_created_at = _epoch_ms(records[-1])
-                if progress:
-                    progress(SyncProgress(run, page, first_created_at, last_created_at))
-            break
-        except InvalidCursorError:
-            if position == ListPosition():
-                raise
-            # Autumn no longer understands the saved cursor: start the pass over. Nothing
-            # is lost; already-mirrored customers come back unchanged.
-            logger.warning("Autumn rejected run #%s's saved cursor; restarting its pass.", run.pk)
-            run.errors.append({"warning": "The saved cursor was rejected; the pass restarted."})
-            position = ListPosition()
-    if identified_everyone:
-        with transaction.atomic(using=using):
-            deleted = writer.mark_missing_deleted(run.pk, run.started_at, timezone.now())
+class _Pass:
+    """One attempt at a run: crawl from the run's saved position to the end, then settle
+    deletions for the part of the key space this attempt saw."""
+
+    def __init__(self, client: AutumnClient, run: SyncRun, using: str,
+                 progress: ProgressCallback | None) -> None:
+        self.client, self.run, self.using, self.progress = client, run, using, progress
+        self.writer = MirrorWriter(client.env, using)
+        # Primary keys of every customer this attempt saw. Kept in memory rather than
+        # stamped on the rows, so that unchanged customers are never rewritten.
+        self.seen: set[int] = set()
+        # A resumed attempt only judges customers after the point it started from.
+        resumed = bool(run.cursor) or run.created_at_start is not None
+        self.crawled_after: datetime | None = run.reached_created_at if resumed else None
+        self.identified_everyone = True
+        self.first_created_at: int | None = None
+
+    def execute(self) -> None:
+        for parsed in self._pages():
+            self._store(parsed)
+        self._settle_deletions()
+
+    def _pages(self) -> Iterator[ParsedPage]:
+        position = ListPosition(self.run.cursor, self.run.created_at_start)
+        while True:
+            try:
+                for page in self.client.customers.iter_pages(limit=self.run.page_size,
+                                                             position=position):
+                    yield ParsedPage(page, *_parse_page(self.client, page.customers))
+                return
+            except InvalidCursorError:
+                if position == ListPosition():
+                    raise
+                # Autumn no longer understands the saved cursor: start the pass over.
+                # Nothing is lost; mirrored customers come back unchanged.
+                logger.warning("Autumn rejected run #%s's saved cursor; restarting its pass.",
+                               self.run.pk)
+                self.run.errors.append({"warning": "The saved cursor was rejected; the pass restarted."})
+                position, self.crawled_after = ListPosition(), None
+
+    def _store(self, parsed: ParsedPage) -> None:
+        run, records, problems = self.run, parsed.records, parsed.problems
+        self.identified_everyone &= all(problem.key for problem in problems)
+        run.page_size = parsed.page.limit  # Autumn may have lowered it to the org's maximum
+        previous_balances, before_replace = events.balance_recorder(self.using)
+        with transaction.atomic(using=self.using):
+            result = self.writer.write(records, now=timezone.now(), before_replace=before_replace)
+            run.pages += 1
+            run.created += len(result.created)
+            run.updated += len(result.updated)
+            run.undeleted += len(result.undeleted)
+            run.unchanged += len(result.unchanged)
+            run.skipped += len(problems)
+            run.errors += [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
+            run.errors += [{"warning": warning} for warning in parsed.page.warnings]
+            if records:
+                run.reached_created_at = max(run.reached_created_at or records[-1].created_at,
+                                             records[-1].created_at)
+            runs.save_page(run, parsed.page.next_position)
+            events.send_write_events_on_commit(result, records, previous_balances, self.using)
+        self.seen.update(result.pk_by_key.values())
+        if problems:
+            self.seen.update(self.writer.pks_for([p.key for p in problems if p.key]))
+        if self.progress:
+            if records and self.first_created_at is None:
+                self.first_created_at = _epoch_ms(records[0])
+            last = _epoch_ms(records[-1]) if records else None
+            self.progress(SyncProgress(run, parsed.page, self.first_created_at, last))
+
+    def _settle_deletions(self) -> None:
+        run = self.run
+        if not self.identified_everyone:
+            run.errors.append({"warning": "Records without an id or email were skipped, so no "
+                                          "customer was marked deleted by this run."})
+            runs.finish_run(run)
+            return
+        with transaction.atomic(using=self.using):
+            deleted = self.writer.mark_missing_deleted(
+                self.seen, pass_started_at=run.started_at, crawled_after=self.crawled_after,
+                now=timezone.now())
             run.deleted = len(deleted)
             runs.finish_run(run)
-            transaction.on_commit(lambda: events.send_deleted_events(deleted, using), using=using)
+            transaction.on_commit(lambda: events.send_deleted_events(deleted, self.using),
+                                  using=self.using)
         # Users whose signup task never ran (or that predate the app) get their link now.
         linked = link_users_to_customers(run.env)
         if linked:
             logger.info("Linked %d users to their Autumn customers.", linked)
-    else:
-        run.errors.append({"warning": "Records without an id or email were skipped, so no "
-                                      "customer was marked deleted by this run."})
-        runs.finish_run(run)
 
 
 def _parse_page(client: AutumnClient, customers: list) -> tuple[list[CustomerRecord], list[RecordError]]:

@@ -67,8 +67,8 @@ def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
     run.cursor, run.created_at_start = position.cursor, position.created_at_start
     run.heartbeat_at = timezone.now()
     run.errors = run.errors[-MAX_RECORDED_ERRORS:]
-    _save_if_ours(run, ["cursor", "created_at_start", "heartbeat_at", "pages", "created",
-                        "updated", "unchanged", "undeleted", "skipped", "errors", "page_size"])
+    _save_if_ours(run, ["cursor", "created_at_start", "reached_created_at", "heartbeat_at", "pages",
+                        "created", "updated", "unchanged", "undeleted", "skipped", "errors", "page_size"])
 
 
 def finish_run(run: SyncRun, *, failure: str = "") -> None:

@@ -72,7 +72,7 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
         renamed = rename_from and record.autumn_id and rename_from != record.autumn_id
         if renamed and not customers.filter(env=env, autumn_id=record.autumn_id).exists():
             customers.filter(env=env, autumn_id=rename_from).update(autumn_id=record.autumn_id)
-        result = MirrorWriter(env, using).write([record], run_id=None, now=timezone.now(),
+        result = MirrorWriter(env, using).write([record], now=timezone.now(),
                                                 before_replace=before_replace)
         pk = result.pk_by_key[record.key]
         if user is not None:

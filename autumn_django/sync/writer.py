@@ -10,7 +10,7 @@ notes", 100,000 customers on 2 cores). Table and column names all come from the 
 Per page, inside the caller's transaction:
 1. load the stored hash of every customer on the page (one query by id, one by email
    for id-less customers and for claims);
-2. customers whose hash is unchanged are not rewritten, only stamped as seen;
+2. customers whose hash is unchanged are not written at all;
 3. new and changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``, so a
    row written meanwhile by a signup is updated, not duplicated), undeleting them;
 4. the children of changed customers are replaced; new customers have none to delete.
@@ -77,11 +77,10 @@ class MirrorWriter:
         meta = Customer._meta
         self._customer_table = self._qn(meta.db_table)
         self._col = {f.name: self._qn(f.column) for f in meta.concrete_fields}
-        self._col["last_seen_run_id"] = self._qn(meta.get_field("last_seen_run_id").column)
 
     # -- public -----------------------------------------------------------------------
 
-    def write(self, records: Sequence[CustomerRecord], *, run_id: int | None, now: datetime,
+    def write(self, records: Sequence[CustomerRecord], *, now: datetime,
               before_replace: Callable[[list[int]], None] | None = None) -> WriteResult:
         """Bring these customers' rows in line with ``records``. Call inside a transaction.
 
@@ -107,7 +106,7 @@ class MirrorWriter:
                     f"WHERE {self._col['id']} = %s",
                     claims,
                 )
-            written = self._upsert_customers(cursor, [r for r, _ in to_write], run_id, now)
+            written = self._upsert_customers(cursor, [r for r, _ in to_write], now)
             for record, row in to_write:
                 pk = written[record.key]
                 result.pk_by_key[record.key] = pk
@@ -120,34 +119,33 @@ class MirrorWriter:
             if before_replace is not None:
                 before_replace([row.pk for _, row in to_write if row is not None])
             self._replace_children(cursor, to_write, written)
-            if run_id is not None and result.unchanged:
-                self._stamp_seen(cursor, result.unchanged, run_id)
         return result
 
-    def stamp_seen(self, keys: Iterable[tuple[str, str]], run_id: int) -> None:
-        """Mark customers as seen without touching their data (records that failed to
-        parse: their rows stay as they were, and must not be taken for deleted)."""
+    def pks_for(self, keys: Iterable[tuple[str, str]]) -> list[int]:
+        """The stored rows of these customers, if any (records that failed to parse are
+        still seen: their rows stay as they were and must not be taken for deleted)."""
         existing, _ = self._load_existing_keys(list(keys), ())
-        if existing:
-            with self.connection.cursor() as cursor:
-                self._stamp_seen(cursor, [row.pk for row in existing.values()], run_id)
+        return [row.pk for row in existing.values()]
 
-    def mark_missing_deleted(self, run_id: int, pass_started_at: datetime,
-                             now: datetime) -> list[int]:
-        """After a completed pass: customers it did not see are gone from Autumn.
+    def mark_missing_deleted(self, seen: set[int], *, pass_started_at: datetime,
+                             crawled_after: datetime | None, now: datetime) -> list[int]:
+        """After a completed pass: present customers it did not see are gone from Autumn.
 
-        Rows written after the pass began (a signup's ``get_or_create``) are spared: the
-        crawl may have passed their place before they existed.
+        Only customers in the part of the key space this attempt crawled are judged
+        (``created_at`` after ``crawled_after``, the point a resumed attempt started from;
+        an earlier attempt's sightings died with its process). Rows written after the pass
+        began (a signup's ``get_or_create``) are spared: the crawl may have passed their
+        place before they existed. Seen customers are never rewritten to say so.
         """
-        ids = list(
-            Customer.objects.filter(env=self.env, deleted_at__isnull=True,
-                                    synced_at__lt=pass_started_at)
-            .exclude(last_seen_run_id=run_id)
-            .values_list("pk", flat=True)
-        )
-        for chunk in _chunks(ids, self._max_params - 1):
-            Customer.objects.filter(pk__in=chunk).update(deleted_at=now)
-        return ids
+        present = Customer.objects.using(self.connection.alias).filter(
+            env=self.env, deleted_at__isnull=True, synced_at__lt=pass_started_at)
+        if crawled_after is not None:
+            present = present.filter(created_at__gt=crawled_after)
+        missing = [pk for pk in present.values_list("pk", flat=True).iterator(chunk_size=5000)
+                   if pk not in seen]
+        for chunk in _chunks(missing, self._max_params - 1):
+            Customer.objects.using(self.connection.alias).filter(pk__in=chunk).update(deleted_at=now)
+        return missing
 
     # -- reading what is stored -----------------------------------------------------------
 
@@ -204,20 +202,16 @@ class MirrorWriter:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _upsert_customers(self, cursor, records: Sequence[CustomerRecord], run_id: int | None,
+    def _upsert_customers(self, cursor, records: Sequence[CustomerRecord],
                           now: datetime) -> dict[tuple[str, str], int]:
         """Insert or update these customers; returns their primary keys by record key."""
         names = list(CUSTOMER_FIELDS) + list(_BOOKKEEPING_FIELDS)
-        if run_id is not None:
-            names.append("last_seen_run_id")
         synced = self._adapt_time(now)
         rows_by_kind: dict[str, list[list[Any]]] = {"id": [], "email": []}
         for record in records:
             values = [record.values[name] for name in CUSTOMER_FIELDS]
             values[CUSTOMER_FIELDS.index("created_at")] = self._adapt_time(record.created_at)
             values += [self.env, record.raw_json, record.raw_hash, synced, None]
-            if run_id is not None:
-                values.append(run_id)
             rows_by_kind[record.key[0]].append(values)
         pks: dict[tuple[str, str], int] = {}
         for kind, rows in rows_by_kind.items():
@@ -266,14 +260,6 @@ class MirrorWriter:
             for chunk in _chunks(rows, max(1, self._max_params // len(columns))):
                 cursor.execute(prefix + ", ".join([placeholders] * len(chunk)),
                                [value for row in chunk for value in row])
-
-    def _stamp_seen(self, cursor, pks: Sequence[int], run_id: int) -> None:
-        for chunk in _chunks(list(pks), self._max_params - 1):
-            cursor.execute(
-                f"UPDATE {self._customer_table} SET {self._col['last_seen_run_id']} = %s "
-                f"WHERE {self._col['id']} IN ({_marks(len(chunk))})",
-                [run_id, *chunk],
-            )
 
     def _placeholders(self, model: type[models.Model], names: Sequence[str]) -> str:
         """``(%s, %s, ...)``; JSON arrives as text, which PostgreSQL must be told is jsonb."""
