@@ -106,6 +106,7 @@ class AutumnClient:
             retry_max_seconds if retry_max_seconds is not None else autumn_settings.RETRY_MAX_SECONDS
         )
         self._sleep = sleep
+        self._secret_key = secret_key  # for arguments(); never shown (see __repr__)
         self._session = requests.Session()
         self._session.headers.update(
             {
@@ -120,6 +121,12 @@ class AutumnClient:
 
     def __repr__(self) -> str:
         return f"<AutumnClient env={self.env} api_url={self.api_url!r}>"
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments that build an equal client (in another process). They
+        hold the secret key: pass them over a private channel, never a command line."""
+        return {"secret_key": self._secret_key, "api_url": self.api_url, "timeout": self.timeout,
+                "max_retries": self.max_retries, "retry_max_seconds": self.retry_max_seconds}
 
     def __enter__(self) -> AutumnClient:
         return self

@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     # A sync renews its lease after every page; a lease older than this is taken to
     # belong to a run that died, and the next run takes it over and resumes.
     "SYNC_LOCK_TIMEOUT": 300,
+    # Fetch, decode and parse pages in a child process while this one writes (about twice
+    # as fast on two cores); False keeps all of a sync in one process.
+    "SYNC_PREFETCH_PROCESS": True,
     # How the app's own background work runs (signup, profile updates, admin refreshes,
     # webhook refreshes): "celery" queues tasks, "inline" runs them in-process after the
     # transaction commits (projects without a worker), "off" stops the app from calling

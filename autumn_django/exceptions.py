@@ -25,6 +25,18 @@ class AutumnError(Exception):
         self.message = scrub_secrets(message)
         super().__init__(self.message)
 
+    def __reduce__(self):
+        # Pickle by state, not by constructor arguments (subclasses take keyword-only
+        # ones): the sync's prefetch process sends its errors to the parent this way.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type, args: tuple, state: dict) -> Exception:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class AutumnConfigurationError(AutumnError):
     """The app is not set up to talk to Autumn (no key, a malformed key, a bad URL)."""

@@ -182,13 +182,10 @@ def test_a_record_that_does_not_parse_is_skipped_reported_and_left_as_it_was(mak
 
 def test_sync_failing_midway_keeps_committed_pages_and_the_next_run_resumes(make_standin):
     server = make_standin(250)
-
-    def fail_after_second_page(progress):
-        if progress.run.pages == 2:
-            server.faults.fail_next(1, status=500, endpoint="customers.list")
+    server.faults.fail_next(1, status=500, endpoint="customers.list", after=2)
 
     with pytest.raises(ServerError, match="500"):
-        sync_all_customers(page_size=100, progress=fail_after_second_page)
+        sync_all_customers(page_size=100)
 
     failed = SyncRun.objects.get()
     assert (failed.status, failed.pages, failed.created) == (SyncRun.Status.FAILED, 2, 200)
@@ -244,14 +241,11 @@ def test_transient_faults_during_a_crawl_are_absorbed(make_standin):
 
 def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):
     server = make_standin(200)
-
-    def break_third_page(progress):
-        if progress.run.pages == 2:
-            server.faults.malformed_next(1, endpoint="customers.list", body=b"<html>502</html>",
-                                         content_type="text/html")
+    server.faults.malformed_next(1, endpoint="customers.list", body=b"<html>502</html>",
+                                 content_type="text/html", after=2)
 
     with pytest.raises(AutumnResponseError, match="not JSON"):
-        sync_all_customers(page_size=50, progress=break_third_page)
+        sync_all_customers(page_size=50)
     failed = SyncRun.objects.get()
     assert failed.status == SyncRun.Status.FAILED and "not JSON" in failed.failure
     assert Customer.objects.count() == 100
@@ -279,12 +273,9 @@ def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):
     sync_all_customers(page_size=50)
     ids = [c["id"] for c in server.list_customers() if c["id"]]
 
-    def fail_after_second_page(progress):
-        if progress.run.pages == 2:
-            server.faults.fail_next(1, status=500, endpoint="customers.list")
-
+    server.faults.fail_next(1, status=500, endpoint="customers.list", after=2)
     with pytest.raises(ServerError):
-        sync_all_customers(page_size=50, progress=fail_after_second_page)
+        sync_all_customers(page_size=50)
     early, late = ids[5], ids[-5]  # before and after the point the failed run reached
     server.delete_customer(early)
     server.delete_customer(late)
@@ -296,4 +287,23 @@ def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):
     # The early part was crawled by the attempt that died; its sightings died with it.
     assert Customer.objects.get(autumn_id=early).deleted_at is None
     assert sync_all_customers(page_size=50).deleted == 1
+    assert_mirror_matches(server)
+
+
+@pytest.mark.parametrize("prefetch_process", [True, False], ids=["child-process", "in-process"])
+def test_both_page_sources_keep_the_same_mirror(make_standin, settings, prefetch_process):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = prefetch_process
+    server = make_standin(400, seed=3)
+    broken = next(c["id"] for c in server.list_customers() if c["id"])
+    server.faults.corrupt_customer(broken, {"balances": "none"})
+
+    first = sync_all_customers(page_size=70)
+    assert (first.created, first.skipped) == (399, 1)
+    server.faults.clear()
+    changed = [c["id"] for c in server.list_customers() if c["id"]][100:110]
+    for customer_id in changed:
+        server.modify_customer(customer_id, metadata={"plan_note": "changed"})
+    second = sync_all_customers(page_size=70)
+
+    assert (second.created, second.updated, second.unchanged, second.deleted) == (1, 10, 389, 0)
     assert_mirror_matches(server)

@@ -4,16 +4,27 @@
 - ``sync_customer(customer_id)``: one customer through ``customers.get``.
 - ``get_or_create_customer(...)`` / ``update_customer(...)``: call Autumn and store its
   answer at once.
+
+The names are loaded on first use: the sync's prefetch process imports modules of this
+package without setting Django up, so importing the package must not load the models.
 """
 
-from .full import SyncProgress, sync_all_customers
-from .single import get_or_create_customer, store_customer, sync_customer, update_customer
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "SyncProgress",
-    "get_or_create_customer",
-    "store_customer",
-    "sync_all_customers",
-    "sync_customer",
-    "update_customer",
-]
+_EXPORTS = {
+    "SyncProgress": ".full",
+    "sync_all_customers": ".full",
+    "get_or_create_customer": ".single",
+    "store_customer": ".single",
+    "sync_customer": ".single",
+    "update_customer": ".single",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

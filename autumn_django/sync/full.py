@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
-from ..exceptions import InvalidCursorError, NotFoundError
+from ..exceptions import InvalidCursorError
 from ..models import SyncRun
 from ..users import link_users_to_customers
 from . import events, runs
-from .records import CustomerRecord, RecordError, parse_customer
+from .fingerprints import Fingerprints
+from .prefetch import PagePreparer, PreparedPage, prepared_pages
+from .records import EPOCH
 from .writer import MirrorWriter
 
 logger = logging.getLogger(__name__)
@@ -33,13 +35,6 @@ class SyncProgress:
 
 
 ProgressCallback = Callable[[SyncProgress], None]
-
-
-@dataclass
-class ParsedPage:
-    page: ListPage
-    records: list[CustomerRecord]
-    problems: list[RecordError]
 
 
 def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | None = None,
@@ -71,9 +66,9 @@ class _Pass:
                  progress: ProgressCallback | None) -> None:
         self.client, self.run, self.using, self.progress = client, run, using, progress
         self.writer = MirrorWriter(client.env, using)
-        # Primary keys of every customer this attempt saw. Kept in memory rather than
-        # stamped on the rows, so that unchanged customers are never rewritten.
-        self.seen: set[int] = set()
+        # Key fingerprints of every customer this attempt saw: kept in memory (8 bytes
+        # each) rather than stamped on the rows, so unchanged customers are never rewritten.
+        self.seen = Fingerprints()
         # A resumed attempt only judges customers after the point it started from.
         resumed = bool(run.cursor) or run.created_at_start is not None
         self.crawled_after: datetime | None = run.reached_created_at if resumed else None
@@ -81,17 +76,15 @@ class _Pass:
         self.first_created_at: int | None = None
 
     def execute(self) -> None:
-        for parsed in self._pages():
-            self._store(parsed)
+        for prepared in self._pages():
+            self._store(prepared)
         self._settle_deletions()
 
-    def _pages(self) -> Iterator[ParsedPage]:
+    def _pages(self) -> Iterator[PreparedPage]:
         position = ListPosition(self.run.cursor, self.run.created_at_start)
         while True:
             try:
-                for page in self.client.customers.iter_pages(limit=self.run.page_size,
-                                                             position=position):
-                    yield ParsedPage(page, *_parse_page(self.client, page.customers))
+                yield from self._page_source(position)
                 return
             except InvalidCursorError:
                 if position == ListPosition():
@@ -103,10 +96,17 @@ class _Pass:
                 self.run.errors.append({"warning": "The saved cursor was rejected; the pass restarted."})
                 position, self.crawled_after = ListPosition(), None
 
-    def _store(self, parsed: ParsedPage) -> None:
-        run, records, problems = self.run, parsed.records, parsed.problems
+    def _page_source(self, position: ListPosition) -> Iterator[PreparedPage]:
+        if autumn_settings.SYNC_PREFETCH_PROCESS:
+            return prepared_pages(self.client, position, self.run.page_size,
+                                  self.writer.state_fingerprints)
+        return PagePreparer(self.client, self.writer.state_fingerprints).pages(
+            position, self.run.page_size)
+
+    def _store(self, prepared: PreparedPage) -> None:
+        run, records, problems = self.run, prepared.records, prepared.problems
         self.identified_everyone &= all(problem.key for problem in problems)
-        run.page_size = parsed.page.limit  # Autumn may have lowered it to the org's maximum
+        run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
         previous_balances, before_replace = events.balance_recorder(self.using)
         with transaction.atomic(using=self.using):
             result = self.writer.write(records, now=timezone.now(), before_replace=before_replace)
@@ -114,23 +114,21 @@ class _Pass:
             run.created += len(result.created)
             run.updated += len(result.updated)
             run.undeleted += len(result.undeleted)
-            run.unchanged += len(result.unchanged)
+            run.unchanged += len(result.unchanged) + prepared.unchanged
             run.skipped += len(problems)
             run.errors += [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
-            run.errors += [{"warning": warning} for warning in parsed.page.warnings]
-            if records:
-                run.reached_created_at = max(run.reached_created_at or records[-1].created_at,
-                                             records[-1].created_at)
-            runs.save_page(run, parsed.page.next_position)
+            run.errors += [{"warning": warning} for warning in prepared.page.warnings]
+            if prepared.reached_created_at is not None:
+                reached = EPOCH + timedelta(milliseconds=prepared.reached_created_at)
+                run.reached_created_at = max(run.reached_created_at or reached, reached)
+            runs.save_page(run, prepared.page.next_position)
             events.send_write_events_on_commit(result, records, previous_balances, self.using)
-        self.seen.update(result.pk_by_key.values())
-        if problems:
-            self.seen.update(self.writer.pks_for([p.key for p in problems if p.key]))
+        self.seen.add_many(prepared.seen)
         if self.progress:
-            if records and self.first_created_at is None:
-                self.first_created_at = _epoch_ms(records[0])
-            last = _epoch_ms(records[-1]) if records else None
-            self.progress(SyncProgress(run, parsed.page, self.first_created_at, last))
+            if self.first_created_at is None:
+                self.first_created_at = prepared.reached_created_at
+            self.progress(SyncProgress(run, prepared.page, self.first_created_at,
+                                       prepared.reached_created_at))
 
     def _settle_deletions(self) -> None:
         run = self.run
@@ -151,28 +149,6 @@ class _Pass:
         linked = link_users_to_customers(run.env)
         if linked:
             logger.info("Linked %d users to their Autumn customers.", linked)
-
-
-def _parse_page(client: AutumnClient, customers: list) -> tuple[list[CustomerRecord], list[RecordError]]:
-    """Parse a page; customers at the list's 15-product cap are re-read in full."""
-    records: list[CustomerRecord] = []
-    problems: list[RecordError] = []
-    for data in customers:
-        try:
-            record = parse_customer(data)
-            if record.may_be_truncated and record.autumn_id:
-                record = parse_customer(client.customers.get(record.autumn_id))
-        except RecordError as exc:
-            problems.append(exc)
-        except NotFoundError:
-            continue  # deleted since the page was read; the deletion pass will see it
-        else:
-            records.append(record)
-    return records, problems
-
-
-def _epoch_ms(record: CustomerRecord) -> int:
-    return int(record.created_at.timestamp() * 1000)
 
 
 def _key_text(key: tuple[str, str] | None) -> str | None:

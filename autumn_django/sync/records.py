@@ -39,6 +39,9 @@ class RecordError(ValueError):
         self.problem = problem
         self.key = key
 
+    def __reduce__(self):
+        return RecordError, (self.problem, self.key)
+
     def describe(self) -> str:
         who = f"{self.key[0]} {self.key[1]!r}" if self.key else "a customer with no id or email"
         return f"{who}: {self.problem}"
@@ -84,8 +87,15 @@ def record_key(data: Any) -> tuple[str, str] | None:
     return None
 
 
-def parse_customer(data: Any) -> CustomerRecord:
-    """Validate ``data`` and build its rows; raises ``RecordError`` naming the bad field."""
+def canonical_json(data: Any) -> tuple[str, str]:
+    """The customer's JSON with sorted keys, and its hash: equal objects, equal text."""
+    raw_json = jsonlib.dumps(data)
+    return raw_json, hashlib.blake2b(raw_json.encode(), digest_size=16).hexdigest()
+
+
+def parse_customer(data: Any, canonical: tuple[str, str] | None = None) -> CustomerRecord:
+    """Validate ``data`` and build its rows; raises ``RecordError`` naming the bad field.
+    ``canonical`` is ``canonical_json(data)`` when the caller has it already."""
     key = record_key(data)
     if not isinstance(data, dict):
         raise RecordError(f"expected an object, got {type(data).__name__}", None)
@@ -111,12 +121,12 @@ def parse_customer(data: Any) -> CustomerRecord:
                  for feature, item in _mapping(data, "flags").items()]
     except _FieldError as exc:
         raise RecordError(str(exc), key) from None
-    raw_json = jsonlib.dumps(data)
+    raw_json, raw_hash = canonical or canonical_json(data)
     return CustomerRecord(
         key=key,
         values=values,
         raw_json=raw_json,
-        raw_hash=hashlib.blake2b(raw_json.encode(), digest_size=16).hexdigest(),
+        raw_hash=raw_hash,
         subscriptions=subscriptions,
         purchases=purchases,
         balances=balances,

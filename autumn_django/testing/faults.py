@@ -34,6 +34,7 @@ class Fault:
     rate_kind: str = "text"
     body: bytes = b""
     content_type: str = ""
+    after: int = 0  # matching requests to let through before the fault starts
 
 
 def _check_endpoint(endpoint: str | None) -> None:
@@ -52,21 +53,23 @@ class Faults:
 
     def _arm(self, fault: Fault) -> None:
         _check_endpoint(fault.endpoint)
-        if fault.remaining < 0:
-            raise ValueError("n must be >= 0")
+        if fault.remaining < 0 or fault.after < 0:
+            raise ValueError("n and after must be >= 0")
         if fault.remaining:
             with self._lock:
                 self._queue.append(fault)
 
-    def fail_next(self, n: int, status: int = 503, endpoint: str | None = None, retry_after: int = 1) -> None:
-        """Answer the next ``n`` matching requests with ``status``.
+    def fail_next(self, n: int, status: int = 503, endpoint: str | None = None, retry_after: int = 1,
+                  after: int = 0) -> None:
+        """Answer the next ``n`` matching requests with ``status`` (after letting ``after``
+        matching requests through: "the third page fails" whatever runs ahead).
 
         503 carries ``Retry-After`` and a JSON error, 500 is JSON ``internal_error``, 502 and
         504 are plain-text bodies as a proxy in front of the API would send.
         """
         if not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
-        self._arm(Fault("status", n, endpoint, status=status, retry_after=retry_after))
+        self._arm(Fault("status", n, endpoint, status=status, retry_after=retry_after, after=after))
 
     def rate_limit_next(
         self, n: int, retry_after: int = 1, kind: str = "text", endpoint: str | None = None
@@ -92,11 +95,13 @@ class Faults:
         body: bytes = b"<html>oops</html>",
         content_type: str = "text/html",
         status: int = 200,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``n`` matching requests with this raw body."""
+        """Answer the next ``n`` matching requests with this raw body (after ``after``)."""
         if isinstance(body, str):
             body = body.encode("utf-8")
-        self._arm(Fault("malformed", n, endpoint, status=status, body=body, content_type=content_type))
+        self._arm(Fault("malformed", n, endpoint, status=status, body=body, content_type=content_type,
+                        after=after))
 
     def delay(self, seconds: float, endpoint: str | None = None) -> None:
         """Sleep ``seconds`` before answering matching requests until cleared with 0."""
@@ -131,6 +136,9 @@ class Faults:
         with self._lock:
             for fault in self._queue:
                 if fault.remaining > 0 and fault.endpoint in (None, endpoint):
+                    if fault.after:
+                        fault.after -= 1
+                        continue
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._queue.remove(fault)
