@@ -66,3 +66,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
                     "updated", "unchanged", "deleted", "skipped")
     list_filter = ("env", "status")
     exclude = ("lease_token",)
+
+
+# Webhook events have their admin beside their view.
+from .webhooks import admin as _webhook_admin  # noqa: E402, F401

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import ENV_BY_KEY_PREFIX, autumn_settings
+from .webhooks.signature import SECRET_PREFIX, SecretError, secret_bytes
 
 
 @register(Tags.compatibility)
@@ -91,3 +92,22 @@ def _read_timeout(timeout) -> float:
     if isinstance(timeout, (tuple, list)):
         return float(timeout[-1])
     return float(timeout)
+
+
+@register(Tags.compatibility)
+def check_webhook_secret(app_configs=None, **kwargs) -> list:
+    secret = autumn_settings.WEBHOOK_SECRET
+    if not secret:
+        return []  # webhooks are optional; the view refuses every delivery until it is set
+    if isinstance(secret, str) and secret.startswith(SECRET_PREFIX):
+        try:
+            secret_bytes(secret)
+            return []
+        except SecretError:
+            pass
+    return [Error(
+        "AUTUMN_WEBHOOK_SECRET is not a webhook signing secret: every webhook would be refused.",
+        hint="Copy the endpoint's signing secret from Autumn's webhook settings: 'whsec_' "
+             "followed by base64, without spaces or line breaks.",
+        id="autumn_django.E007",
+    )]

@@ -20,6 +20,8 @@ def ids() -> list[str]:
     ("AUTUMN_SYNC_PAGE_SIZE", 0, ["autumn_django.E005"]),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 5, ["autumn_django.E006"]),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 34, ["autumn_django.W002"]),  # 5 s of retries + 30 s read
+    ("AUTUMN_WEBHOOK_SECRET", "whsec_not base64!", ["autumn_django.E007"]),
+    ("AUTUMN_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", []),
 ])
 def test_check(settings, monkeypatch, name, value, expected):
     monkeypatch.delenv("AUTUMN_SECRET_KEY", raising=False)

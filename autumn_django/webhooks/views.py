@@ -1,0 +1,68 @@
+"""The endpoint Autumn's webhooks (through Svix) are delivered to.
+
+A plain Django view, not DRF: it authenticates by signature alone, and a project's DRF
+authentication (session CSRF checks, tokens) must not stand in its way.
+
+Requests that fail verification are refused with 400 and not stored. Storing them would
+let anyone who finds the URL fill the table, and could let a forger claim a genuine
+event's ``svix-id`` first, so that the real delivery looked like a repeat and was never
+processed. They are logged (without the secret or signatures) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from ..conf import autumn_settings
+from ..models import WebhookEvent
+from .processing import FINAL_STATUSES, process_event, record_event
+from .signature import SecretError, SignatureError, verify
+
+logger = logging.getLogger(__name__)
+
+SVIX_ID_MAX_LENGTH = WebhookEvent._meta.get_field("svix_id").max_length
+
+
+@csrf_exempt
+@require_POST
+@transaction.non_atomic_requests  # the event must be stored even when processing fails
+def receive_webhook(request: HttpRequest) -> JsonResponse:
+    """Verify, store, process. 200 when the event is handled (processed, ignored, or a
+    repeat of one that was), 400 when the request is not a valid delivery, 500 when
+    processing failed (Svix then delivers it again) or the secret is not set up."""
+    secret = autumn_settings.WEBHOOK_SECRET
+    if not secret:
+        logger.error("Refused an Autumn webhook: AUTUMN_WEBHOOK_SECRET is not set.")
+        return JsonResponse({"error": "Webhooks are not configured on this server."}, status=500)
+    try:
+        delivery = verify(secret, request.headers, request.body,
+                          tolerance=autumn_settings.WEBHOOK_TOLERANCE_SECONDS)
+    except SecretError as exc:
+        logger.error("Refused an Autumn webhook: AUTUMN_WEBHOOK_SECRET is malformed (%s).", exc)
+        return JsonResponse({"error": "Webhooks are not configured on this server."}, status=500)
+    except SignatureError as exc:
+        logger.warning("Refused an Autumn webhook (svix-id %r): %s.",
+                       request.headers.get("svix-id", "")[:100], exc)
+        return JsonResponse({"error": f"Invalid webhook: {exc}."}, status=400)
+
+    try:
+        payload = json.loads(request.body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or len(delivery.svix_id) > SVIX_ID_MAX_LENGTH:
+        logger.warning("Refused a signed Autumn webhook %r: not a JSON object with a usable id.",
+                       delivery.svix_id[:100])
+        return JsonResponse({"error": "Invalid webhook: the body is not a JSON object."}, status=400)
+
+    event, created = record_event(delivery.svix_id, delivery.timestamp, payload)
+    if not created and event.status in FINAL_STATUSES:
+        return JsonResponse({"id": event.svix_id, "status": event.status, "duplicate": True})
+    event = process_event(event.pk)
+    failed = event.status == WebhookEvent.Status.FAILED
+    return JsonResponse({"id": event.svix_id, "status": event.status}, status=500 if failed else 200)
