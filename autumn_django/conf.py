@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
 
 TASK_MODES = ("celery", "inline", "off")
 
+SECRETS_FROM_ENVIRONMENT = ("SECRET_KEY", "WEBHOOK_SECRET")
+
 ENV_BY_KEY_PREFIX = {"am_sk_test_": "sandbox", "am_sk_live_": "live"}
 
 
@@ -66,8 +68,9 @@ class AutumnSettings:
         if name not in DEFAULTS:
             raise AttributeError(f"Invalid autumn_django setting: {name!r}")
         value = getattr(settings, f"AUTUMN_{name}", DEFAULTS[name])
-        if name == "SECRET_KEY" and not value:
-            value = os.environ.get("AUTUMN_SECRET_KEY") or None
+        if name in SECRETS_FROM_ENVIRONMENT and not value:
+            # Secrets may stay out of the settings file, in the environment.
+            value = os.environ.get(f"AUTUMN_{name}") or None
         return value
 
 
