@@ -1,0 +1,788 @@
+"""Benchmark of ``autumn_django``'s sync against the local Autumn stand-in, on one database.
+
+    python -m benchmarks.sync_benchmark --db sqlite --customers 100000 --json-out out.json
+    python -m benchmarks.sync_benchmark --db sqlite --customers 20000 --profile
+
+``benchmarks/run.sh`` runs it on SQLite and PostgreSQL and prints the combined table
+(``benchmarks/report.py``). One run, on one database:
+
+1. starts the stand-in (``python -m autumn_django.testing serve``) seeded with N customers
+   in a child process, so its threads do not compete for this process's GIL;
+2. drops and recreates the benchmark database, migrates it;
+3. times fetch-only (the app's client paging through every customer; best of two, the
+   first pass also warms the stand-in's cache of serialized rows), first sync into the
+   empty mirror, no-change re-sync, and re-sync after 1% of the customers changed and a
+   few were deleted;
+4. times the naive baseline (per-customer ``update_or_create`` plus children deleted and
+   re-created one by one, one transaction per customer) on a sample, scaled to N;
+5. measures the peak RSS of a first sync in a fresh child process at two sizes.
+
+``--profile`` instead profiles the first sync and the no-change re-sync with cProfile and
+writes ``benchmarks/out/profile-<db>-*.txt`` (top 25 by cumulative and by own time), once
+with the app's defaults and once (``*-inprocess``) with ``AUTUMN_SYNC_PREFETCH_PROCESS =
+False``, since work done in the sync's prefetch child process is invisible to cProfile.
+
+Figures are wall-clock seconds (``time.perf_counter()``) with the GC settled before each
+step. The exit code is 0 whenever the benchmark ran: the targets are informational.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import resource
+import select
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO_ROOT / "benchmarks" / "out"
+PAGE_SIZE = 1000  # customers.list page size; the stand-in's org maximum is set to match
+SEED = 1
+# Generating 100,000 customers takes ~5 s on a quiet machine; leave room for a busy one.
+STANDIN_START_TIMEOUT = 600.0
+PROGRESS_EVERY = 10.0  # seconds between progress lines inside a long step
+PROFILE_TOP = 25
+
+# The 1% change: a mix of real changes of the customer JSON, made through the stand-in's
+# HTTP API (the only way into a stand-in running in another process).
+CHANGE_SHARE = 0.01
+DELETE_SHARE = 0.0005  # "a few deleted": 50 of 100,000
+
+# Linux keeps ru_maxrss across exec: a child started straight from this process (fork or
+# vfork, then exec) begins with *this* process's peak RSS as its own, hundreds of MiB after
+# a 100,000-customer sync. A small launcher in between starts the measured process from a
+# small address space, so its ru_maxrss is its own (floor: the launcher's ~10 MiB).
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+# -- small records ---------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One timed step, as printed and as stored in the JSON output."""
+
+    name: str
+    seconds: float
+    customers: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.customers / self.seconds if self.seconds else 0.0
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def print_step(step: Step, fetch_seconds: float | None = None, note: str = "") -> None:
+    ratio = f"{step.seconds / fetch_seconds:6.2f}x fetch-only" if fetch_seconds else " " * 17
+    counts = ", ".join(f"{k} {v:,}" for k, v in step.counts.items() if v)
+    say(f"  [{step.name:<22}] {step.seconds:8.2f} s {step.rate:9,.0f} customers/s  {ratio}"
+        f"  {counts}{'  ' + note if note else ''}")
+
+
+class Ticker:
+    """A sync progress callback printing a line every PROGRESS_EVERY seconds: a long step
+    shows it is alive. One perf_counter() per page: nothing next to a page's work."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, progress: Any) -> None:
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            run = progress.run
+            done = run.created + run.updated + run.unchanged + run.skipped
+            say(f"      ... {done:,} customers, {run.pages} pages, {now - self.started:.0f} s")
+
+
+# -- the stand-in in its own process ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def standin(customers: int) -> Iterator[str]:
+    """Run ``python -m autumn_django.testing serve`` seeded with ``customers``; yields its URL.
+
+    A separate process: the stand-in's handler threads would otherwise hold this process's
+    GIL while the sync runs, and the figures would measure both.
+    """
+    say(f"stand-in: generating {customers:,} customers (seed {SEED}) in a child process ...")
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "autumn_django.testing", "serve", "--customers", str(customers),
+           "--seed", str(SEED), "--port", "0", "--org-max-limit", str(PAGE_SIZE)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)  # noqa: S603
+    try:
+        url = _read_listening_url(proc)
+        say(f"stand-in: listening on {url} (pid {proc.pid}, ready in {time.perf_counter() - started:.1f} s)")
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _read_listening_url(proc: subprocess.Popen) -> str:
+    """Wait for the stand-in's one "listening on URL" line."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + STANDIN_START_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                return match.group(1)
+            if not line:  # EOF: it exited
+                break
+        elif proc.poll() is not None:
+            break
+    raise RuntimeError(f"the stand-in did not start (exit code {proc.poll()}); see its output above")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the stand-in exits 0 on it), then SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+# -- database ----------------------------------------------------------------------------------
+
+
+def configure(db: str) -> None:
+    """Point Django at the benchmark settings for ``db`` (before django.setup())."""
+    if str(REPO_ROOT) not in sys.path:  # run as a file, not with -m
+        sys.path.insert(0, str(REPO_ROOT))
+    os.environ["AUTUMN_BENCH_DB"] = db
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+
+
+def fresh_database(db: str) -> None:
+    """Drop and recreate the benchmark database, then migrate it: an empty mirror."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    from benchmarks import settings as bench
+
+    started = time.perf_counter()
+    connections.close_all()  # Django reconnects lazily to the new database
+    if db == "sqlite":
+        bench.SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{bench.SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        where = str(bench.SQLITE_PATH)
+    else:
+        _recreate_postgres_database(bench.POSTGRES_NAME)
+        where = f"{bench.POSTGRES_NAME} on {os.environ.get('PGHOST')}:{os.environ.get('PGPORT')}"
+    call_command("migrate", verbosity=0)
+    say(f"database: fresh {db} ({where}), migrated in {time.perf_counter() - started:.1f} s")
+
+
+def check_migrations() -> None:
+    """Stop early if the models' tables differ from what the migrations build (a tree
+    caught mid-edit): the sync would otherwise fail minutes into the run on a missing
+    column. Changes that touch no table (Meta options such as permissions) are fine."""
+    from django.apps import apps
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations import AlterModelManagers, AlterModelOptions
+    from django.db.migrations.state import ProjectState
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(apps)).changes(
+        graph=loader.graph)
+    schema = [op.describe() for migrations in changes.values() for migration in migrations
+              for op in migration.operations if not isinstance(op, (AlterModelOptions, AlterModelManagers))]
+    if schema:
+        raise RuntimeError("the models have changes that no migration covers "
+                           f"({'; '.join(schema)}); run the benchmark on a consistent tree")
+
+
+def _recreate_postgres_database(name: str) -> None:
+    """Through psycopg against the ``postgres`` database (the PG* variables say where)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dbname="postgres", autocommit=True) as conn:
+        # FORCE: a connection a crashed earlier run left behind must not block the drop.
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def mirror_rows() -> dict[str, int]:
+    from autumn_django.models import Balance, Customer, Flag, Purchase, Subscription
+
+    counts = {model.__name__.lower(): model.objects.count()
+              for model in (Customer, Subscription, Purchase, Balance, Flag)}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+# -- machine --------------------------------------------------------------------------------
+
+
+def machine_info(db: str) -> dict[str, Any]:
+    """What the figures depend on; report.py prints it as one line."""
+    import django
+    from django.db import connection
+
+    info: dict[str, Any] = {
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU",
+        "cores": os.cpu_count(),
+        "ram_gib": round(int((_proc_field("/proc/meminfo", "MemTotal") or "0 kB").split()[0]) / 2**20, 1),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "orjson": _version_of("orjson"),
+        "psycopg": _version_of("psycopg"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "code": _code_revision(),
+    }
+    with connection.cursor() as cursor:
+        if db == "postgres":
+            cursor.execute("SHOW server_version")
+            info["postgresql"] = cursor.fetchone()[0]
+        else:
+            cursor.execute("PRAGMA journal_mode")
+            info["sqlite_journal_mode"] = cursor.fetchone()[0]
+            cursor.execute("PRAGMA synchronous")
+            info["sqlite_synchronous"] = cursor.fetchone()[0]
+    return info
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    return None
+
+
+def _code_revision() -> str:
+    """The commit measured, and whether the app's files differ from it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True)  # noqa: S603, S607
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = git("status", "--porcelain", "--", "autumn_django")
+    return f"{commit} + uncommitted changes to autumn_django" if dirty else commit
+
+
+def _version_of(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# -- the timed steps ---------------------------------------------------------------------------
+
+
+def settle() -> None:
+    """Collect garbage left by the previous step, so no step pays for another's."""
+    gc.collect()
+
+
+def fetch_only(api_url: str | None = None) -> Step:
+    """The app's own client pages through every customer and discards them: the floor."""
+    from autumn_django.client import AutumnClient
+
+    settle()
+    started = time.perf_counter()
+    count = 0
+    with AutumnClient(api_url=api_url) as client:
+        for page in client.customers.iter_pages(limit=PAGE_SIZE):
+            count += len(page.customers)
+    return Step("fetch-only", time.perf_counter() - started, count)
+
+
+def timed_sync(name: str) -> Step:
+    """``sync_all_customers()`` as a project calls it."""
+    from autumn_django.sync import sync_all_customers
+
+    settle()
+    started = time.perf_counter()
+    run = sync_all_customers(progress=Ticker())
+    seconds = time.perf_counter() - started
+    counts = {"created": run.created, "updated": run.updated, "unchanged": run.unchanged,
+              "deleted": run.deleted, "skipped": run.skipped}
+    seen = run.created + run.updated + run.unchanged + run.skipped
+    if run.status != "succeeded":
+        raise RuntimeError(f"{name}: the sync run ended {run.status}: {run.failure}")
+    return Step(name, seconds, seen, counts)
+
+
+def expect(step: Step, **wanted: int) -> None:
+    """Warn (without stopping) when a sync did not do what the step set it up to do."""
+    wrong = {k: (step.counts.get(k), v) for k, v in wanted.items() if step.counts.get(k) != v}
+    for name, (got, want) in wrong.items():
+        say(f"  WARNING: {step.name}: {name} = {got}, expected {want}")
+
+
+# -- the 1% change, through the stand-in's HTTP API -------------------------------------------
+
+
+def change_customers(api_url: str, customers: int) -> dict[str, int]:
+    """Change 1% of the customers and delete a few, as Autumn's own API would.
+
+    The stand-in runs in another process and has no control endpoint, so this uses
+    ``customers.update`` (name, metadata, billing controls: each a real change of the
+    customer's JSON) and ``customers.delete``. Balances and subscriptions cannot be
+    changed through the API; for the sync the cost is the same, since a changed customer
+    is rewritten whole (its row upserted, its children replaced) whatever field changed.
+    """
+    import requests
+    from django.conf import settings
+
+    from autumn_django.models import Customer
+
+    ids = list(Customer.objects.filter(autumn_id__isnull=False).order_by("pk")
+               .values_list("autumn_id", flat=True))
+    rng = random.Random(SEED)
+    n_change = max(1, round(customers * CHANGE_SHARE))
+    n_delete = max(1, round(customers * DELETE_SHARE))
+    picked = rng.sample(ids, n_change + n_delete)
+    changes = [_change_for(i, customer_id) for i, customer_id in enumerate(picked[:n_change])]
+    started = time.perf_counter()
+    with requests.Session() as session:
+        session.headers.update({"Authorization": f"Bearer {settings.AUTUMN_SECRET_KEY}",
+                                "x-api-version": "2.3"})
+        for body in changes:
+            _post(session, f"{api_url}/v1/customers.update", body)
+        for customer_id in picked[n_change:]:
+            _post(session, f"{api_url}/v1/customers.delete", {"customer_id": customer_id})
+    kinds = {kind: sum(1 for c in changes if kind in c) for kind in ("name", "metadata", "billing_controls")}
+    say(f"  changed {n_change:,} customers through customers.update ("
+        + ", ".join(f"{k} {v:,}" for k, v in kinds.items())
+        + f") and deleted {n_delete:,} through customers.delete, in {time.perf_counter() - started:.1f} s")
+    return {"changed": n_change, "deleted": n_delete, **{f"changed_{k}": v for k, v in kinds.items()}}
+
+
+def _change_for(i: int, customer_id: str) -> dict[str, Any]:
+    """A realistic mix: renames, a usage-like metadata update, new usage-alert controls."""
+    kind = i % 3
+    if kind == 0:
+        return {"customer_id": customer_id, "name": f"Renamed customer {i}"}
+    if kind == 1:  # metadata is merged by Autumn: a key that did not exist is a change
+        return {"customer_id": customer_id, "metadata": {"bench_last_seen": 1_700_000_000 + i}}
+    return {"customer_id": customer_id,
+            "billing_controls": {"usage_alerts": [{"feature_id": "api_calls", "threshold": 0.93}]}}
+
+
+def _post(session: Any, url: str, body: dict[str, Any]) -> None:
+    response = session.post(url, json=body, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+
+
+# -- the naive baseline ------------------------------------------------------------------------
+
+
+def naive_baseline(sample: int) -> Step:
+    """The dj-stripe way on the first ``sample`` customers: per customer, in its own
+    transaction, ``update_or_create`` the customer and delete + re-create each child with
+    the ORM. Fetch and parse are included, as they are in the sync's figures."""
+    from autumn_django.client import AutumnClient
+    from autumn_django.sync.records import parse_customer
+
+    settle()
+    started = time.perf_counter()
+    stored = 0
+    with AutumnClient() as client:
+        for page in client.customers.iter_pages(limit=PAGE_SIZE):
+            for data in page.customers[: sample - stored]:
+                record = parse_customer(data)
+                if record.may_be_truncated and record.autumn_id:  # as the sync does
+                    data = client.customers.get(record.autumn_id)
+                    record = parse_customer(data)
+                _naive_store(client.env, data, record)
+                stored += 1
+            if stored >= sample:
+                break
+    return Step("naive update_or_create", time.perf_counter() - started, stored, {"created": stored})
+
+
+def _naive_store(env: str, data: dict[str, Any], record: Any) -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from autumn_django.models import Customer
+
+    if record.key[0] == "id":
+        lookup: dict[str, Any] = {"env": env, "autumn_id": record.autumn_id}
+    else:
+        lookup = {"env": env, "autumn_id__isnull": True, "email": record.email}
+    defaults = {k: v for k, v in record.values.items() if k not in lookup}
+    defaults.update(raw=data, raw_hash=record.raw_hash, synced_at=timezone.now(), deleted_at=None)
+    with transaction.atomic():
+        customer, _ = Customer.objects.update_or_create(**lookup, defaults=defaults)
+        for model, fields, attribute in _children():
+            model.objects.filter(customer=customer).delete()
+            for values in getattr(record, attribute):
+                model.objects.create(customer=customer, **_child_fields(model, fields, values))
+
+
+def _children() -> tuple[tuple[Any, tuple[str, ...], str], ...]:
+    from autumn_django.models import Balance, Flag, Purchase, Subscription
+    from autumn_django.sync.records import BALANCE_FIELDS, FLAG_FIELDS, PURCHASE_FIELDS, SUBSCRIPTION_FIELDS
+
+    return ((Subscription, SUBSCRIPTION_FIELDS, "subscriptions"), (Purchase, PURCHASE_FIELDS, "purchases"),
+            (Balance, BALANCE_FIELDS, "balances"), (Flag, FLAG_FIELDS, "flags"))
+
+
+def _child_fields(model: Any, fields: tuple[str, ...], values: tuple) -> dict[str, Any]:
+    """The parsed child row as model fields; JSON arrives as text and the ORM wants objects."""
+    from django.db import models
+
+    from autumn_django import jsonlib
+
+    out = dict(zip(fields, values, strict=True))
+    for name, value in out.items():
+        if isinstance(value, str) and isinstance(model._meta.get_field(name), models.JSONField):
+            out[name] = jsonlib.loads(value)
+    return out
+
+
+# -- peak memory in a fresh process -------------------------------------------------------------
+
+
+def measure_memory(db: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """Peak RSS of a first sync into an empty mirror, each in a fresh child process."""
+    results = []
+    for size in sizes:
+        with standin(size) as url:
+            fresh_database(db)
+            fetch_only(api_url=url)  # warm the stand-in's row cache, as for the timed first sync
+            say(f"  [peak RSS, {size:,}] first sync in a fresh process ...")
+            result = {**_run_memory_child(db, url), "customers": size}
+            _print_memory(result)
+            results.append(result)
+    return results
+
+
+def _run_memory_child(db: str, api_url: str) -> dict[str, Any]:
+    from django.db import connections
+
+    connections.close_all()  # the child alone uses the database meanwhile
+    cmd = [sys.executable, "-c", LAUNCHER,
+           sys.executable, "-m", "benchmarks.sync_benchmark", "--db", db, "--memory-child"]
+    done = subprocess.run(cmd, env={**os.environ, "AUTUMN_API_URL": api_url}, cwd=REPO_ROOT,  # noqa: S603
+                          stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print_memory(result: dict[str, Any]) -> None:
+    helpers = ", ".join(f"{name} {_mib(kib):.1f}" for name, kib in result["helpers_vmhwm_kib"].items())
+    say(f"  [peak RSS, {result['customers']:,}] {_mib(result['maxrss_total_kib']):.1f} MiB "
+        f"(sync process {_mib(result['maxrss_self_kib']):.1f} + helper processes "
+        f"{_mib(result['maxrss_children_kib']):.1f}; {_mib(result['maxrss_before_sync_kib']):.1f} "
+        f"before the sync; VmHWM {_mib(result['vmhwm_kib']):.1f}; helpers' own VmHWM: "
+        f"{helpers or 'no helper seen'}), sync {result['seconds']:.1f} s")
+
+
+def memory_child() -> int:
+    """The child side: a first sync, then its peak RSS as one JSON line on stdout.
+
+    RUSAGE_CHILDREN covers helper processes the sync may start (waited-for ones only). A
+    helper's ru_maxrss includes this process's RSS when it was spawned (see LAUNCHER), so
+    their own peaks are also sampled from /proc while the sync runs.
+    """
+    from autumn_django.sync import sync_all_customers
+
+    settle()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sampler = HelperSampler()
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        run = sync_all_customers()
+    finally:
+        seconds = time.perf_counter() - started
+        sampler.stop()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    helpers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"maxrss_self_kib": own, "maxrss_children_kib": helpers,
+                      "maxrss_total_kib": own + helpers, "maxrss_before_sync_kib": before,
+                      # The same peak read from the kernel's memory map: a cross-check.
+                      "vmhwm_kib": _vmhwm_kib(os.getpid()),
+                      "helpers_vmhwm_kib": sampler.peaks, "seconds": seconds,
+                      "created": run.created, "status": run.status}), flush=True)
+    return 0
+
+
+class HelperSampler(threading.Thread):
+    """Every SAMPLE_EVERY seconds, the VmHWM (own peak RSS) of each descendant process.
+
+    VmHWM only grows, so the last sample before a helper exits is (nearly) its peak. A
+    scan of /proc costs a few milliseconds; at this rate it barely touches the sync.
+    """
+
+    SAMPLE_EVERY = 0.2
+
+    def __init__(self) -> None:
+        super().__init__(name="helper-rss-sampler", daemon=True)
+        self.peaks: dict[str, int] = {}  # "pid command" -> VmHWM KiB
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.SAMPLE_EVERY):
+            self.sample()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+        self.sample()
+
+    def sample(self) -> None:
+        for pid in _descendants(os.getpid()):
+            name = f"{pid} {_proc_field(f'/proc/{pid}/status', 'Name') or '?'}"
+            self.peaks[name] = max(self.peaks.get(name, 0), _vmhwm_kib(pid))
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold spaces
+                children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _vmhwm_kib(pid: int) -> int:
+    return int((_proc_field(f"/proc/{pid}/status", "VmHWM") or "0 kB").split()[0])
+
+
+def _mib(kib: float) -> float:
+    return kib / 1024
+
+
+# -- profile -----------------------------------------------------------------------------------
+
+
+# The app's default runs fetch, decode and parse in a prefetch child process, which a
+# profiler in this process cannot see; the in-process variant shows that work too.
+PROFILE_MODES = (
+    ("", {}, "the app's defaults: work done in a prefetch child process is NOT in this profile"),
+    ("-inprocess", {"AUTUMN_SYNC_PREFETCH_PROCESS": False},
+     "AUTUMN_SYNC_PREFETCH_PROCESS=False: every step of the sync runs in the profiled process"),
+)
+
+
+def profile(db: str, customers: int) -> None:
+    """cProfile the first sync and the no-change re-sync; the stand-in is not in it."""
+    from django.test.utils import override_settings
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    with standin(customers) as url:
+        os.environ["AUTUMN_API_URL"] = url
+        setup_django()
+        print_step(fetch_only(), note="(warms the stand-in's row cache; not profiled)")
+        for suffix, overrides, mode in PROFILE_MODES:
+            fresh_database(db)
+            check_migrations()
+            say(f"  mode: {mode}")
+            with override_settings(**overrides):
+                for name in ("first-sync", "no-change-resync"):
+                    _profile_step(db, name + suffix, mode)
+
+
+def _profile_step(db: str, name: str, mode: str) -> None:
+    profiler = cProfile.Profile()
+    settle()
+    profiler.enable()
+    step = timed_sync(name)
+    profiler.disable()
+    print_step(step, note="(under cProfile: slower than unprofiled)")
+    path = OUT_DIR / f"profile-{db}-{name}.txt"
+    path.write_text(_profile_text(profiler, step, db, mode))
+    profiler.dump_stats(path.with_suffix(".prof"))
+    say(f"  wrote {path.relative_to(REPO_ROOT)} (and .prof for pstats/snakeviz)")
+
+
+def _profile_text(profiler: cProfile.Profile, step: Step, db: str, mode: str) -> str:
+    out = io.StringIO()
+    out.write(f"{step.name} on {db}, {step.customers:,} customers, {step.seconds:.2f} s under cProfile\n"
+              f"mode: {mode}\ncounts: {step.counts}\n")
+    for order in ("cumulative", "tottime"):
+        out.write(f"\n===== top {PROFILE_TOP} by {order} =====\n")
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(PROFILE_TOP)
+    # Shorter paths: the repo's and site-packages' prefixes say nothing.
+    text = out.getvalue()
+    for prefix in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], str(REPO_ROOT)):
+        text = text.replace(prefix + os.sep, "")
+    return text
+
+
+# -- the whole run -----------------------------------------------------------------------------
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Every step on one database; returns what --json-out writes."""
+    result: dict[str, Any] = {"db": args.db, "customers": args.customers, "page_size": PAGE_SIZE}
+    with standin(args.customers) as url:
+        os.environ["AUTUMN_API_URL"] = url
+        setup_django()
+        fresh_database(args.db)
+        check_migrations()
+        result["machine"] = machine_info(args.db)
+        _warn_if_busy(result["machine"]["load_average_at_start"])
+        result["steps"] = steps = {"fetch_only": fetch_step(args.customers)}
+        steps.update(sync_steps(url, args.customers, steps["fetch_only"]["seconds"]))
+        result["mirror_rows"] = steps["first_sync"].pop("mirror_rows")
+        if args.baseline_sample:
+            steps["naive_baseline"] = _baseline_step(args, steps["fetch_only"]["seconds"])
+    if args.memory_sizes:
+        result["memory"] = measure_memory(args.db, args.memory_sizes)
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def fetch_step(customers: int) -> dict[str, Any]:
+    """Fetch-only twice, keep the better: the first pass also fills the stand-in's cache of
+    serialized rows, which every later step then enjoys."""
+    runs = []
+    for attempt in (1, 2):
+        runs.append(fetch_only())
+        print_step(runs[-1], note="(warms the stand-in's row cache)" if attempt == 1 else "")
+    best = min(runs, key=lambda step: step.seconds)
+    if best.customers != customers:
+        say(f"  WARNING: fetch-only saw {best.customers:,} customers, the stand-in has {customers:,}")
+    return {**asdict(best), "runs": [step.seconds for step in runs]}
+
+
+def sync_steps(url: str, n: int, fetch_seconds: float) -> dict[str, Any]:
+    """First sync, no-change re-sync, then the 1% change and its re-sync."""
+    first = timed_sync("first sync")
+    print_step(first, fetch_seconds)
+    expect(first, created=n, updated=0, skipped=0)
+    rows = mirror_rows()
+    say(f"  mirror: {rows['total']:,} rows ({rows})")
+
+    again = timed_sync("no-change re-sync")
+    print_step(again, fetch_seconds)
+    expect(again, unchanged=n, updated=0, created=0, deleted=0)
+
+    change = change_customers(url, n)
+    changed = timed_sync("re-sync after 1% change")
+    print_step(changed, fetch_seconds)
+    expect(changed, updated=change["changed"], deleted=change["deleted"], created=0)
+    return {"first_sync": {**asdict(first), "mirror_rows": rows}, "no_change_resync": asdict(again),
+            "resync_after_change": {**asdict(changed), "change": change}}
+
+
+def _baseline_step(args: argparse.Namespace, fetch_seconds: float) -> dict[str, Any]:
+    """The baseline needs an empty mirror too (it is the naive *first* sync)."""
+    fresh_database(args.db)
+    step = naive_baseline(args.baseline_sample)
+    per_customer = step.seconds / step.customers
+    scaled = per_customer * args.customers
+    print_step(step, note=f"measured on {step.customers:,}; scaled to {args.customers:,}: {scaled:,.0f} s "
+                          f"= {scaled / fetch_seconds:,.0f}x fetch-only")
+    return {**asdict(step), "per_customer_seconds": per_customer, "scaled_seconds": scaled}
+
+
+def _warn_if_busy(load: list[float]) -> None:
+    cores = os.cpu_count() or 1
+    if load[0] > 0.5 * cores:
+        say(f"NOTE: load average {load[0]:.2f} on {cores} cores before starting: other work is "
+            "running, the figures may be noisy.")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sync_benchmark",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres"), required=True)
+    parser.add_argument("--customers", type=int, default=100_000, help="customers in the stand-in")
+    parser.add_argument("--baseline-sample", type=int, default=2000,
+                        help="customers the naive baseline writes before it is scaled to N (0: skip)")
+    parser.add_argument("--memory-sizes", type=_sizes, default=None,
+                        help="comma-separated sizes for the peak-RSS runs (default: N/5,N; 'none': skip)")
+    parser.add_argument("--json-out", type=Path, help="where to write the results as JSON")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile the first sync and the no-change re-sync (cProfile)")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_sizes is None:
+        args.memory_sizes = [max(1, args.customers // 5), args.customers]
+    return args
+
+
+def _sizes(text: str) -> list[int]:
+    return [] if text == "none" else [int(part.replace("_", "")) for part in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure(args.db)
+    if args.memory_child:
+        setup_django()
+        return memory_child()
+    if args.profile:
+        say(f"== profile: {args.db}, {args.customers:,} customers ==")
+        profile(args.db, args.customers)
+        return 0
+    say(f"== {args.db}: {args.customers:,} customers, page size {PAGE_SIZE} ==")
+    result = run_benchmark(args)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+        say(f"results: {args.json_out}")
+    from benchmarks import report
+
+    say("")
+    say(report.markdown([result]))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:  # a clear sentence rather than a traceback
+        print(f"benchmark stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
+
