@@ -97,19 +97,21 @@ class _Pass:
                 position, self.crawled_after = ListPosition(), None
 
     def _page_source(self, position: ListPosition) -> Iterator[PreparedPage]:
+        style = self.writer.time_style
         if autumn_settings.SYNC_PREFETCH_PROCESS:
             return prepared_pages(self.client, position, self.run.page_size,
-                                  self.writer.state_fingerprints)
-        return PagePreparer(self.client, self.writer.state_fingerprints).pages(
+                                  self.writer.state_fingerprints, time_style=style)
+        return PagePreparer(self.client, self.writer.state_fingerprints, time_style=style).pages(
             position, self.run.page_size)
 
     def _store(self, prepared: PreparedPage) -> None:
         run, records, problems = self.run, prepared.records, prepared.problems
         self.identified_everyone &= all(problem.key for problem in problems)
         run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
-        previous_balances, before_replace = events.balance_recorder(self.using)
+        balances = events.balance_recorder(self.using)
         with transaction.atomic(using=self.using):
-            result = self.writer.write(records, now=timezone.now(), before_replace=before_replace)
+            result = self.writer.write(records, now=timezone.now(),
+                                       before_replace=balances and balances.before_replace)
             run.pages += 1
             run.created += len(result.created)
             run.updated += len(result.updated)
@@ -122,7 +124,7 @@ class _Pass:
                 reached = EPOCH + timedelta(milliseconds=prepared.reached_created_at)
                 run.reached_created_at = max(run.reached_created_at or reached, reached)
             runs.save_page(run, prepared.page.next_position)
-            events.send_write_events_on_commit(result, records, previous_balances, self.using)
+            events.send_write_events_on_commit(result, balances, self.using)
         self.seen.add_many(prepared.seen)
         if self.progress:
             if self.first_created_at is None:

@@ -57,6 +57,8 @@ class CustomerRecord:
     purchases: list[tuple]
     balances: list[tuple]
     flags: list[tuple]
+    created_at_ms: int  # Autumn's created_at as sent, whatever form the times take below
+    times_adapted: bool = False  # times already in the database's parameter form
 
     @property
     def autumn_id(self) -> str | None:
@@ -131,7 +133,42 @@ def parse_customer(data: Any, canonical: tuple[str, str] | None = None) -> Custo
         purchases=purchases,
         balances=balances,
         flags=flags,
+        created_at_ms=int(data["created_at"]),
     )
+
+
+# Positions of the times in each kind of child row, for adapt_times.
+_TIME_FIELDS = frozenset({"started_at", "current_period_start", "current_period_end", "canceled_at",
+                          "expires_at", "trial_ends_at", "next_reset_at"})
+_CHILD_TIME_POSITIONS = tuple(
+    (attribute, tuple(i for i, name in enumerate(fields) if name in _TIME_FIELDS))
+    for attribute, fields in (("subscriptions", SUBSCRIPTION_FIELDS), ("purchases", PURCHASE_FIELDS),
+                              ("balances", BALANCE_FIELDS), ("flags", FLAG_FIELDS))
+)
+
+# Ways to put a parsed (aware, UTC) time in the form a database takes as a parameter.
+TIME_STYLES: dict[str, Any] = {
+    # Django's SQLite backend stores naive UTC text: "2024-05-01 12:00:00.123000".
+    "sqlite-utc": lambda value: None if value is None else str(value.replace(tzinfo=None)),
+    # PostgreSQL reads ISO 8601 with an offset into timestamptz (COPY and parameters alike).
+    "iso": lambda value: None if value is None else value.isoformat(),
+}
+
+
+def adapt_times(record: CustomerRecord, adapt: Any) -> None:
+    """Put every time of ``record`` through ``adapt``, once. Done in the prefetch process
+    when it can be, so the writing process neither converts nor unpickles datetimes."""
+    if record.times_adapted:
+        return
+    record.values["created_at"] = adapt(record.values["created_at"])
+    for attribute, positions in _CHILD_TIME_POSITIONS:
+        rows = getattr(record, attribute)
+        for n, row in enumerate(rows):
+            values = list(row)
+            for i in positions:
+                values[i] = adapt(values[i])
+            rows[n] = tuple(values)
+    record.times_adapted = True
 
 
 def _subscription(item: Any, path: str) -> tuple:

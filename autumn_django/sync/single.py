@@ -67,17 +67,17 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
             f"Autumn sent a customer the mirror cannot store: {exc.describe()}"
         ) from None
     customers = Customer.objects.using(using)
-    previous_balances, before_replace = events.balance_recorder(using)
+    balances = events.balance_recorder(using)
     with transaction.atomic(using=using):
         renamed = rename_from and record.autumn_id and rename_from != record.autumn_id
         if renamed and not customers.filter(env=env, autumn_id=record.autumn_id).exists():
             customers.filter(env=env, autumn_id=rename_from).update(autumn_id=record.autumn_id)
         result = MirrorWriter(env, using).write([record], now=timezone.now(),
-                                                before_replace=before_replace)
+                                                before_replace=balances and balances.before_replace)
         pk = result.pk_by_key[record.key]
         if user is not None:
             # A user has one customer per env: a new link replaces an old one.
             customers.filter(env=env, user=user).exclude(pk=pk).update(user=None)
             customers.filter(pk=pk).update(user=user)
-        events.send_write_events_on_commit(result, [record], previous_balances, using)
+        events.send_write_events_on_commit(result, balances, using)
     return customers.get(pk=pk)
