@@ -41,6 +41,17 @@ def _time_cell(step: dict[str, Any], fetch: float | None = None) -> str:
     return cell
 
 
+def _change_label(change: dict[str, Any]) -> str:
+    """What the 1% step changed; results written before the control channel lack the mix."""
+    label = f"re-sync after {change['changed']:,} customers changed (1%)"
+    mix = {"balance usage": change.get("changed_balance_usage", 0),
+           "subscriptions": sum(v for k, v in change.items() if k.startswith("changed_subscription")),
+           "name/metadata": change.get("changed_name", 0) + change.get("changed_metadata", 0)}
+    if any(mix.values()):
+        label += ": " + ", ".join(f"{k} {v:,}" for k, v in mix.items())
+    return label + f", and {change['deleted']:,} deleted"
+
+
 def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
     """The timing rows: one per step, a cell per database."""
     rows: list[Row] = []
@@ -62,8 +73,7 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
                               f"{verdict(again['seconds'] / fetch <= NO_CHANGE_MAX_RATIO)}")
         change = steps["resync_after_change"]
         cells["change"][db] = _time_cell(change, fetch)
-        change_label = (f"re-sync after {change['change']['changed']:,} customers changed (1%) "
-                        f"and {change['change']['deleted']:,} deleted")
+        change_label = _change_label(change["change"])
         baseline = steps.get("naive_baseline")
         if baseline:
             speedup = baseline["scaled_seconds"] / first["seconds"]

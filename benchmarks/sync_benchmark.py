@@ -11,8 +11,9 @@
 2. drops and recreates the benchmark database, migrates it;
 3. times fetch-only (the app's client paging through every customer; best of two, the
    first pass also warms the stand-in's cache of serialized rows), first sync into the
-   empty mirror, no-change re-sync, and re-sync after 1% of the customers changed and a
-   few were deleted;
+   empty mirror, no-change re-sync, and re-sync after 1% of the customers changed (balance
+   usage, subscriptions, names and metadata, through the stand-in's ``--control``
+   channel) and a few were deleted;
 4. times the naive baseline (per-customer ``update_or_create`` plus children deleted and
    re-created one by one, one transaction per customer) on a sample, scaled to N;
 5. measures the peak RSS of a first sync in a fresh child process at two sizes.
@@ -61,8 +62,9 @@ STANDIN_START_TIMEOUT = 600.0
 PROGRESS_EVERY = 10.0  # seconds between progress lines inside a long step
 PROFILE_TOP = 25
 
-# The 1% change: a mix of real changes of the customer JSON, made through the stand-in's
-# HTTP API (the only way into a stand-in running in another process).
+# The 1% change: what billing does to customers (usage, subscriptions) plus profile edits,
+# made through the stand-in's control channel (the only way to change balances and
+# subscriptions of a stand-in running in another process).
 CHANGE_SHARE = 0.01
 DELETE_SHARE = 0.0005  # "a few deleted": 50 of 100,000
 
@@ -133,7 +135,7 @@ def standin(customers: int) -> Iterator[str]:
     say(f"stand-in: generating {customers:,} customers (seed {SEED}) in a child process ...")
     started = time.perf_counter()
     cmd = [sys.executable, "-m", "autumn_django.testing", "serve", "--customers", str(customers),
-           "--seed", str(SEED), "--port", "0", "--org-max-limit", str(PAGE_SIZE)]
+           "--seed", str(SEED), "--port", "0", "--org-max-limit", str(PAGE_SIZE), "--control"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)  # noqa: S603
     try:
         url = _read_listening_url(proc)
@@ -357,20 +359,28 @@ def expect(step: Step, **wanted: int) -> None:
         say(f"  WARNING: {step.name}: {name} = {got}, expected {want}")
 
 
-# -- the 1% change, through the stand-in's HTTP API -------------------------------------------
+# -- the 1% change, through the stand-in's control channel -----------------------------------
+
+# What a change does, by kind; each always alters the customer's JSON (the re-sync must
+# count exactly n_change updated).
+CHANGE_KINDS = ("balance usage", "subscription added", "subscription status", "subscription period",
+                "name", "metadata")
+BENCH_ADD_ONS = ("bench_addon_seats", "bench_addon_storage", "bench_addon_support")
+PERIOD_MS = 30 * 86_400_000
 
 
-def change_customers(api_url: str, customers: int) -> dict[str, int]:
-    """Change 1% of the customers and delete a few, as Autumn's own API would.
+def change_customers(api_url: str, customers: int) -> dict[str, Any]:
+    """Change 1% of the customers the way billing does, and delete a few.
 
-    The stand-in runs in another process and has no control endpoint, so this uses
-    ``customers.update`` (name, metadata, billing controls: each a real change of the
-    customer's JSON) and ``customers.delete``. Balances and subscriptions cannot be
-    changed through the API; for the sync the cost is the same, since a changed customer
-    is rewritten whole (its row upserted, its children replaced) whatever field changed.
+    A third get usage recorded against a balance (``usage``/``remaining`` move by a
+    fractional amount), a third get a subscription added or its status or period changed,
+    a third a new name or metadata. Autumn's public API can change none of the first two,
+    so this goes through the stand-in's control channel (``serve --control``): each
+    customer is read whole, changed, and written back in one batched ``modify_many``; the
+    deletions go through ``/_standin/delete``. The public-API path this replaced is gone:
+    the benchmark always starts its own stand-in, with ``--control``.
     """
     import requests
-    from django.conf import settings
 
     from autumn_django.models import Customer
 
@@ -380,37 +390,100 @@ def change_customers(api_url: str, customers: int) -> dict[str, int]:
     n_change = max(1, round(customers * CHANGE_SHARE))
     n_delete = max(1, round(customers * DELETE_SHARE))
     picked = rng.sample(ids, n_change + n_delete)
-    changes = [_change_for(i, customer_id) for i, customer_id in enumerate(picked[:n_change])]
+    now = int(time.time() * 1000)
     started = time.perf_counter()
+    kinds: dict[str, int] = dict.fromkeys(CHANGE_KINDS, 0)
+    changes = []
     with requests.Session() as session:
-        session.headers.update({"Authorization": f"Bearer {settings.AUTUMN_SECRET_KEY}",
-                                "x-api-version": "2.3"})
-        for body in changes:
-            _post(session, f"{api_url}/v1/customers.update", body)
+        for i, customer_id in enumerate(picked[:n_change]):
+            current = _control(session, "GET", f"{api_url}/_standin/customer",
+                               params={"customer_id": customer_id})
+            kind, fields = _change_for(i, current, rng, now)
+            kinds[kind] += 1
+            changes.append({"customer_id": customer_id, "fields": fields})
+        _control(session, "POST", f"{api_url}/_standin/modify_many", json={"changes": changes})
         for customer_id in picked[n_change:]:
-            _post(session, f"{api_url}/v1/customers.delete", {"customer_id": customer_id})
-    kinds = {kind: sum(1 for c in changes if kind in c) for kind in ("name", "metadata", "billing_controls")}
-    say(f"  changed {n_change:,} customers through customers.update ("
-        + ", ".join(f"{k} {v:,}" for k, v in kinds.items())
-        + f") and deleted {n_delete:,} through customers.delete, in {time.perf_counter() - started:.1f} s")
-    return {"changed": n_change, "deleted": n_delete, **{f"changed_{k}": v for k, v in kinds.items()}}
+            _control(session, "POST", f"{api_url}/_standin/delete", json={"customer_id": customer_id})
+    summary = f"{n_change:,} changed: " + ", ".join(f"{k} {v:,}" for k, v in kinds.items() if v)
+    summary += f"; {n_delete:,} deleted"
+    say(f"  {summary} (through the stand-in's control channel, {time.perf_counter() - started:.1f} s)")
+    return {"changed": n_change, "deleted": n_delete, "via": "stand-in control channel",
+            "summary": summary, **{f"changed_{_slug(k)}": v for k, v in kinds.items()}}
 
 
-def _change_for(i: int, customer_id: str) -> dict[str, Any]:
-    """A realistic mix: renames, a usage-like metadata update, new usage-alert controls."""
-    kind = i % 3
-    if kind == 0:
-        return {"customer_id": customer_id, "name": f"Renamed customer {i}"}
-    if kind == 1:  # metadata is merged by Autumn: a key that did not exist is a change
-        return {"customer_id": customer_id, "metadata": {"bench_last_seen": 1_700_000_000 + i}}
-    return {"customer_id": customer_id,
-            "billing_controls": {"usage_alerts": [{"feature_id": "api_calls", "threshold": 0.93}]}}
+def _slug(kind: str) -> str:
+    return kind.replace(" ", "_")
 
 
-def _post(session: Any, url: str, body: dict[str, Any]) -> None:
-    response = session.post(url, json=body, timeout=30)
+def _change_for(i: int, current: dict[str, Any], rng: random.Random, now: int) -> tuple[str, dict[str, Any]]:
+    """The ``(kind, fields)`` of the i-th change: top-level fields replaced whole."""
+    third, turn = i % 3, i // 3
+    if third == 0:
+        return "balance usage", {"balances": _record_usage(current.get("balances") or {}, rng)}
+    if third == 1:
+        kind, subs = _change_subscriptions(current.get("subscriptions") or [], turn, now)
+        return kind, {"subscriptions": subs}
+    if turn % 2 == 0:
+        return "name", {"name": f"Renamed customer {i}"}
+    return "metadata", {"metadata": {**(current.get("metadata") or {}), "bench_last_seen": now // 1000 + i}}
+
+
+def _record_usage(balances: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Usage of one metered balance grows by a fractional amount (and its first breakdown
+    entry with it), as a ``track`` call would; a customer without one gets a new balance."""
+    delta = rng.randint(0, 49) + rng.choice((0.25, 0.5, 0.75))
+    metered = sorted(f for f, b in balances.items() if isinstance(b, dict) and not b.get("unlimited"))
+    if not metered:
+        return {**balances, "bench_credits": {
+            "feature_id": "bench_credits", "granted": 100, "remaining": 100 - delta, "usage": delta,
+            "unlimited": False, "overage_allowed": False, "max_purchase": None, "next_reset_at": None,
+            "breakdown": []}}
+    feature = rng.choice(metered)
+    balance = dict(balances[feature])
+    balance["usage"] = (balance.get("usage") or 0) + delta
+    balance["remaining"] = (balance.get("remaining") or 0) - delta
+    entries = [dict(e) for e in balance.get("breakdown") or []]
+    if entries:
+        entries[0]["usage"] = (entries[0].get("usage") or 0) + delta
+        entries[0]["remaining"] = (entries[0].get("remaining") or 0) - delta
+        balance["breakdown"] = entries
+    return {**balances, feature: balance}
+
+
+def _change_subscriptions(subs: list[dict[str, Any]], turn: int, now: int) -> tuple[str, list[dict]]:
+    """Half the time an add-on is attached; a quarter, a status change (a scheduled plan
+    starts and the base plan it replaces ends, or else a payment fails: past due); a
+    quarter, the first subscription renews into its next period."""
+    subs = [dict(s) for s in subs]
+    if turn % 2 == 0 or not subs:
+        plan = BENCH_ADD_ONS[turn % len(BENCH_ADD_ONS)]
+        subs.append({"id": f"sub_bench_{turn:06d}", "plan_id": plan, "status": "active",
+                     "auto_enable": False, "add_on": True, "past_due": False, "quantity": 1,
+                     "started_at": now, "current_period_start": now,
+                     "current_period_end": now + PERIOD_MS, "canceled_at": None, "expires_at": None,
+                     "trial_ends_at": None})
+        return "subscription added", subs
+    if turn % 4 == 1:
+        scheduled = next((s for s in subs if s.get("status") == "scheduled"), None)
+        if scheduled is None:
+            subs[0]["past_due"] = not subs[0].get("past_due")
+            return "subscription status", subs
+        start = scheduled.get("started_at") or now
+        scheduled.update(status="active", current_period_start=start, current_period_end=start + PERIOD_MS)
+        ended = next((s for s in subs if s.get("status") == "active" and not s.get("add_on")), None)
+        return "subscription status", [s for s in subs if s is not ended]  # ended ones are not returned
+    start = subs[0].get("current_period_end") or now
+    subs[0].update(current_period_start=start, current_period_end=start + PERIOD_MS)
+    return "subscription period", subs
+
+
+def _control(session: Any, method: str, url: str, **kwargs: Any) -> Any:
+    response = session.request(method, url, timeout=60, **kwargs)
+    if response.status_code == 404 and '"not_found"' in response.text:
+        raise RuntimeError(f"{url} is unknown: the stand-in was not started with --control")
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+    return response.json()
 
 
 # -- the naive baseline ------------------------------------------------------------------------
@@ -709,7 +782,7 @@ def sync_steps(url: str, n: int, fetch_seconds: float) -> dict[str, Any]:
 
     change = change_customers(url, n)
     changed = timed_sync("re-sync after 1% change")
-    print_step(changed, fetch_seconds)
+    print_step(changed, fetch_seconds, note=f"({change['summary']})")
     expect(changed, updated=change["changed"], deleted=change["deleted"], created=0)
     return {"first_sync": {**asdict(first), "mirror_rows": rows}, "no_change_resync": asdict(again),
             "resync_after_change": {**asdict(changed), "change": change}}

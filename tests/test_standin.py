@@ -533,6 +533,203 @@ def test_data_access_helpers(small):
     assert small.list_customers(env="live") == []
 
 
+# -- control channel (/_standin/*) ---------------------------------------------------
+CONTROL_ROUTES = [("GET", "customer"), ("POST", "modify"), ("POST", "modify_many"), ("POST", "add"),
+                  ("POST", "delete")]  # fmt: skip
+BALANCE = {"feature_id": "ai_tokens", "granted": 1000, "usage": 12.5, "remaining": 987.5,
+           "unlimited": False, "overage_allowed": False, "max_purchase": None,
+           "next_reset_at": None, "breakdown": []}  # fmt: skip
+SUB = {"id": "sub_new", "plan_id": "pro", "status": "active", "auto_enable": False, "add_on": False,
+       "past_due": False, "quantity": 1, "started_at": T0, "current_period_start": T0,
+       "current_period_end": T0 + 30 * 86_400_000, "canceled_at": None, "expires_at": None,
+       "trial_ends_at": None}  # fmt: skip
+
+
+@pytest.fixture
+def controlled():
+    """``small`` with the control channel on."""
+    rows = [customer("c1", T0), customer("c2", T0 + 1), customer(None, T0 + 2),
+            customer("c4", T0 + 3), customer("c5", T0 + 4)]  # fmt: skip
+    with AutumnStandIn(customers=rows, control=True) as server:
+        yield server
+
+
+def control(server, route, body=None, *, method="POST", params=None):
+    url = f"{server.url}/_standin/{route}"
+    if method == "GET":
+        return requests.get(url, params=params, timeout=10)
+    return requests.post(url, json=body, timeout=10)
+
+
+def control_ok(server, route, body=None, **kw):
+    r = control(server, route, body, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _send(server, method, route):
+    url = f"{server.url}/_standin/{route}"
+    return requests.request(method, url, json={"customer_id": "c1", "fields": {"name": "x"}}, timeout=5)
+
+
+def test_control_is_off_by_default(small):
+    before = small.list_customers()
+    for method, route in CONTROL_ROUTES:
+        r = _send(small, method, route)
+        assert_error(r, 404, "not_found")  # the very reply of an unknown path
+        assert r.json()["message"] == f"Cannot {method} /_standin/{route}"
+    assert small.list_customers() == before
+
+
+def test_control_unknown_route_or_method_is_404(controlled):
+    for method, route in [("POST", "explode"), ("GET", "modify"), ("POST", "customer"), ("PUT", "add")]:
+        r = _send(controlled, method, route)
+        assert_error(r, 404, "not_found")
+        assert r.json()["message"] == f"Cannot {method} /_standin/{route}"
+
+
+def test_control_get_reads_the_full_customer(controlled):
+    assert control_ok(controlled, "customer", method="GET", params={"customer_id": "c2"}) == (
+        controlled.get_customer("c2")
+    )
+    idless = next(c for c in controlled.list_customers() if c["id"] is None)
+    got = control_ok(controlled, "customer", method="GET", params={"email": idless["email"]})
+    assert got == idless
+    r = control(controlled, "customer", method="GET", params={"customer_id": "nobody"})
+    assert "nobody" in assert_error(r, 404, "customer_not_found")
+    r = control(controlled, "customer", method="GET", params={"customer_id": "c2", "env": "live"})
+    assert_error(r, 404, "customer_not_found", "live")
+
+
+def test_control_modify_shows_in_get_and_list(controlled):
+    subs = [SUB]
+    got = control_ok(controlled, "modify", {"customer_id": "c2", "env": "sandbox",
+                                            "fields": {"balances": {"ai_tokens": BALANCE},
+                                                       "subscriptions": subs, "name": "Zoë"}})  # fmt: skip
+    assert got == controlled.get_customer("c2")
+    assert got["balances"]["ai_tokens"]["usage"] == 12.5 and got["subscriptions"] == subs
+    assert ok(controlled, "customers.get", {"customer_id": "c2"}) == got
+    row = next(c for c in crawl(controlled, 2) if c["id"] == "c2")
+    assert row == got and row["name"] == "Zoë"
+    # Shallow: a top-level key replaces what was there; the rest is kept.
+    got = control_ok(controlled, "modify", {"customer_id": "c2", "fields": {"balances": {}}})
+    assert got["balances"] == {} and got["subscriptions"] == subs
+    # An id-less customer: null id plus its email.
+    idless = next(c for c in controlled.list_customers() if c["id"] is None)
+    got = control_ok(controlled, "modify", {"customer_id": None, "email": idless["email"],
+                                            "fields": {"metadata": {"k": 1}}})  # fmt: skip
+    assert got == {**idless, "metadata": {"k": 1}}
+    # A rename through "id", and the 409 for a taken one.
+    control_ok(controlled, "modify", {"customer_id": "c4", "fields": {"id": "c4b"}})
+    assert [c["id"] for c in crawl(controlled, 10)] == ["c1", "c2", None, "c4b", "c5"]
+    r = control(controlled, "modify", {"customer_id": "c4b", "fields": {"id": "c1"}})
+    assert_error(r, 409, "customer_already_exists")
+    r = control(controlled, "modify", {"customer_id": "c4", "fields": {"name": "x"}})
+    assert "c4" in assert_error(r, 404, "customer_not_found")
+
+
+def test_control_is_keyless_unrecorded_and_fault_free(controlled):
+    controlled.clear_requests()
+    controlled.faults.fail_next(5)
+    got = control_ok(controlled, "modify", {"customer_id": "c1", "fields": {"name": "N"}})
+    assert got["name"] == "N" and controlled.requests == []
+    assert_error(call(controlled, "customers.get", {"customer_id": "c1"}), 503, "service_unavailable")
+
+
+def test_control_env(controlled):
+    control_ok(controlled, "add", {"customer": customer("l1", T0), "env": "live"})
+    got = control_ok(controlled, "modify", {"customer_id": "l1", "env": "live", "fields": {"name": "L"}})
+    assert got["env"] == "live"
+    assert ok(controlled, "customers.get", {"customer_id": "l1"}, key=LIVE_KEY)["name"] == "L"
+    assert_error(call(controlled, "customers.get", {"customer_id": "l1"}), 404, "customer_not_found")
+    r = control(controlled, "modify", {"customer_id": "c1", "env": "live", "fields": {}})
+    assert_error(r, 404, "customer_not_found", "live")
+
+
+def test_control_modify_many_is_all_or_nothing(controlled):
+    changes = [{"customer_id": "c1", "fields": {"balances": {"ai_tokens": BALANCE}}},
+               {"customer_id": "c2", "fields": {"subscriptions": [SUB]}},
+               {"customer_id": "c5", "fields": {"name": "Five", "metadata": {"m": 2}}}]  # fmt: skip
+    assert control_ok(controlled, "modify_many", {"env": "sandbox", "changes": changes}) == {"modified": 3}
+    rows = {c["id"]: c for c in ok(controlled, "customers.list", {"limit": 10})["list"]}
+    assert rows["c1"]["balances"] == {"ai_tokens": BALANCE}
+    assert rows["c2"]["subscriptions"] == [SUB]
+    assert (rows["c5"]["name"], rows["c5"]["metadata"]) == ("Five", {"m": 2})
+    assert control_ok(controlled, "modify_many", {"changes": []}) == {"modified": 0}
+    before = controlled.list_customers()
+    for bad_tail, status, code in [({"customer_id": "nobody", "fields": {}}, 404, "customer_not_found"),
+                                   ({"customer_id": "c2", "fields": {"id": "c1x"}}, 409,
+                                    "customer_already_exists")]:  # fmt: skip
+        head = [{"customer_id": "c1", "fields": {"id": "c1x", "name": "gone?"}},
+                {"customer_id": "c1x", "fields": {"balances": {}}}]  # fmt: skip
+        r = control(controlled, "modify_many", {"changes": [*head, bad_tail]})
+        assert_error(r, status, code)
+        assert controlled.list_customers() == before  # the first two were undone
+
+
+def test_control_add_and_delete(controlled):
+    added = control_ok(controlled, "add", {"customer": {"id": "n1", "name": "New", "created_at": T0 + 10,
+                                                        "balances": {"ai_tokens": BALANCE}}})  # fmt: skip
+    assert added == controlled.get_customer("n1") and added["subscriptions"] == []
+    assert ok(controlled, "customers.get", {"customer_id": "n1"}) == added
+    assert crawl(controlled, 10)[-1] == added
+    r = control(controlled, "add", {"customer": customer("c1", T0)})
+    assert_error(r, 409, "customer_already_exists")
+    assert control_ok(controlled, "delete", {"customer_id": "n1", "env": "sandbox"}) == {"success": True}
+    assert_error(call(controlled, "customers.get", {"customer_id": "n1"}), 404, "customer_not_found")
+    assert "n1" not in [c["id"] for c in crawl(controlled, 10)]
+    assert_error(control(controlled, "delete", {"customer_id": "n1"}), 404, "customer_not_found")
+    idless = next(c for c in controlled.list_customers() if c["id"] is None)
+    control_ok(controlled, "delete", {"customer_id": None, "email": idless["email"]})
+    assert [c["id"] for c in crawl(controlled, 10)] == ["c1", "c2", "c4", "c5"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "problem"),
+    [
+        ("modify", b"{nope", "body: Invalid JSON"),
+        ("modify", b"[1]", "body: Expected object"),
+        ("modify", {"fields": {}}, "customer_id: "),
+        ("modify", {"customer_id": 7, "fields": {}}, "customer_id: "),
+        ("modify", {"customer_id": "", "fields": {}}, "customer_id: "),
+        ("modify", {"customer_id": None, "fields": {}}, "email: "),
+        ("modify", {"customer_id": "c1"}, "fields: Expected object"),
+        ("modify", {"customer_id": "c1", "fields": [1]}, "fields: Expected object"),
+        ("modify", {"customer_id": "c1", "fields": {"env": "live"}}, "fields: 'env'"),
+        ("modify", {"customer_id": "c1", "fields": {"id": 3}}, "fields.id: "),
+        ("modify", {"customer_id": "c1", "env": "prod", "fields": {}}, "env: "),
+        ("modify", {"customer_id": "c1", "env": ["live"], "fields": {}}, "env: "),
+        ("modify_many", {}, "changes: Expected array"),
+        ("modify_many", {"changes": {"customer_id": "c1"}}, "changes: Expected array"),
+        ("modify_many", {"changes": [{"customer_id": "c1", "fields": {}}, 5]}, "changes[1]: Expected object"),
+        ("modify_many", {"changes": [{"customer_id": "c1"}]}, "changes[0].fields: "),
+        ("modify_many", {"changes": [{"fields": {}}]}, "changes[0].customer_id: "),
+        ("add", {}, "customer: Expected object"),
+        ("add", {"customer": {"name": "no id"}}, "customer.id: Required"),
+        ("add", {"customer": {"id": 12}}, "customer.id: "),
+        ("add", {"customer": {"id": "x"}, "env": "prod"}, "env: "),
+        ("delete", {}, "customer_id: Required"),
+        ("delete", {"customer_id": ["c1"]}, "customer_id: "),
+    ],
+)
+def test_control_bad_input_is_400(controlled, route, body, problem):
+    before = controlled.list_customers()
+    if isinstance(body, bytes):
+        r = requests.post(f"{controlled.url}/_standin/{route}", data=body, timeout=5,
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    else:
+        r = control(controlled, route, body)
+    assert assert_error(r, 400, "invalid_inputs").startswith(problem)
+    assert controlled.list_customers() == before
+
+
+def test_control_get_bad_input_is_400(controlled):
+    for params, problem in [({}, "customer_id: Required"), ({"customer_id": ""}, "customer_id: "),
+                            ({"customer_id": "c1", "env": "prod"}, "env: ")]:  # fmt: skip
+        r = control(controlled, "customer", method="GET", params=params)
+        assert assert_error(r, 400, "invalid_inputs").startswith(problem)
+
+
 # -- generated data ------------------------------------------------------------------
 def test_make_customers_shape():
     people = make_customers(3000, seed=1)
@@ -582,6 +779,36 @@ def test_cli_serve_and_sigterm():
         r = requests.post(f"{url}/v1/customers.list", json={"limit": 100},
                           headers={"Authorization": f"Bearer {KEY}"}, timeout=5)  # fmt: skip
         assert len(r.json()["list"]) == 12
+        r = requests.get(f"{url}/_standin/customer", params={"customer_id": "cus_1"}, timeout=5)
+        assert r.status_code == 404  # no --control: unknown path
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_serve_control():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autumn_django.testing", "serve", "--customers", "12", "--seed", "1",
+         "--port", "0", "--control"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.endswith("(12 customers, sandbox, control channel on /_standin/)")
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        r = requests.post(f"{url}/v1/customers.list", json={"limit": 100},
+                          headers={"Authorization": f"Bearer {KEY}"}, timeout=5)  # fmt: skip
+        rows = r.json()["list"]
+        cid = next(c["id"] for c in rows if c["id"])
+        change = {"customer_id": cid, "fields": {"balances": {"ai_tokens": BALANCE}}}
+        r = requests.post(f"{url}/_standin/modify_many", json={"changes": [change]}, timeout=5)
+        assert r.json() == {"modified": 1}
+        r = requests.get(f"{url}/_standin/customer", params={"customer_id": cid}, timeout=5)
+        assert r.json()["balances"] == {"ai_tokens": BALANCE}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -1,9 +1,11 @@
 """Run a stand-in Autumn API in the foreground.
 
     python -m autumn_django.testing serve --customers 3000 --seed 1 --port 8787
+    python -m autumn_django.testing serve --customers 3000 --control  # + /_standin/* routes
 
 Prints one line once it listens (scripts wait for it), then serves until SIGINT or SIGTERM
-and exits 0.
+and exits 0. ``--control`` opens the key-less control channel (``control.py``) that lets a
+harness in another process change balances and subscriptions; off by default.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 
 from .data import make_customers
 from .server import ENVS, AutumnStandIn
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     serve.add_argument("--org-max-limit", type=int, default=1000)
     serve.add_argument("--list-rate-limit", type=int, default=None, help="customers.list req/s")
+    serve.add_argument(
+        "--control", action="store_true", help="also serve the /_standin/* control routes "
+        "(no key needed: only for a host no one else can reach)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.control and args.host not in LOOPBACK:
+        print(f"warning: --control on {args.host}: anyone who reaches it can change customers "
+              "without a key", file=sys.stderr, flush=True)  # fmt: skip
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -42,10 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         customers=make_customers(args.customers, seed=args.seed, env=args.env),
         env=args.env, secret_keys=args.key, org_max_limit=args.org_max_limit,
         port=args.port, host=args.host, list_rate_limit=args.list_rate_limit,
+        control=args.control,
     )  # fmt: skip
     server.start()
+    extra = ", control channel on /_standin/" if args.control else ""
     print(
-        f"Autumn stand-in listening on {server.url} ({args.customers} customers, {args.env})",
+        f"Autumn stand-in listening on {server.url} ({args.customers} customers, {args.env}{extra})",
         flush=True,
     )
     try:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import control as control_channel
 from .endpoints import HANDLERS, ApiError, Ctx, Reply, error_reply
 from .faults import Fault, Faults
 from .store import Store
@@ -121,6 +122,10 @@ class AutumnStandIn:
     The env of a request is decided by its key's prefix alone, as on the real server.
     Seed objects are shallow-copied, not deep-copied (100k customers would take seconds):
     do not mutate their nested values afterwards.
+
+    ``control=True`` also serves the ``/_standin/*`` control routes (see ``control.py``),
+    so a harness in another process can change customers the way billing does; off, those
+    paths are unknown like any other (404).
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class AutumnStandIn:
         port: int = 0,
         host: str = "127.0.0.1",
         list_rate_limit: int | None = None,
+        control: bool = False,
     ) -> None:
         self.env = _check_env(env)
         if isinstance(secret_keys, str):
@@ -141,6 +147,7 @@ class AutumnStandIn:
         self.host = host
         self.port = port
         self.list_rate_limit = list_rate_limit
+        self.control = control
         self.faults = Faults()
         self._stores = {e: Store(e) for e in ENVS}
         if customers is not None:
@@ -254,6 +261,10 @@ class AutumnStandIn:
 
     # -- request handling -----------------------------------------------------------
     def _respond(self, method: str, path: str, headers: Any, raw: bytes) -> Reply | None:
+        if self.control:  # before auth, faults and recording: it is not the API
+            route = control_channel.route_for(method, path)
+            if route is not None:
+                return control_channel.respond(self, route, method, path, raw)
         auth = (headers.get("Authorization") or "").strip()
         key = auth[7:].strip() if auth[:7].lower() == "bearer " else auth
         env = "live" if key.startswith("am_sk_live_") else "sandbox"
