@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .fields import RawJSONField
+
 
 class Env(models.TextChoices):
     SANDBOX = "sandbox", _("Sandbox")
@@ -50,7 +52,7 @@ class Customer(models.Model):
         on_delete=models.SET_NULL,
         related_name="autumn_customers",
     )
-    raw = models.JSONField(_("JSON as received"))
+    raw = RawJSONField(_("JSON as received"))
     raw_hash = models.CharField(max_length=32, editable=False)
     synced_at = models.DateTimeField(_("last written from Autumn"))
     deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
@@ -144,7 +146,7 @@ class Balance(models.Model):
     overage_allowed = models.BooleanField(default=False)
     max_purchase = models.FloatField(null=True, blank=True)
     next_reset_at = models.DateTimeField(null=True, blank=True)
-    breakdown = models.JSONField(default=list, blank=True)
+    breakdown = RawJSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = _("balance")

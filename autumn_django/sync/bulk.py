@@ -171,9 +171,10 @@ class PostgresBulkWriter(BulkWriter):
         self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), rows)
 
     def _placeholders(self, model: type[models.Model], names: Sequence[str]) -> str:
-        # Only for the psycopg2 fallback: JSON arrives as text that must be read as jsonb.
-        values = ("CAST(%s AS jsonb)" if isinstance(model._meta.get_field(n), models.JSONField) else "%s"
-                  for n in names)
+        # Only for the psycopg2 fallback: JSON arrives as text that must be read as JSON.
+        fields = [model._meta.get_field(n) for n in names]
+        values = (f"CAST(%s AS {f.db_type(self.connection)})" if isinstance(f, models.JSONField) else "%s"
+                  for f in fields)
         return f"VALUES ({', '.join(values)})"
 
     def _copy(self, cursor, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
