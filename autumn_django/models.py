@@ -61,6 +61,9 @@ class Customer(models.Model):
 
     class Meta:
         verbose_name = _("customer")
+        # The admin's "Refresh from Autumn" and "Sync now" call Autumn and rewrite the mirror:
+        # a right of its own, apart from viewing customers and editing their user link.
+        permissions = [("sync_customers", _("Can sync customers from Autumn"))]
         constraints = [
             models.UniqueConstraint(fields=["env", "autumn_id"], name="autumn_customer_env_id_uniq"),
             models.UniqueConstraint(

@@ -309,3 +309,11 @@ def test_events_in_the_admin(client, server):
     assert page.status_code == 200
     assert b"Failed" in page.content and b"see the autumn_django.dispatch log" in page.content
     assert client.get(reverse("admin:autumn_django_webhookevent_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_webhook_events_are_listed_in_the_admin(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "x")
+    client.force_login(admin_user)
+    response = client.get("/admin/autumn_django/webhookevent/")
+    assert response.status_code == 200 and b"webhook event" in response.content.lower()

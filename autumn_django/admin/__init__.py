@@ -1,0 +1,21 @@
+"""The Django admin for the mirror.
+
+- ``customers``: the customer list and page (children, balances with usage bars, links).
+- ``balances``: balances across customers.
+- ``sync_runs``: the sync runs and the "Sync now" button.
+- ``actions``: "Refresh from Autumn" and "Sync now", through ``autumn_django.dispatch``.
+- ``filters``, ``pagination``, ``display``: cheap list filters, a count that does not scan
+  a large table, and how values are shown.
+- Webhook events have their admin beside their view, in ``autumn_django.webhooks.admin``.
+
+The mirror is written by syncs only, so its rows cannot be added, deleted or edited here
+(a customer's link to a Django user is the exception). Browsing needs Django's view (or
+change) permission on each model; syncing needs ``autumn_django.sync_customers``.
+"""
+
+from ..webhooks.admin import WebhookEventAdmin
+from .balances import BalanceAdmin
+from .customers import CustomerAdmin
+from .sync_runs import SyncRunAdmin
+
+__all__ = ["BalanceAdmin", "CustomerAdmin", "SyncRunAdmin", "WebhookEventAdmin"]

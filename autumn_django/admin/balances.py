@@ -1,0 +1,97 @@
+"""Balances across all customers: who is running out of what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Case, F, FloatField, QuerySet, Value, When
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from ..models import Balance
+from . import display
+from .filters import ExhaustedFilter, FeatureFilter
+from .pagination import EstimatedCountPaginator
+
+# usage / granted in percent, as display.usage_percent computes it, so the column sorts.
+USAGE_PERCENT = Case(
+    When(unlimited=False, granted__gt=0, then=F("usage") * 100.0 / F("granted")),
+    default=Value(None), output_field=FloatField(),
+)
+
+
+@admin.register(Balance)
+class BalanceAdmin(admin.ModelAdmin):
+    list_display = ("feature_id", "customer_link", "granted_amount", "used_amount",
+                    "remaining_amount", "usage_percent", "next_reset")
+    list_filter = (FeatureFilter, ExhaustedFilter, "unlimited")
+    search_fields = ("=customer__autumn_id", "customer__email", "=feature_id")
+    search_help_text = _("Customer's Autumn id (exact) or part of its email, or a feature id.")
+    # Served by the (customer, feature_id) unique index; a total order, so no extra sort key.
+    ordering = ("customer_id", "feature_id")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    if hasattr(admin, "ShowFacets"):  # Django 5.0+
+        show_facets = admin.ShowFacets.NEVER
+    fields = ("customer_link", "feature_id", "granted_amount", "used_amount", "remaining_amount",
+              "usage_bar", "unlimited", "overage_allowed", "max_purchase", "next_reset",
+              "breakdown_json")
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ("autumn_django/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The customer's name for each row in the same query, without its raw JSON.
+        return (super().get_queryset(request).select_related("customer")
+                .defer("customer__raw").annotate(usage_percent=USAGE_PERCENT))
+
+    # Balances are part of the mirror: written by syncs only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("customer"), ordering="customer__autumn_id")
+    def customer_link(self, balance: Balance):
+        customer = balance.customer
+        url = reverse(f"{self.admin_site.name}:autumn_django_customer_change", args=[customer.pk])
+        label = f"{customer} ({customer.name})" if customer.name else str(customer)
+        return format_html('<a href="{}"><bdi>{}</bdi></a>', url, label)
+
+    @admin.display(description=_("granted"), ordering="granted")
+    def granted_amount(self, balance: Balance) -> str:
+        return _("unlimited") if balance.unlimited else display.format_amount(balance.granted)
+
+    @admin.display(description=_("used"), ordering="usage")
+    def used_amount(self, balance: Balance) -> str:
+        return display.format_amount(balance.usage)
+
+    @admin.display(description=_("remaining"), ordering="remaining")
+    def remaining_amount(self, balance: Balance) -> str:
+        return _("unlimited") if balance.unlimited else display.format_amount(balance.remaining)
+
+    # Balances without a percentage (unlimited, nothing granted) sort below the fullest
+    # ones on every database (PostgreSQL and SQLite disagree on where NULL goes).
+    @admin.display(description=_("usage"), ordering=F("usage_percent").asc(nulls_first=True))
+    def usage_percent(self, balance: Balance):
+        return display.usage_bar(balance)
+
+    @admin.display(description=_("usage"))
+    def usage_bar(self, balance: Balance):
+        return display.usage_bar(balance)
+
+    @admin.display(description=_("next reset"), ordering="next_reset_at")
+    def next_reset(self, balance: Balance):
+        return display.local_datetime(balance.next_reset_at)
+
+    @admin.display(description=_("breakdown"))
+    def breakdown_json(self, balance: Balance):
+        return display.folded_json(balance.breakdown, _("Show the grants this balance adds up"))

@@ -1,0 +1,127 @@
+"""How the admin shows the mirror's values: amounts, usage, times, links and JSON.
+
+Every value that came from Autumn (names, ids, metadata) is user data, so HTML is only
+ever built with ``format_html``, which escapes its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from django.utils import timezone
+from django.utils.formats import date_format, number_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+
+from ..conf import autumn_settings
+from ..models import Balance, Customer, Env
+
+EMPTY = "—"
+# Where the usage bar turns amber, then red (fractions of the grant).
+WARN_AT, DANGER_AT = 0.75, 0.9
+
+
+def format_amount(value: float | None) -> str:
+    """A balance count for people: grouped digits, and at most two decimals for the
+    fractional counts Autumn allows (12.5 tokens), without trailing zeros."""
+    if value is None:
+        return EMPTY
+    if not math.isfinite(value):
+        return str(value)
+    rounded = round(value, 2)
+    if rounded.is_integer():
+        return number_format(int(rounded), force_grouping=True)
+    places = 1 if round(value, 1) == rounded else 2
+    return number_format(rounded, decimal_pos=places, force_grouping=True)
+
+
+def usage_percent(balance: Balance) -> float | None:
+    """Usage as a percentage of the grant; None when unlimited or nothing was granted.
+
+    Over 100 when overage is allowed. Matches the ``usage_percent`` annotation the
+    balance list sorts by.
+    """
+    if balance.unlimited or not balance.granted or balance.granted <= 0 or balance.usage is None:
+        return None
+    return balance.usage / balance.granted * 100
+
+
+def format_percent(value: float | None) -> str:
+    if value is None:
+        return EMPTY
+    return f"{format_amount(value)}%"
+
+
+def usage_bar(balance: Balance) -> SafeString | str:
+    """A ``<meter>`` of usage against the grant, with the numbers beside it.
+
+    A native meter is accessible and needs no script; its low/high/optimum attributes make
+    browsers draw it green, amber past 75% and red past 90% (and when over the grant, where
+    it is drawn full).
+    """
+    if balance.unlimited:
+        return format_html('<span class="autumn-unlimited">{}</span>', _("Unlimited"))
+    percent = usage_percent(balance)
+    if percent is None:
+        return EMPTY
+    granted, usage = balance.granted, balance.usage
+    label = _("%(used)s of %(granted)s used") % {
+        "used": format_amount(usage), "granted": format_amount(granted)}
+    return format_html(
+        '<span class="autumn-usage{}"><meter min="0" max="{}" low="{}" high="{}" optimum="0" '
+        'value="{}" title="{}">{}</meter> <span class="autumn-usage-percent">{}</span></span>',
+        " autumn-usage-over" if usage > granted else "",
+        repr(float(granted)), repr(granted * WARN_AT), repr(granted * DANGER_AT),
+        repr(float(usage)), label, label, format_percent(percent),
+    )
+
+
+def local_datetime_text(value: datetime) -> str:
+    """A time in the active time zone (Django's ``localtime``), with the zone's name, so
+    nobody has to guess whether a reset at "00:00" is theirs or UTC's."""
+    local = timezone.localtime(value)
+    return f"{date_format(local, 'DATETIME_FORMAT')} {local.tzname()}"
+
+
+def local_datetime(value: datetime | None) -> SafeString | str:
+    if value is None:
+        return EMPTY
+    return format_html('<time datetime="{}">{}</time>', value.isoformat(), local_datetime_text(value))
+
+
+def format_duration(value: timedelta | None) -> str:
+    if value is None:
+        return EMPTY
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return _("%(seconds).1f s") % {"seconds": seconds}
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return _("%(minutes)d min %(seconds)d s") % {"minutes": minutes, "seconds": seconds}
+    hours, minutes = divmod(minutes, 60)
+    return _("%(hours)d h %(minutes)02d min") % {"hours": hours, "minutes": minutes}
+
+
+def dashboard_url(customer: Customer) -> str | None:
+    """The customer's page in Autumn's dashboard (sandbox customers live under /sandbox)."""
+    if not customer.autumn_id:
+        return None
+    base = autumn_settings.DASHBOARD_URL.rstrip("/")
+    prefix = "/sandbox" if customer.env == Env.SANDBOX else ""
+    return f"{base}{prefix}/customers/{quote(customer.autumn_id, safe='')}"
+
+
+def pretty_json(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return format_html('<pre class="autumn-json">{}</pre>', text)
+
+
+def folded_json(value: Any, summary: str) -> SafeString:
+    """JSON in a ``<details>``: there when needed, one line when not."""
+    return format_html('<details class="autumn-details"><summary>{}</summary>{}</details>',
+                       summary, pretty_json(value))
