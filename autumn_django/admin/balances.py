@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import Case, F, FloatField, QuerySet, Value, When
 from django.http import HttpRequest
@@ -13,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import Balance
 from . import display
+from .base import ReadOnlyAdmin
 from .filters import ExhaustedFilter, FeatureFilter
 from .pagination import EstimatedCountPaginator
 
@@ -24,7 +23,7 @@ USAGE_PERCENT = Case(
 
 
 @admin.register(Balance)
-class BalanceAdmin(admin.ModelAdmin):
+class BalanceAdmin(ReadOnlyAdmin):
     list_display = ("feature_id", "customer_link", "granted_amount", "used_amount",
                     "remaining_amount", "usage_percent", "next_reset")
     list_filter = (FeatureFilter, ExhaustedFilter, "unlimited")
@@ -41,23 +40,10 @@ class BalanceAdmin(admin.ModelAdmin):
               "breakdown_json")
     readonly_fields = fields
 
-    class Media:
-        css = {"all": ("autumn_django/admin.css",)}
-
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The customer's name for each row in the same query, without its raw JSON.
         return (super().get_queryset(request).select_related("customer")
                 .defer("customer__raw").annotate(usage_percent=USAGE_PERCENT))
-
-    # Balances are part of the mirror: written by syncs only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("customer"), ordering="customer__autumn_id")
     def customer_link(self, balance: Balance):

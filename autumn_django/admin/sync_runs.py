@@ -13,10 +13,11 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import SyncRun
 from . import actions, display
+from .base import ReadOnlyAdmin
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(ReadOnlyAdmin):
     list_display = ("number", "env", "status_label", "started_at", "finished_at", "duration",
                     "created", "updated", "unchanged", "deleted", "skipped", "problems")
     list_filter = ("env", "status")
@@ -27,22 +28,9 @@ class SyncRunAdmin(admin.ModelAdmin):
         (_("Counts"), {"fields": ("created", "updated", "unchanged", "deleted", "undeleted",
                                   "skipped")}),
         (_("Problems"), {"fields": ("failure", "errors_list")}),
-        (_("Resume point"), {"fields": ("cursor", "created_at_start")}),
+        (_("Resume point"), {"fields": ("reached_created_at", "cursor", "created_at_start")}),
     )
     readonly_fields = ("status_label", "duration", "errors_list")
-
-    class Media:
-        css = {"all": ("autumn_django/admin.css",)}
-
-    # A run is a record of what happened: written by the sync only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("run"), ordering="pk")
     def number(self, run: SyncRun) -> str:
