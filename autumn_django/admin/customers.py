@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
 from . import actions, display
+from .base import ReadOnlyAdmin
 from .filters import DeletedFilter, PastDueFilter, PlanFilter, StatusFilter
 from .pagination import EstimatedCountPaginator
 
@@ -138,7 +139,7 @@ class CustomerChangeList(ChangeList):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(ReadOnlyAdmin):
     list_display = ("autumn_id", "display_name", "email", "env", "active_plans", "past_due",
                     "synced_at", "deleted")
     list_display_links = ("autumn_id", "display_name")
@@ -171,15 +172,10 @@ class CustomerAdmin(admin.ModelAdmin):
                        "stripe_id", "fingerprint", "send_email_receipts", "synced_at",
                        "deleted_at", "metadata", "raw_json")
 
-    class Media:
-        css = {"all": ("autumn_django/admin.css",)}
-
-    # -- permissions: the mirror is written by syncs only ------------------------------
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # -- permissions: the mirror is written by syncs only; the user link is the project's
+    # own data, the one thing staff with the change permission may edit here.
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
 
     def has_sync_permission(self, request: HttpRequest) -> bool:
         return actions.has_sync_permission(request)
