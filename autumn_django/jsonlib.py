@@ -24,9 +24,14 @@ def loads(data: bytes | str) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text with keys sorted, so equal objects give equal text."""
+    return dumps_sorted_bytes(value).decode()
+
+
+def dumps_sorted_bytes(value: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes: what a hash needs, without a round trip through str."""
     if orjson is not None:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def dumps_bytes(value: Any) -> bytes:

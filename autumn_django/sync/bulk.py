@@ -59,16 +59,17 @@ class BulkWriter:
             )
             yield from cursor.fetchall()
 
-    def present_states(self, cursor, env: str) -> Iterator[tuple]:
-        """``(autumn_id, email, raw_hash)`` of every present customer of ``env``."""
+    def present_hashes(self, cursor, env: str) -> Iterator[str]:
+        """The stored JSON hash of every present customer of ``env``."""
         col = self.col
         cursor.execute(
-            f"SELECT {col['autumn_id']}, {col['email']}, {col['raw_hash']} FROM {self.customer_table} "
+            f"SELECT {col['raw_hash']} FROM {self.customer_table} "
             f"WHERE {col['env']} = %s AND {col['deleted_at']} IS NULL",
             [env],
         )
         while rows := cursor.fetchmany(5000):
-            yield from rows
+            for (raw_hash,) in rows:
+                yield raw_hash
 
     # -- writing --------------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class PagePreparer:
     def _parse_if_changed(self, key: tuple[str, str], data: dict) -> CustomerRecord | None:
         """None when the mirror holds exactly this."""
         canonical = canonical_json(data)
-        if state_fingerprint(key, canonical[1]) in self._known:
+        if state_fingerprint(canonical[1]) in self._known:
             return None
         return parse_customer(data, canonical)
 

@@ -124,8 +124,8 @@ class MirrorWriter:
         prefetcher skips customers whose key and JSON hash are in it."""
         found = Fingerprints()
         with self.connection.cursor() as cursor:
-            found.add_many(state_fingerprint(_row_key(autumn_id, email), raw_hash)
-                           for autumn_id, email, raw_hash in self._bulk.present_states(cursor, self.env))
+            found.add_many(state_fingerprint(raw_hash)
+                           for raw_hash in self._bulk.present_hashes(cursor, self.env))
         return found
 
     def mark_missing_deleted(self, seen: Fingerprints, *, pass_started_at: datetime,
