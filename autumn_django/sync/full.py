@@ -30,8 +30,8 @@ class SyncProgress:
 
     run: SyncRun
     page: ListPage
-    first_created_at: int | None  # epoch ms of the first customer this attempt saw
-    last_created_at: int | None  # epoch ms of the last customer so far
+    first_created_at: int | None  # epoch ms the crawl had reached after this attempt's first page
+    last_created_at: int | None  # epoch ms the crawl has reached now
 
 
 ProgressCallback = Callable[[SyncProgress], None]

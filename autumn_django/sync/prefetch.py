@@ -28,6 +28,7 @@ from ..client import AutumnClient, ListPage, ListPosition
 from ..exceptions import AutumnError, NotFoundError
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
+    LIST_PRODUCT_CAP,
     TIME_STYLES,
     CustomerRecord,
     RecordError,
@@ -132,7 +133,7 @@ def _at_product_cap(data: dict) -> bool:
     subscriptions, purchases = data.get("subscriptions"), data.get("purchases")
     count = (len(subscriptions) if isinstance(subscriptions, list) else 0) + (
         len(purchases) if isinstance(purchases, list) else 0)
-    return count >= 15
+    return count >= LIST_PRODUCT_CAP
 
 
 # -- the child process ----------------------------------------------------------------------

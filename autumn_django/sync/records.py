@@ -72,11 +72,6 @@ class CustomerRecord:
     def created_at(self) -> datetime:
         return self.values["created_at"]
 
-    @property
-    def may_be_truncated(self) -> bool:
-        """At the list's cap: Autumn may have left products out of this row."""
-        return len(self.subscriptions) + len(self.purchases) >= LIST_PRODUCT_CAP
-
 
 def record_key(data: Any) -> tuple[str, str] | None:
     """How the mirror identifies this customer, or None if it cannot."""
