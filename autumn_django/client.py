@@ -10,6 +10,7 @@ repr, an exception or a log line.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -71,6 +72,9 @@ class ListPage:
     next_position: ListPosition | None  # None: this was the last page
     limit: int
     warnings: list[str] = field(default_factory=list)
+    # SHA-256 of the answer's bytes, when the crawl was asked for it: equal bytes, equal
+    # customers, so work derived from one page can be reused for the next equal one.
+    digest: bytes | None = None
 
 
 class AutumnClient:
@@ -139,6 +143,10 @@ class AutumnClient:
 
     def post(self, endpoint: str, body: dict[str, Any]) -> Any:
         """POST ``body`` to ``/v1/<endpoint>`` and return the decoded JSON answer."""
+        return self.post_for_content(endpoint, body)[0]
+
+    def post_for_content(self, endpoint: str, body: dict[str, Any]) -> tuple[Any, bytes]:
+        """``post``, also returning the answer's bytes as received."""
         url = f"{self.api_url}/v1/{endpoint}"
         payload = jsonlib.dumps_bytes(body)
         deadline = time.monotonic() + self.retry_max_seconds
@@ -162,7 +170,7 @@ class AutumnClient:
                 logger.debug("%s -> %s in %.0f ms", endpoint, response.status_code,
                              (time.monotonic() - started) * 1000)
                 if response.status_code < 400:
-                    return _decode(response, endpoint)
+                    return _decode(response, endpoint), response.content
                 error = _api_error(response, endpoint)
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise error
@@ -183,20 +191,24 @@ class CustomersAPI:
     def list(self, *, start_cursor: str = "", limit: int | None = None,
              sort_order: str = "asc", **filters: Any) -> dict[str, Any]:
         """One page of ``customers.list``: ``{"list": [...], "next_cursor": str | None}``."""
+        return self._list(start_cursor=start_cursor, limit=limit, sort_order=sort_order, **filters)[0]
+
+    def _list(self, *, start_cursor: str, limit: int | None, sort_order: str = "asc",
+              **filters: Any) -> tuple[dict[str, Any], bytes]:
         body = {"start_cursor": start_cursor, "sort_order": sort_order, **filters}
         if limit is not None:
             body["limit"] = limit
-        page = self._client.post("customers.list", body)
+        page, content = self._client.post_for_content("customers.list", body)
         if (not isinstance(page, dict) or not isinstance(page.get("list"), list)
                 or not isinstance(page.get("next_cursor"), (str, type(None)))):
             raise AutumnResponseError(
                 "Autumn's customers.list answer is not {list: [...], next_cursor: ...}: "
                 f"{_preview(page)}"
             )
-        return page
+        return page, content
 
     def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
-                   **filters: Any) -> Iterator[ListPage]:
+                   digest: bool = False, **filters: Any) -> Iterator[ListPage]:
         """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
 
         Ascending, because customers created during the crawl then sort behind the cursor
@@ -215,7 +227,7 @@ class CustomersAPI:
                     **filters.get("created_at_range", {}), "start": position.created_at_start
                 }
             try:
-                answer = self.list(start_cursor=position.cursor, limit=limit, **body_filters)
+                answer, content = self._list(start_cursor=position.cursor, limit=limit, **body_filters)
             except InvalidRequestError as exc:
                 org_max = _org_max_limit(exc)
                 if org_max is None or org_max >= limit:
@@ -224,11 +236,12 @@ class CustomersAPI:
                 limit = org_max
                 continue
             customers = answer["list"]
+            page_digest = hashlib.sha256(content).digest() if digest and not skip_keys else None
             if skip_keys:
                 customers = [c for c in customers if _crawl_key(c) not in skip_keys]
             warnings: list[str] = []
             next_position, skip_keys = _next_position(answer, position, limit, warnings)
-            yield ListPage(customers, position, next_position, limit, warnings)
+            yield ListPage(customers, position, next_position, limit, warnings, page_digest)
             if next_position is None:
                 return
             position = next_position

@@ -237,6 +237,28 @@ class SyncRun(models.Model):
         return (self.finished_at - self.started_at) if self.finished_at else None
 
 
+class SyncedPage(models.Model):
+    """A ``customers.list`` page a sync has read, named by the SHA-256 of its bytes, with
+    the fingerprints of its customers (``sync.fingerprints.PageMemo``). The next run that
+    reads the same bytes, while the mirror still holds those states, skips the page's
+    customers without hashing each. Pages no completed run has read are pruned.
+    """
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    digest = models.CharField(max_length=64)
+    fingerprints = models.BinaryField()
+    used_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("synced page")
+        constraints = [
+            models.UniqueConstraint(fields=["env", "digest"], name="autumn_syncedpage_env_digest_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.env} page {self.digest[:12]}"
+
+
 class WebhookEvent(models.Model):
     """A webhook Autumn sent (through Svix), stored before it is processed.
 

@@ -15,7 +15,7 @@ from ..conf import autumn_settings
 from ..exceptions import InvalidCursorError
 from ..models import SyncRun
 from ..users import link_users_to_customers
-from . import events, runs
+from . import events, memos, runs
 from .fingerprints import Fingerprints
 from .prefetch import PagePreparer, PreparedPage, prepared_pages
 from .records import EPOCH
@@ -98,20 +98,26 @@ class _Pass:
 
     def _page_source(self, position: ListPosition) -> Iterator[PreparedPage]:
         style = self.writer.time_style
+
+        def stored_memos() -> dict[bytes, bytes]:
+            return memos.stored_memos(self.client.env, self.using)
+
         if autumn_settings.SYNC_PREFETCH_PROCESS:
             return prepared_pages(self.client, position, self.run.page_size,
-                                  self.writer.state_fingerprints, time_style=style)
-        return PagePreparer(self.client, self.writer.state_fingerprints, time_style=style).pages(
-            position, self.run.page_size)
+                                  self.writer.state_fingerprints, stored_memos, time_style=style)
+        return PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
+                            time_style=style).pages(position, self.run.page_size)
 
     def _store(self, prepared: PreparedPage) -> None:
         run, records, problems = self.run, prepared.records, prepared.problems
         self.identified_everyone &= all(problem.key for problem in problems)
         run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
         balances = events.balance_recorder(self.using)
+        now = timezone.now()
         with transaction.atomic(using=self.using):
-            result = self.writer.write(records, now=timezone.now(),
+            result = self.writer.write(records, now=now,
                                        before_replace=balances and balances.before_replace)
+            memos.save_memo(run.env, prepared, now, self.using)
             run.pages += 1
             run.created += len(result.created)
             run.updated += len(result.updated)
@@ -134,6 +140,7 @@ class _Pass:
 
     def _settle_deletions(self) -> None:
         run = self.run
+        memos.prune_memos(run.env, run.started_at, self.using)
         if not self.identified_everyone:
             run.errors.append({"warning": "Records without an id or email were skipped, so no "
                                           "customer was marked deleted by this run."})

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from ..client import AutumnClient, ListPage, ListPosition
 from ..exceptions import AutumnError, NotFoundError
-from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
+from .fingerprints import Fingerprints, PageMemo, key_fingerprint, state_fingerprint
 from .records import (
     LIST_PRODUCT_CAP,
     TIME_STYLES,
@@ -48,44 +48,82 @@ class PreparedPage:
     unchanged: int = 0  # customers whose stored JSON is the same; not parsed
     seen: list[int] = field(default_factory=list)  # key fingerprints of every identified customer
     reached_created_at: int | None = None  # epoch ms of the page's last customer, changed or not
+    memo: bytes | None = None  # a new PageMemo of the page, to store under page.digest
+    memo_reused: bool = False  # the stored PageMemo of page.digest was still right
 
 
 # Customers at the list's product cap are re-read with customers.get; these requests wait
 # on the network, so a few threads overlap them (0.5% of customers: ~500 per 100,000).
 CAPPED_FETCH_THREADS = 4
 
+MirrorState = Callable[[], Fingerprints]
+StoredMemos = Callable[[], dict[bytes, bytes]]
+
 
 class PagePreparer:
     """Pages of parsed, classified customers. ``known`` gives the mirror's state
-    fingerprints; it is called once, before the first page is classified. ``time_style``
-    (a key of ``TIME_STYLES``) puts times in the database's parameter form here."""
+    fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
+    once, before the first page is classified. ``time_style`` (a key of ``TIME_STYLES``)
+    puts times in the database's parameter form here."""
 
-    def __init__(self, client: AutumnClient, known: Callable[[], Fingerprints],
+    def __init__(self, client: AutumnClient, known: MirrorState, memos: StoredMemos | None = None,
                  time_style: str | None = None) -> None:
         self.client = client
-        self._load_known = known
+        self._load_known, self._load_memos = known, memos or dict
         self._known: Fingerprints | None = None
+        self._memos: dict[bytes, bytes] = {}
         self._adapt_time = TIME_STYLES[time_style] if time_style else None
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
-        for page in self.client.customers.iter_pages(limit=limit, position=position):
+        for page in self.client.customers.iter_pages(limit=limit, position=position, digest=True):
             yield self.prepare(page)
 
     def prepare(self, page: ListPage) -> PreparedPage:
         if self._known is None:
             self._known = self._load_known()
+            self._memos = self._load_memos()
         prepared = PreparedPage(page=page, records=[], problems=[])
-        full = self._fetch_capped(page.customers)
-        for data in page.customers:
+        customers = page.customers
+        stored = self._memos.get(page.digest) if page.digest else None
+        memo = PageMemo.from_bytes(stored) if stored is not None else None
+        if memo is not None and memo.held_by(self._known):
+            # The same bytes as a page the mirror holds: only its capped customers, whose
+            # state the page does not show, need a look.
+            prepared.unchanged, prepared.memo_reused = len(memo), True
+            prepared.seen.extend(memo.keys)
+            customers = [c for c in customers if _needs_get(c)]
+            memo = None
+        else:
+            memo = PageMemo() if page.digest else None
+        if not self._classify(customers, prepared, memo):
+            memo = None
+        if memo is not None:
+            prepared.memo = memo.to_bytes()
+        prepared.reached_created_at = _reached_created_at(page.customers)
+        page.customers = []
+        return prepared
+
+    def _classify(self, customers: list, prepared: PreparedPage, memo: PageMemo | None) -> bool:
+        """Parse the new and changed ``customers`` into ``prepared``, counting the others as
+        unchanged, and note each uncapped one's fingerprints in ``memo``. False when a
+        customer did not parse: such a page is never skipped, so it is reported every run."""
+        full = self._fetch_capped(customers)
+        parsed_all = True
+        for data in customers:
             key = record_key(data)
+            state = None
             try:
                 if key is not None and key in full:
                     data = full[key]
                     if isinstance(data, Exception):
                         raise data
-                record = parse_customer(data) if key is None else self._parse_if_changed(key, data)
+                if key is None:
+                    record = parse_customer(data)
+                else:
+                    state, record = self._parse_if_changed(data)
             except RecordError as exc:
                 prepared.problems.append(exc)
+                parsed_all = False
             except NotFoundError:
                 continue  # deleted since the page was read; the deletion pass will see it
             else:
@@ -96,18 +134,16 @@ class PagePreparer:
                         adapt_times(record, self._adapt_time)
                     prepared.records.append(record)
             if key is not None:
-                prepared.seen.append(key_fingerprint(key))
-            created_at = data.get("created_at") if isinstance(data, dict) else None
-            if isinstance(created_at, int) and not isinstance(created_at, bool):
-                prepared.reached_created_at = max(created_at, prepared.reached_created_at or created_at)
-        page.customers = []
-        return prepared
+                key_print = key_fingerprint(key)
+                prepared.seen.append(key_print)
+                if memo is not None and state is not None and key not in full:
+                    memo.add(key_print, state)
+        return parsed_all
 
     def _fetch_capped(self, customers: list) -> dict[tuple[str, str], Any]:
         """The full ``customers.get`` answer (or its NotFoundError) of each customer at the
         list's product cap: only that answer has all its subscriptions and purchases."""
-        ids = [c["id"] for c in customers
-               if isinstance(c, dict) and isinstance(c.get("id"), str) and _at_product_cap(c)]
+        ids = [c["id"] for c in customers if _needs_get(c)]
         if not ids:
             return {}
 
@@ -121,12 +157,28 @@ class PagePreparer:
             answers = pool.map(fetch, ids)
             return {("id", customer_id): answer for customer_id, answer in zip(ids, answers, strict=True)}
 
-    def _parse_if_changed(self, key: tuple[str, str], data: dict) -> CustomerRecord | None:
-        """None when the mirror holds exactly this."""
+    def _parse_if_changed(self, data: dict) -> tuple[int, CustomerRecord | None]:
+        """The customer's state fingerprint, and its record unless the mirror holds exactly this."""
         canonical = canonical_json(data)
-        if state_fingerprint(canonical[1]) in self._known:
-            return None
-        return parse_customer(data, canonical)
+        state = state_fingerprint(canonical[1])
+        if state in self._known:
+            return state, None
+        return state, parse_customer(data, canonical)
+
+
+def _reached_created_at(customers: list) -> int | None:
+    """The latest ``created_at`` (epoch ms) on the page, changed or not."""
+    reached = None
+    for data in customers:
+        created_at = data.get("created_at") if isinstance(data, dict) else None
+        if isinstance(created_at, int) and not isinstance(created_at, bool):
+            reached = created_at if reached is None else max(reached, created_at)
+    return reached
+
+
+def _needs_get(data: Any) -> bool:
+    """Whether only ``customers.get`` shows all of this list row's products."""
+    return isinstance(data, dict) and isinstance(data.get("id"), str) and _at_product_cap(data)
 
 
 def _at_product_cap(data: dict) -> bool:
@@ -140,7 +192,7 @@ def _at_product_cap(data: dict) -> bool:
 
 
 def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
-                   known: Callable[[], Fingerprints], *, time_style: str | None = None,
+                   known: MirrorState, memos: StoredMemos, *, time_style: str | None = None,
                    ) -> Iterator[PreparedPage]:
     """``PagePreparer.pages`` run in a child process. Errors raised there (an
     ``AutumnError`` such as an invalid cursor) are raised here."""
@@ -157,6 +209,7 @@ def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
                                    "time_style": time_style})
         # Computed while the child already fetches its first page.
         _write_frame(child.stdin, known().to_bytes())
+        _write_frame(child.stdin, memos())
         child.stdin.close()
         while True:
             kind, payload = _read_frame(child.stdout)
@@ -201,7 +254,7 @@ def main() -> None:
     try:
         with AutumnClient(**config["client"]) as client:
             preparer = PagePreparer(client, lambda: Fingerprints(frozen=_read_frame(source)),
-                                    time_style=config["time_style"])
+                                    lambda: _read_frame(source), time_style=config["time_style"])
             for prepared in preparer.pages(config["position"], config["limit"]):
                 _write_frame(sink, ("page", prepared))
         _write_frame(sink, ("end", None))

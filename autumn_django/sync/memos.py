@@ -1,0 +1,38 @@
+"""Stored page memos (``SyncedPage`` rows): loaded once per run, saved with their page.
+
+A memo lets a run skip hashing the customers of a page whose bytes it has seen before
+(``fingerprints.PageMemo``). Memos no completed pass has used are pruned at its end, so
+the table holds about one row per page of the last run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..models import SyncedPage
+from .prefetch import PreparedPage
+
+
+def stored_memos(env: str, using: str) -> dict[bytes, bytes]:
+    """Every stored memo of ``env``'s pages, by page digest."""
+    rows = SyncedPage.objects.using(using).filter(env=env).values_list("digest", "fingerprints")
+    return {bytes.fromhex(digest): bytes(fingerprints) for digest, fingerprints in rows.iterator()}
+
+
+def save_memo(env: str, prepared: PreparedPage, now: datetime, using: str) -> None:
+    """Store the page's new memo, or mark its stored one as used; in the page's transaction."""
+    digest = prepared.page.digest
+    if digest is None:
+        return
+    pages = SyncedPage.objects.using(using)
+    if prepared.memo is not None:
+        pages.update_or_create(env=env, digest=digest.hex(),
+                               defaults={"fingerprints": prepared.memo, "used_at": now})
+    elif prepared.memo_reused:
+        pages.filter(env=env, digest=digest.hex()).update(used_at=now)
+
+
+def prune_memos(env: str, pass_started_at: datetime, using: str) -> int:
+    """After a completed pass: forget the pages it did not read (they changed or moved)."""
+    deleted, _ = SyncedPage.objects.using(using).filter(env=env, used_at__lt=pass_started_at).delete()
+    return deleted
