@@ -719,25 +719,38 @@ def profile(db: str, customers: int) -> None:
 
 
 def _profile_step(db: str, name: str, mode: str) -> None:
+    from autumn_django.sync.prefetch import PROFILE_ENV
+
     profiler = cProfile.Profile()
+    child_stats = OUT_DIR / f"profile-{db}-{name}-prefetch-child.prof"
+    child_stats.unlink(missing_ok=True)
+    os.environ[PROFILE_ENV] = str(child_stats)
     settle()
-    profiler.enable()
-    step = timed_sync(name)
-    profiler.disable()
+    try:
+        profiler.enable()
+        step = timed_sync(name)
+        profiler.disable()
+    finally:
+        del os.environ[PROFILE_ENV]
     print_step(step, note="(under cProfile: slower than unprofiled)")
     path = OUT_DIR / f"profile-{db}-{name}.txt"
     path.write_text(_profile_text(profiler, step, db, mode))
     profiler.dump_stats(path.with_suffix(".prof"))
     say(f"  wrote {path.relative_to(REPO_ROOT)} (and .prof for pstats/snakeviz)")
+    if child_stats.exists():
+        text_path = child_stats.with_suffix(".txt")
+        text_path.write_text(_profile_text(child_stats, step, db, "the prefetch child process"))
+        say(f"  wrote {text_path.relative_to(REPO_ROOT)}")
 
 
-def _profile_text(profiler: cProfile.Profile, step: Step, db: str, mode: str) -> str:
+def _profile_text(profiler: cProfile.Profile | Path, step: Step, db: str, mode: str) -> str:
     out = io.StringIO()
     out.write(f"{step.name} on {db}, {step.customers:,} customers, {step.seconds:.2f} s under cProfile\n"
               f"mode: {mode}\ncounts: {step.counts}\n")
     for order in ("cumulative", "tottime"):
         out.write(f"\n===== top {PROFILE_TOP} by {order} =====\n")
-        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(PROFILE_TOP)
+        pstats.Stats(str(profiler) if isinstance(profiler, Path) else profiler,
+                     stream=out).sort_stats(order).print_stats(PROFILE_TOP)
     # Shorter paths: the repo's and site-packages' prefixes say nothing.
     text = out.getvalue()
     for prefix in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], str(REPO_ROOT)):
