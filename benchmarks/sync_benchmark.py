@@ -9,8 +9,9 @@
 1. starts the stand-in (``python -m autumn_django.testing serve``) seeded with N customers
    in a child process, so its threads do not compete for this process's GIL;
 2. drops and recreates the benchmark database, migrates it;
-3. times fetch-only (the app's client paging through every customer; best of two, the
-   first pass also warms the stand-in's cache of serialized rows), first sync into the
+3. times fetch-only (the app's client paging through every customer: after a warm-up pass
+   that fills the stand-in's cache of serialized rows, twice before the syncs and once
+   after each; the median is the floor every ratio divides by), first sync into the
    empty mirror, no-change re-sync, and re-sync after 1% of the customers changed (balance
    usage, subscriptions, names and metadata, through the stand-in's ``--control``
    channel) and a few were deleted;
@@ -43,6 +44,7 @@ import re
 import resource
 import select
 import sqlite3
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -508,7 +510,7 @@ def naive_baseline(sample: int) -> Step:
     transaction, ``update_or_create`` the customer and delete + re-create each child with
     the ORM. Fetch and parse are included, as they are in the sync's figures."""
     from autumn_django.client import AutumnClient
-    from autumn_django.sync.records import parse_customer
+    from autumn_django.sync.records import LIST_PRODUCT_CAP, parse_customer
 
     settle()
     started = time.perf_counter()
@@ -517,7 +519,8 @@ def naive_baseline(sample: int) -> Step:
         for page in client.customers.iter_pages(limit=PAGE_SIZE):
             for data in page.customers[: sample - stored]:
                 record = parse_customer(data)
-                if record.may_be_truncated and record.autumn_id:  # as the sync does
+                at_cap = len(record.subscriptions) + len(record.purchases) >= LIST_PRODUCT_CAP
+                if at_cap and record.autumn_id:  # as the sync does
                     data = client.customers.get(record.autumn_id)
                     record = parse_customer(data)
                 _naive_store(client.env, data, record)
@@ -771,8 +774,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         check_migrations()
         result["machine"] = machine_info(args.db)
         _warn_if_busy(result["machine"]["load_average_at_start"])
-        result["steps"] = steps = {"fetch_only": fetch_step(args.customers)}
-        steps.update(sync_steps(url, args.customers, steps["fetch_only"]["seconds"]))
+        floor = FetchFloor(args.customers)
+        floor.measure()
+        floor.measure()
+        result["steps"] = steps = sync_steps(url, args.customers, floor)
+        steps["fetch_only"] = floor.summary()
+        say("  ratios against the floor: " + ", ".join(
+            f"{name} {steps[key]['seconds'] / floor.seconds:.2f}x"
+            for key, name in (("first_sync", "first sync"), ("no_change_resync", "no-change"),
+                              ("resync_after_change", "1% change"))))
         result["mirror_rows"] = steps["first_sync"].pop("mirror_rows")
         if args.baseline_sample:
             steps["naive_baseline"] = _baseline_step(args, steps["fetch_only"]["seconds"])
@@ -782,35 +792,55 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def fetch_step(customers: int) -> dict[str, Any]:
-    """Fetch-only twice, keep the better: the first pass also fills the stand-in's cache of
-    serialized rows, which every later step then enjoys."""
-    runs = []
-    for attempt in (1, 2):
-        runs.append(fetch_only())
-        print_step(runs[-1], note="(warms the stand-in's row cache)" if attempt == 1 else "")
-    best = min(runs, key=lambda step: step.seconds)
-    if best.customers != customers:
-        say(f"  WARNING: fetch-only saw {best.customers:,} customers, the stand-in has {customers:,}")
-    return {**asdict(best), "runs": [step.seconds for step in runs]}
+class FetchFloor:
+    """Fetch-only, measured several times through the run: after a warm-up pass (which fills
+    the stand-in's cache of serialized rows, for every later step), twice before the syncs
+    and once after each. The floor is the median: on a shared machine a single pass can be
+    15% off either way, and the runs between the syncs follow any drift in its speed."""
+
+    def __init__(self, customers: int) -> None:
+        self.customers = customers
+        self.runs: list[Step] = []
+        print_step(fetch_only(), note="(warm-up: fills the stand-in's row cache; not counted)")
+
+    def measure(self, note: str = "", *, deleted: int = 0) -> None:
+        step = fetch_only()
+        self.runs.append(step)
+        print_step(step, note=note)
+        if step.customers != self.customers - deleted:
+            say(f"  WARNING: fetch-only saw {step.customers:,} customers, "
+                f"the stand-in has {self.customers - deleted:,}")
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(step.seconds for step in self.runs)
+
+    def summary(self) -> dict[str, Any]:
+        median = Step("fetch-only", self.seconds, self.customers)
+        say(f"  fetch-only floor: median of {len(self.runs)} runs {median.seconds:.2f} s "
+            f"(min {min(s.seconds for s in self.runs):.2f}, max {max(s.seconds for s in self.runs):.2f})")
+        return {**asdict(median), "runs": [round(step.seconds, 3) for step in self.runs]}
 
 
-def sync_steps(url: str, n: int, fetch_seconds: float) -> dict[str, Any]:
-    """First sync, no-change re-sync, then the 1% change and its re-sync."""
+def sync_steps(url: str, n: int, floor: FetchFloor) -> dict[str, Any]:
+    """First sync, no-change re-sync, then the 1% change and its re-sync; fetch-only after each."""
     first = timed_sync("first sync")
-    print_step(first, fetch_seconds)
+    print_step(first, floor.seconds)
     expect(first, created=n, updated=0, skipped=0)
     rows = mirror_rows()
     say(f"  mirror: {rows['total']:,} rows ({rows})")
+    floor.measure("(between steps)")
 
     again = timed_sync("no-change re-sync")
-    print_step(again, fetch_seconds)
+    print_step(again, floor.seconds)
     expect(again, unchanged=n, updated=0, created=0, deleted=0)
+    floor.measure("(between steps)")
 
     change = change_customers(url, n)
     changed = timed_sync("re-sync after 1% change")
-    print_step(changed, fetch_seconds, note=f"({change['summary']})")
+    print_step(changed, floor.seconds, note=f"({change['summary']})")
     expect(changed, updated=change["changed"], deleted=change["deleted"], created=0)
+    floor.measure("(between steps)", deleted=change["deleted"])
     return {"first_sync": {**asdict(first), "mirror_rows": rows}, "no_change_resync": asdict(again),
             "resync_after_change": {**asdict(changed), "change": change}}
 
