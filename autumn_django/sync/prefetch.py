@@ -30,10 +30,8 @@ from ..exceptions import AutumnError, NotFoundError
 from .fingerprints import Fingerprints, PageMemo, key_fingerprint, state_fingerprint
 from .records import (
     LIST_PRODUCT_CAP,
-    TIME_STYLES,
     CustomerRecord,
     RecordError,
-    adapt_times,
     canonical_json,
     parse_customer,
     record_key,
@@ -67,8 +65,8 @@ StoredMemos = Callable[[], dict[bytes, bytes]]
 class PagePreparer:
     """Pages of parsed, classified customers. ``known`` gives the mirror's state
     fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
-    once, before the first page is classified. ``time_style`` (a key of ``TIME_STYLES``)
-    puts times in the database's parameter form here."""
+    once, before the first page is classified. ``time_style`` (a key of ``TIME_FORMS``)
+    parses times straight into the database's parameter form."""
 
     def __init__(self, client: AutumnClient, known: MirrorState, memos: StoredMemos | None = None,
                  time_style: str | None = None) -> None:
@@ -76,7 +74,7 @@ class PagePreparer:
         self._load_known, self._load_memos = known, memos or dict
         self._known: Fingerprints | None = None
         self._memos: dict[bytes, bytes] = {}
-        self._adapt_time = TIME_STYLES[time_style] if time_style else None
+        self.time_style = time_style
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
         for page in self.client.customers.iter_pages(limit=limit, position=position, digest=True):
@@ -120,7 +118,7 @@ class PagePreparer:
                     if isinstance(data, Exception):
                         raise data
                 if key is None:
-                    record = parse_customer(data)
+                    record = parse_customer(data, time_style=self.time_style)
                 else:
                     state, record = self._parse_if_changed(data)
             except RecordError as exc:
@@ -132,8 +130,6 @@ class PagePreparer:
                 if record is None:
                     prepared.unchanged += 1
                 else:
-                    if self._adapt_time is not None:
-                        adapt_times(record, self._adapt_time)
                     prepared.records.append(record)
             if key is not None:
                 key_print = key_fingerprint(key)
@@ -165,7 +161,7 @@ class PagePreparer:
         state = state_fingerprint(canonical[1])
         if state in self._known:
             return state, None
-        return state, parse_customer(data, canonical)
+        return state, parse_customer(data, canonical, time_style=self.time_style)
 
 
 def _reached_created_at(customers: list) -> int | None:
@@ -270,11 +266,12 @@ def _serve() -> None:
             # Automatic collections while orjson builds a page's ~40,000 containers cost
             # ~7% of this process's time (measured over 20,000 customers). It holds one
             # page at a time: with its start-up objects frozen, one collection per page
-            # only walks that page, and still frees any cycle (a bad record's traceback).
+            # walks little, and still frees any cycle (a bad record's traceback).
             gc.freeze()
             gc.disable()
             for prepared in preparer.pages(config["position"], config["limit"]):
                 _write_frame(sink, ("page", prepared))
+                del prepared  # sent: a collection need not walk its records
                 gc.collect()
         _write_frame(sink, ("end", None))
     except AutumnError as exc:

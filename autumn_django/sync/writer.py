@@ -32,9 +32,9 @@ from .records import (
     FLAG_FIELDS,
     PURCHASE_FIELDS,
     SUBSCRIPTION_FIELDS,
-    TIME_STYLES,
+    TIME_FORMS,
     CustomerRecord,
-    adapt_times,
+    convert_times,
 )
 
 ONE_MS = timedelta(milliseconds=1)
@@ -89,7 +89,8 @@ class MirrorWriter:
         """
         records = list({r.key: r for r in records}.values())  # a page never repeats a key
         for record in records:
-            adapt_times(record, self._adapt_time)
+            if record.time_style is None:  # not parsed in this writer's form
+                convert_times(record, self._adapt_time, self.time_style or "database")
         result = WriteResult()
         existing, claims = self._load_existing(records)
         to_write: list[tuple[CustomerRecord, _Existing | None]] = []
@@ -221,20 +222,21 @@ class MirrorWriter:
                 self._bulk.insert_children(cursor, model, fields, rows)
 
 
-def _time_adapter(connection) -> tuple[str | None, Callable[[datetime | None], Any]]:
-    """How this backend wants a datetime parameter, and the name of that form for the
-    prefetch process (None: only Django's own adapter will do, in this process).
+def _time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
+    """How this backend wants a datetime parameter, and the name of that form in
+    ``TIME_FORMS`` when records can be parsed straight into it (None: only Django's own
+    adapter will do, in this process).
 
     SQLite stores naive UTC text: formatting it directly costs ~1 µs against ~3 µs through
     ``adapt_datetimefield_value`` (350,000 calls for 20,000 customers).
     """
     if connection.vendor == "postgresql" and settings.USE_TZ:
-        return "iso", TIME_STYLES["iso"]
+        return "iso", TIME_FORMS["iso"].from_datetime
     adapt = connection.ops.adapt_datetimefield_value
     if not settings.USE_TZ:
         return None, lambda value: adapt(timezone.make_naive(value)) if value is not None else None
     if connection.vendor == "sqlite" and connection.timezone_name == "UTC":
-        return "sqlite-utc", TIME_STYLES["sqlite-utc"]
+        return "sqlite-utc", TIME_FORMS["sqlite-utc"].from_datetime
     return None, adapt
 
 
