@@ -140,7 +140,9 @@ class Balance(models.Model):
     """A metered feature's balance. Counts can be fractional; when ``unlimited`` is true
     they carry no meaning."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances")
+    # No index of its own: the (customer, feature_id) unique constraint leads with it.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances",
+                                 db_index=False)
     feature_id = models.CharField(max_length=255, db_index=True)
     granted = models.FloatField(null=True, blank=True)
     remaining = models.FloatField(null=True, blank=True)
@@ -164,7 +166,9 @@ class Balance(models.Model):
 class Flag(models.Model):
     """A boolean feature the customer has."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="flags")
+    # No index of its own: the (customer, feature_id) unique constraint leads with it.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="flags",
+                                 db_index=False)
     flag_id = models.CharField(max_length=255, null=True, blank=True)
     feature_id = models.CharField(max_length=255, db_index=True)
     plan_id = models.CharField(max_length=255, null=True, blank=True)
