@@ -75,6 +75,20 @@ class ListPage:
     # SHA-256 of the answer's bytes, when the crawl was asked for it: equal bytes, equal
     # customers, so work derived from one page can be reused for the next equal one.
     digest: bytes | None = None
+    outline: PageOutline | None = None  # of a decoded page; None when the crawl is off its cursor
+    recalled: bool = False  # not decoded (``customers`` is empty): the caller knew these bytes
+
+
+@dataclass(frozen=True)
+class PageOutline:
+    """What the crawl needs of a page to go on from it, kept by a caller that has read the
+    page before: with it, the same bytes again need no decoding at all."""
+
+    next_cursor: str | None
+    count: int  # customers on the page
+
+
+Recall = Callable[[bytes], PageOutline | None]
 
 
 class AutumnClient:
@@ -143,10 +157,11 @@ class AutumnClient:
 
     def post(self, endpoint: str, body: dict[str, Any]) -> Any:
         """POST ``body`` to ``/v1/<endpoint>`` and return the decoded JSON answer."""
-        return self.post_for_content(endpoint, body)[0]
+        return decode_answer(self.post_for_response(endpoint, body), endpoint)
 
-    def post_for_content(self, endpoint: str, body: dict[str, Any]) -> tuple[Any, bytes]:
-        """``post``, also returning the answer's bytes as received."""
+    def post_for_response(self, endpoint: str, body: dict[str, Any]) -> requests.Response:
+        """POST ``body`` to ``/v1/<endpoint>``, retrying what is worth it; the successful
+        response, its body not yet decoded (``decode_answer``)."""
         url = f"{self.api_url}/v1/{endpoint}"
         payload = jsonlib.dumps_bytes(body)
         deadline = time.monotonic() + self.retry_max_seconds
@@ -170,7 +185,7 @@ class AutumnClient:
                 logger.debug("%s -> %s in %.0f ms", endpoint, response.status_code,
                              (time.monotonic() - started) * 1000)
                 if response.status_code < 400:
-                    return _decode(response, endpoint), response.content
+                    return response
                 error = _api_error(response, endpoint)
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise error
@@ -191,24 +206,19 @@ class CustomersAPI:
     def list(self, *, start_cursor: str = "", limit: int | None = None,
              sort_order: str = "asc", **filters: Any) -> dict[str, Any]:
         """One page of ``customers.list``: ``{"list": [...], "next_cursor": str | None}``."""
-        return self._list(start_cursor=start_cursor, limit=limit, sort_order=sort_order, **filters)[0]
+        return _list_answer(self._list(start_cursor=start_cursor, limit=limit, sort_order=sort_order,
+                                       **filters))
 
     def _list(self, *, start_cursor: str, limit: int | None, sort_order: str = "asc",
-              **filters: Any) -> tuple[dict[str, Any], bytes]:
+              **filters: Any) -> requests.Response:
         body = {"start_cursor": start_cursor, "sort_order": sort_order, **filters}
         if limit is not None:
             body["limit"] = limit
-        page, content = self._client.post_for_content("customers.list", body)
-        if (not isinstance(page, dict) or not isinstance(page.get("list"), list)
-                or not isinstance(page.get("next_cursor"), (str, type(None)))):
-            raise AutumnResponseError(
-                "Autumn's customers.list answer is not {list: [...], next_cursor: ...}: "
-                f"{_preview(page)}"
-            )
-        return page, content
+        return self._client.post_for_response("customers.list", body)
 
     def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
-                   digest: bool = False, **filters: Any) -> Iterator[ListPage]:
+                   digest: bool = False, recall: Recall | None = None, **filters: Any,
+                   ) -> Iterator[ListPage]:
         """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
 
         Ascending, because customers created during the crawl then sort behind the cursor
@@ -216,9 +226,14 @@ class CustomersAPI:
         lowered to the maximum Autumn names, and a full page that ends in a customer with
         no id (whose ``next_cursor`` is null although more follow) is continued with
         ``created_at_range.start`` from its last ``created_at``.
+
+        With ``digest``, each page carries the SHA-256 of its bytes and, when decoded, its
+        ``PageOutline``. ``recall`` (implies ``digest``) is asked for the outline of each
+        digest: a page it knows is not decoded, and comes ``recalled`` with no customers.
         """
         limit = limit or autumn_settings.SYNC_PAGE_SIZE
         position = position or ListPosition()
+        digest = digest or recall is not None
         skip_keys: set[tuple[str, Any]] = set()
         while True:
             body_filters = dict(filters)
@@ -227,7 +242,7 @@ class CustomersAPI:
                     **filters.get("created_at_range", {}), "start": position.created_at_start
                 }
             try:
-                answer, content = self._list(start_cursor=position.cursor, limit=limit, **body_filters)
+                response = self._list(start_cursor=position.cursor, limit=limit, **body_filters)
             except InvalidRequestError as exc:
                 org_max = _org_max_limit(exc)
                 if org_max is None or org_max >= limit:
@@ -235,13 +250,21 @@ class CustomersAPI:
                 logger.warning("Page size %d is above this org's maximum; using %d", limit, org_max)
                 limit = org_max
                 continue
-            customers = answer["list"]
-            page_digest = hashlib.sha256(content).digest() if digest and not skip_keys else None
-            if skip_keys:
-                customers = [c for c in customers if _crawl_key(c) not in skip_keys]
-            warnings: list[str] = []
-            next_position, skip_keys = _next_position(answer, position, limit, warnings)
-            yield ListPage(customers, position, next_position, limit, warnings, page_digest)
+            # Off the cursor (continuing past the defect) a page is filtered: no digest.
+            page_digest = hashlib.sha256(response.content).digest() if digest and not skip_keys else None
+            outline = recall(page_digest) if recall is not None and page_digest is not None else None
+            next_position = _outlined_next_position(outline, position, limit) if outline else _UNKNOWN
+            if next_position is not _UNKNOWN:
+                yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True)
+            else:
+                answer = _list_answer(response)
+                customers = answer["list"]
+                if skip_keys:
+                    customers = [c for c in customers if _crawl_key(c) not in skip_keys]
+                warnings: list[str] = []
+                next_position, skip_keys = _next_position(answer, position, limit, warnings)
+                outline = PageOutline(answer["next_cursor"], len(answer["list"])) if page_digest else None
+                yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline)
             if next_position is None:
                 return
             position = next_position
@@ -267,14 +290,37 @@ class CustomersAPI:
         return _customer(self._client.post("customers.update", body), "customers.update")
 
 
+def _list_answer(response: requests.Response) -> dict[str, Any]:
+    page = decode_answer(response, "customers.list")
+    if (not isinstance(page, dict) or not isinstance(page.get("list"), list)
+            or not isinstance(page.get("next_cursor"), (str, type(None)))):
+        raise AutumnResponseError(
+            "Autumn's customers.list answer is not {list: [...], next_cursor: ...}: "
+            f"{_preview(page)}"
+        )
+    return page
+
+
+_UNKNOWN = object()  # the outline alone cannot say where the crawl goes next
+
+
+def _outlined_next_position(outline: PageOutline, position: ListPosition, limit: int) -> Any:
+    """Where the crawl goes after a page, from its outline: the same answer as
+    ``_next_position`` except at the null-cursor defect, which needs the page itself."""
+    if outline.next_cursor:
+        return ListPosition(outline.next_cursor, position.created_at_start)
+    if outline.count < limit or outline.count == 0:
+        return None
+    return _UNKNOWN
+
+
 def _next_position(answer: dict[str, Any], position: ListPosition, limit: int,
                    warnings: list[str]) -> tuple[ListPosition | None, set[tuple[str, Any]]]:
     """Where the crawl goes after this page, and which customers the next page may repeat."""
     customers = answer["list"]
-    if answer["next_cursor"]:
-        return ListPosition(answer["next_cursor"], position.created_at_start), set()
-    if len(customers) < limit or not customers:
-        return None, set()
+    plain = _outlined_next_position(PageOutline(answer["next_cursor"], len(customers)), position, limit)
+    if plain is not _UNKNOWN:
+        return plain, set()
     # A full page without a cursor: Autumn's defect when the last customer has no id.
     last_created = customers[-1].get("created_at") if isinstance(customers[-1], dict) else None
     if not isinstance(last_created, int):
@@ -320,7 +366,7 @@ def _customer(value: Any, endpoint: str) -> dict[str, Any]:
     return value
 
 
-def _decode(response: requests.Response, endpoint: str) -> Any:
+def decode_answer(response: requests.Response, endpoint: str) -> Any:
     try:
         return jsonlib.loads(response.content)
     except ValueError:

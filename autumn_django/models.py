@@ -243,14 +243,14 @@ class SyncRun(models.Model):
 
 class SyncedPage(models.Model):
     """A ``customers.list`` page a sync has read, named by the SHA-256 of its bytes, with
-    the fingerprints of its customers (``sync.fingerprints.PageMemo``). The next run that
-    reads the same bytes, while the mirror still holds those states, skips the page's
-    customers without hashing each. Pages no completed run has read are pruned.
+    what it held (``sync.pagememo.PageMemo``). The next run that reads the same bytes,
+    while the mirror still holds those states, neither decodes the page nor hashes its
+    customers. Pages no completed run has read are pruned.
     """
 
     env = models.CharField(max_length=8, choices=Env.choices)
     digest = models.CharField(max_length=64)
-    fingerprints = models.BinaryField()
+    memo = models.BinaryField()
     used_at = models.DateTimeField()
 
     class Meta:

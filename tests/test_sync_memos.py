@@ -4,13 +4,15 @@ customer, but only while the mirror still holds what that page showed."""
 from __future__ import annotations
 
 import copy
+from array import array
 
 import pytest
 
-from autumn_django.client import AutumnClient, ListPosition
+from autumn_django.client import AutumnClient, ListPosition, PageOutline
 from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import store_customer, sync_all_customers
-from autumn_django.sync.fingerprints import Fingerprints, PageMemo, state_fingerprint
+from autumn_django.sync.fingerprints import Fingerprints, state_fingerprint
+from autumn_django.sync.pagememo import PageMemo
 from autumn_django.sync.prefetch import PagePreparer
 from autumn_django.sync.records import LIST_PRODUCT_CAP
 
@@ -24,32 +26,69 @@ def _capped(customers: list[dict]) -> list[dict]:
 
 
 def test_page_memo_round_trips_and_is_held_only_when_every_state_is():
-    memo = PageMemo()
+    memo = PageMemo(PageOutline("cur_9", 3), reached_created_at=1_700_000_000_123, capped_ids=["cus_capped"])
     for key, state in [(1, 10), (2, 20), (2**64 - 1, 2**63)]:
         memo.add(key, state)
 
     again = PageMemo.from_bytes(memo.to_bytes())
 
     assert (list(again.keys), list(again.states)) == ([1, 2, 2**64 - 1], [10, 20, 2**63])
+    assert (again.outline, again.reached_created_at, again.capped_ids) == (
+        PageOutline("cur_9", 3), 1_700_000_000_123, ["cus_capped"])
     assert again.held_by(Fingerprints([10, 20, 2**63, 99]))
     assert not again.held_by(Fingerprints([10, 2**63]))
 
 
-def test_a_page_seen_before_is_reused_without_parsing(make_standin):
+def test_memo_bytes_of_another_format_or_damaged_are_ignored():
+    memo = PageMemo(PageOutline(None, 2))
+    memo.add(1, 10)
+    good = memo.to_bytes()
+    older_format = array("Q", [1, 10]).tobytes()  # what the first version stored
+
+    assert PageMemo.from_bytes(older_format) is None
+    assert PageMemo.from_bytes(good[:-3]) is None
+    assert PageMemo.from_bytes(good.replace(b'"count"', b'"cuont"')) is None
+
+
+def test_pages_seen_before_are_neither_decoded_nor_parsed(make_standin):
     make_standin(150)
     with AutumnClient() as client:
-        page = next(PagePreparer(client, lambda: Fingerprints()).pages(ListPosition(), 150))
-        assert page.memo is not None and not page.memo_reused and len(page.records) > 100
-        memos = {page.page.digest: page.memo}
-        # The mirror after storing the page: every customer's state, capped ones too.
-        mirror = Fingerprints(state_fingerprint(record.raw_hash) for record in page.records)
+        first = list(PagePreparer(client, lambda: Fingerprints()).pages(ListPosition(), 60))
+        assert len(first) == 3  # 60, 60 and 30 customers
+        assert all(p.memo is not None and not p.memo_reused and not p.page.recalled for p in first)
+        memos = {p.page.digest: p.memo for p in first}
+        # The mirror after storing the pages: every customer's state, capped ones too.
+        mirror = Fingerprints(state_fingerprint(r.raw_hash) for p in first for r in p.records)
 
-        again = next(PagePreparer(client, lambda: mirror, lambda: memos).pages(ListPosition(), 150))
+        again = list(PagePreparer(client, lambda: mirror, lambda: memos).pages(ListPosition(), 60))
 
-    assert again.page.digest == page.page.digest
-    assert again.memo_reused and again.memo is None
-    assert again.records == [] and again.problems == []
-    assert again.unchanged == len(page.records) and sorted(again.seen) == sorted(page.seen)
+    assert [p.page.digest for p in again] == [p.page.digest for p in first]
+    assert all(p.page.recalled and p.memo_reused and p.memo is None for p in again)
+    assert [p.page.next_position for p in again] == [p.page.next_position for p in first]
+    assert [p.reached_created_at for p in again] == [p.reached_created_at for p in first]
+    assert all(p.records == [] and p.problems == [] for p in again)
+    assert [p.unchanged for p in again] == [len(p.records) for p in first]
+    assert [sorted(p.seen) for p in again] == [sorted(p.seen) for p in first]
+
+
+def test_a_page_ending_in_the_null_cursor_defect_is_decoded_again(make_standin):
+    server = make_standin(0)
+    base = 1_700_000_000_000
+    for i in range(9):
+        # A full first page of three ending in an id-less customer: next_cursor is null
+        # although more follow, so where the crawl goes next is only in the page itself.
+        server.add_customer({"id": None if i == 2 else f"c{i}", "email": f"c{i}@example.com",
+                             "created_at": base + i, "subscriptions": [], "purchases": [],
+                             "balances": {}, "flags": {}})
+    sync_all_customers(page_size=3)
+    server.clear_requests()
+
+    run = sync_all_customers(page_size=3)
+
+    assert (run.created, run.updated, run.unchanged, run.deleted) == (0, 0, 9, 0)
+    continued = [b for e, b in server.requests if e == "customers.list" and "created_at_range" in b]
+    assert continued and continued[0]["created_at_range"]["start"] == base + 2
+    assert_mirror_matches(server)
 
 
 def test_no_change_resync_counts_each_customer_once_with_idless_capped_ones(make_standin):

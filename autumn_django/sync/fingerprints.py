@@ -53,37 +53,3 @@ class Fingerprints:
             self._values = array("Q", sorted(self._values))
             self._sorted = True
         return self._values.tobytes()
-
-
-class PageMemo:
-    """What a ``customers.list`` page, named by the digest of its bytes, held: the key and
-    state fingerprints of its customers. Equal bytes hold equal customers, so when the
-    mirror still holds every state of a page seen before, none of its customers needs
-    hashing again; a no-change re-sync then costs one digest per page.
-
-    Customers at the list's product cap are not in it: their state comes from
-    ``customers.get``, not from the page.
-    """
-
-    def __init__(self, keys: Iterable[int] = (), states: Iterable[int] = ()) -> None:
-        self.keys, self.states = array("Q", keys), array("Q", states)
-
-    def add(self, key: int, state: int) -> None:
-        self.keys.append(key)
-        self.states.append(state)
-
-    def held_by(self, mirror: Fingerprints) -> bool:
-        return all(state in mirror for state in self.states)
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def to_bytes(self) -> bytes:
-        return self.keys.tobytes() + self.states.tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PageMemo:
-        both = array("Q")
-        both.frombytes(data)
-        half = len(both) // 2
-        return cls(both[:half], both[half:])

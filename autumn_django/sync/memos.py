@@ -1,7 +1,7 @@
 """Stored page memos (``SyncedPage`` rows): loaded once per run, saved with their page.
 
-A memo lets a run skip hashing the customers of a page whose bytes it has seen before
-(``fingerprints.PageMemo``). Memos no completed pass has used are pruned at its end, so
+A memo lets a run skip decoding a page whose bytes it has seen before, and hashing its
+customers (``pagememo.PageMemo``). Memos no completed pass has used are pruned at its end, so
 the table holds about one row per page of the last run.
 """
 
@@ -15,8 +15,8 @@ from .prefetch import PreparedPage
 
 def stored_memos(env: str, using: str) -> dict[bytes, bytes]:
     """Every stored memo of ``env``'s pages, by page digest."""
-    rows = SyncedPage.objects.using(using).filter(env=env).values_list("digest", "fingerprints")
-    return {bytes.fromhex(digest): bytes(fingerprints) for digest, fingerprints in rows.iterator()}
+    rows = SyncedPage.objects.using(using).filter(env=env).values_list("digest", "memo")
+    return {bytes.fromhex(digest): bytes(memo) for digest, memo in rows.iterator()}
 
 
 def save_memo(env: str, prepared: PreparedPage, now: datetime, using: str) -> None:
@@ -27,7 +27,7 @@ def save_memo(env: str, prepared: PreparedPage, now: datetime, using: str) -> No
     pages = SyncedPage.objects.using(using)
     if prepared.memo is not None:
         pages.update_or_create(env=env, digest=digest.hex(),
-                               defaults={"fingerprints": prepared.memo, "used_at": now})
+                               defaults={"memo": prepared.memo, "used_at": now})
     elif prepared.memo_reused:
         pages.filter(env=env, digest=digest.hex()).update(used_at=now)
 

@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..client import AutumnClient, ListPage, ListPosition
+from ..client import AutumnClient, ListPage, ListPosition, PageOutline
 from ..exceptions import AutumnError, NotFoundError
-from .fingerprints import Fingerprints, PageMemo, key_fingerprint, state_fingerprint
+from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
+from .pagememo import PageMemo
 from .records import (
     LIST_PRODUCT_CAP,
     CustomerRecord,
@@ -38,6 +39,7 @@ from .records import (
 )
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class PreparedPage:
@@ -74,46 +76,67 @@ class PagePreparer:
         self._load_known, self._load_memos = known, memos or dict
         self._known: Fingerprints | None = None
         self._memos: dict[bytes, bytes] = {}
+        self._held: tuple[bytes | None, PageMemo | None] = (None, None)
         self.time_style = time_style
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
-        for page in self.client.customers.iter_pages(limit=limit, position=position, digest=True):
+        for page in self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall):
             yield self.prepare(page)
 
     def prepare(self, page: ListPage) -> PreparedPage:
-        if self._known is None:
-            self._known = self._load_known()
-            self._memos = self._load_memos()
         prepared = PreparedPage(page=page, records=[], problems=[])
-        customers = page.customers
-        stored_bytes = self._memos.get(page.digest) if page.digest else None
-        stored = PageMemo.from_bytes(stored_bytes) if stored_bytes is not None else None
+        stored = self._held_memo(page.digest) if page.digest else None
         new_memo = None
-        if stored is not None and stored.held_by(self._known):
-            # The same bytes as a page the mirror holds: only its capped customers, whose
-            # state the page does not show, need a look.
+        if stored is not None:
+            # The same bytes as a page the mirror holds (the crawl did not even decode them
+            # when it could go on without): only its capped customers need a look.
             prepared.unchanged, prepared.memo_reused = len(stored), True
             prepared.seen.extend(stored.keys)
-            customers = [c for c in customers if _needs_get(c)]
-        elif page.digest:
-            new_memo = PageMemo()
-        if self._classify(customers, prepared, new_memo) and new_memo is not None:
+            rows, capped_ids, reached = [], stored.capped_ids, stored.reached_created_at
+        else:
+            rows = page.customers
+            capped_ids = [data["id"] for data in rows if _needs_get(data)]
+            reached = _reached_created_at(rows)
+            if page.digest and page.outline:
+                new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids)
+        if self._classify(rows, capped_ids, prepared, new_memo) and new_memo is not None:
             prepared.memo = new_memo.to_bytes()
-        prepared.reached_created_at = _reached_created_at(page.customers)
+        prepared.reached_created_at = reached
         page.customers = []
         return prepared
 
-    def _classify(self, customers: list, prepared: PreparedPage, memo: PageMemo | None) -> bool:
-        """Parse the new and changed ``customers`` into ``prepared``, counting the others as
-        unchanged, and note each uncapped one's fingerprints in ``memo``. False when a
-        customer did not parse: such a page is never skipped, so it is reported every run."""
-        full = self._fetch_capped(customers)
+    def _recall(self, digest: bytes) -> PageOutline | None:
+        """For the crawl: the outline of a page whose bytes the mirror still holds."""
+        stored = self._held_memo(digest)
+        return stored.outline if stored is not None else None
+
+    def _held_memo(self, digest: bytes) -> PageMemo | None:
+        """The stored memo of these bytes, if the mirror still holds every state in it."""
+        if self._known is None:
+            self._known = self._load_known()
+            self._memos = self._load_memos()
+        if self._held[0] != digest:  # asked by the crawl, then by prepare: check once
+            data = self._memos.get(digest)
+            stored = PageMemo.from_bytes(data) if data is not None else None
+            self._held = (digest, stored if stored is not None and stored.held_by(self._known) else None)
+        return self._held[1]
+
+    def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
+                  memo: PageMemo | None) -> bool:
+        """Parse the new and changed customers of ``rows`` (list rows) and of ``capped_ids``
+        (read in full) into ``prepared``, counting the others as unchanged, and note each
+        uncapped one's fingerprints in ``memo``. False when a customer did not parse: such
+        a page is never skipped, so it is reported every run."""
+        full = self._fetch_capped(capped_ids)
+        # A capped customer's full answer stands in for its list row; a page whose rows
+        # were not decoded has only those answers.
+        entries = [(record_key(data), data) for data in rows] if rows else list(full.items())
         parsed_all = True
-        for data in customers:
-            key = record_key(data)
+        for key, data in entries:
+            capped = key is not None and key in full
             state = None
             try:
-                if key is not None and key in full:
+                if capped:
                     data = full[key]
                     if isinstance(data, Exception):
                         raise data
@@ -134,14 +157,13 @@ class PagePreparer:
             if key is not None:
                 key_print = key_fingerprint(key)
                 prepared.seen.append(key_print)
-                if memo is not None and state is not None and key not in full:
+                if memo is not None and state is not None and not capped:
                     memo.add(key_print, state)
         return parsed_all
 
-    def _fetch_capped(self, customers: list) -> dict[tuple[str, str], Any]:
+    def _fetch_capped(self, ids: list[str]) -> dict[tuple[str, str], Any]:
         """The full ``customers.get`` answer (or its NotFoundError) of each customer at the
         list's product cap: only that answer has all its subscriptions and purchases."""
-        ids = [c["id"] for c in customers if _needs_get(c)]
         if not ids:
             return {}
 

@@ -1,0 +1,69 @@
+"""What a ``customers.list`` page held, named by the digest of its bytes.
+
+Equal bytes hold equal customers. So when a run reads bytes it has seen before and the
+mirror still holds every state they showed, it needs neither to decode the page nor to hash
+any of its customers: the memo says where the crawl goes next, which customers the page
+named, and which of them only ``customers.get`` shows in full (those at the list's
+product cap, whose products past the cap can change while the page stays the same).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+
+from .. import jsonlib
+from ..client import PageOutline
+from .fingerprints import Fingerprints
+
+# Bytes stored by an older version lack it and are ignored: the page is simply read again.
+_FORMAT = b"autumn_django page memo 2\n"
+
+
+class PageMemo:
+    """The key and state fingerprints of a page's customers (but those at the product
+    cap), with the page's outline, the ids of its capped customers and the latest
+    ``created_at`` (epoch ms) it reached."""
+
+    def __init__(self, outline: PageOutline, *, reached_created_at: int | None = None,
+                 capped_ids: Iterable[str] = (), keys: Iterable[int] = (),
+                 states: Iterable[int] = ()) -> None:
+        self.outline, self.reached_created_at = outline, reached_created_at
+        self.capped_ids = list(capped_ids)
+        self.keys, self.states = array("Q", keys), array("Q", states)
+
+    def add(self, key: int, state: int) -> None:
+        self.keys.append(key)
+        self.states.append(state)
+
+    def held_by(self, mirror: Fingerprints) -> bool:
+        return all(state in mirror for state in self.states)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def to_bytes(self) -> bytes:
+        header = jsonlib.dumps_bytes({
+            "next_cursor": self.outline.next_cursor, "count": self.outline.count,
+            "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
+        })
+        return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PageMemo | None:
+        """The memo stored as ``data``; None for bytes of another format or damaged ones."""
+        if not data.startswith(_FORMAT):
+            return None
+        try:
+            end = data.index(b"\n", len(_FORMAT))
+            header = jsonlib.loads(data[len(_FORMAT):end])
+            both = array("Q")
+            both.frombytes(data[end + 1:])
+            if len(both) % 2:
+                return None
+            outline = PageOutline(header["next_cursor"], header["count"])
+            half = len(both) // 2
+            return cls(outline, reached_created_at=header["reached_created_at"],
+                       capped_ids=header["capped_ids"], keys=both[:half], states=both[half:])
+        except (ValueError, KeyError, TypeError):
+            return None
