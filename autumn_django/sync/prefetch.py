@@ -21,7 +21,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -77,11 +77,17 @@ class PagePreparer:
         self._known: Fingerprints | None = None
         self._memos: dict[bytes, bytes] = {}
         self._held: tuple[bytes | None, PageMemo | None] = (None, None)
+        self._readers: ThreadPoolExecutor | None = None
         self.time_style = time_style
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
-        for page in self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall):
-            yield self.prepare(page)
+        try:
+            for page in self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall):
+                yield self.prepare(page)
+        finally:
+            if self._readers is not None:
+                self._readers.shutdown(cancel_futures=True)
+                self._readers = None
 
     def prepare(self, page: ListPage) -> PreparedPage:
         prepared = PreparedPage(page=page, records=[], problems=[])
@@ -127,18 +133,20 @@ class PagePreparer:
         (read in full) into ``prepared``, counting the others as unchanged, and note each
         uncapped one's fingerprints in ``memo``. False when a customer did not parse: such
         a page is never skipped, so it is reported every run."""
-        full = self._fetch_capped(capped_ids)
-        # A capped customer's full answer stands in for its list row; a page whose rows
-        # were not decoded has only those answers.
-        entries = [(record_key(data), data) for data in rows] if rows else list(full.items())
+        reading = self._read_in_full(capped_ids)
+        # A capped customer's full answer stands in for its list row (a page that was not
+        # decoded has only those). The others come first: the answers arrive meanwhile.
+        entries: list[tuple[Any, Any]] = [
+            (key, data) for data in rows if (key := record_key(data)) is None or key not in reading]
+        entries += reading.items()
         parsed_all = True
         for key, data in entries:
-            capped = key is not None and key in full
+            capped = isinstance(data, Future)
             state = None
             try:
                 if capped:
-                    data = full[key]
-                    if isinstance(data, Exception):
+                    data = data.result()
+                    if isinstance(data, NotFoundError):
                         raise data
                 if key is None:
                     record = parse_customer(data, time_style=self.time_style)
@@ -161,21 +169,22 @@ class PagePreparer:
                     memo.add(key_print, state)
         return parsed_all
 
-    def _fetch_capped(self, ids: list[str]) -> dict[tuple[str, str], Any]:
-        """The full ``customers.get`` answer (or its NotFoundError) of each customer at the
-        list's product cap: only that answer has all its subscriptions and purchases."""
+    def _read_in_full(self, ids: list[str]) -> dict[tuple[str, str], Future]:
+        """Start reading each customer at the list's product cap with ``customers.get``
+        (only that answer has all its subscriptions and purchases); each future gives the
+        answer, or the NotFoundError of a customer deleted since the page was read."""
         if not ids:
             return {}
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(max_workers=CAPPED_FETCH_THREADS,
+                                               thread_name_prefix="autumn-capped")
+        return {("id", customer_id): self._readers.submit(self._read_one, customer_id) for customer_id in ids}
 
-        def fetch(customer_id: str) -> Any:
-            try:
-                return self.client.customers.get(customer_id)
-            except NotFoundError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=CAPPED_FETCH_THREADS) as pool:
-            answers = pool.map(fetch, ids)
-            return {("id", customer_id): answer for customer_id, answer in zip(ids, answers, strict=True)}
+    def _read_one(self, customer_id: str) -> Any:
+        try:
+            return self.client.customers.get(customer_id)
+        except NotFoundError as exc:
+            return exc
 
     def _parse_if_changed(self, data: dict) -> tuple[int, CustomerRecord | None]:
         """The customer's state fingerprint, and its record unless the mirror holds exactly this."""
