@@ -17,13 +17,15 @@ import gc
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Generic, TypeVar
 
 from ..client import AutumnClient, ListPage, ListPosition, PageOutline
 from ..exceptions import AutumnError, NotFoundError
@@ -60,6 +62,7 @@ CAPPED_FETCH_THREADS = 4
 # Set to a file path, the prefetch process writes its cProfile statistics there.
 PROFILE_ENV = "AUTUMN_DJANGO_PREFETCH_PROFILE"
 
+T = TypeVar("T")
 MirrorState = Callable[[], Fingerprints]
 StoredMemos = Callable[[], dict[bytes, bytes]]
 
@@ -76,20 +79,26 @@ class PagePreparer:
         self._load_known, self._load_memos = known, memos or dict
         self._known: Fingerprints | None = None
         self._memos: dict[bytes, bytes] = {}
-        self._held: tuple[bytes | None, PageMemo | None] = (None, None)
+        self._loaded = threading.Event()
+        self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
         self._readers: ThreadPoolExecutor | None = None
         self.time_style = time_style
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
+        crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall)
+        pages = _OneAhead(crawl)  # the first page is on its way while the mirror's state loads
         try:
-            for page in self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall):
+            self._load()
+            for page in pages:
                 yield self.prepare(page)
         finally:
+            pages.stop()
             if self._readers is not None:
                 self._readers.shutdown(cancel_futures=True)
                 self._readers = None
 
     def prepare(self, page: ListPage) -> PreparedPage:
+        self._load()
         prepared = PreparedPage(page=page, records=[], problems=[])
         stored = self._held_memo(page.digest) if page.digest else None
         new_memo = None
@@ -111,21 +120,33 @@ class PagePreparer:
         page.customers = []
         return prepared
 
+    def _load(self) -> None:
+        """Load the mirror's state, on the thread that called ``pages`` or ``prepare``: the
+        loaders may use the database connection (or, in the prefetch process, a pipe)."""
+        if self._loaded.is_set():
+            return
+        try:
+            self._known = self._load_known()
+            self._memos = self._load_memos()
+        finally:
+            self._loaded.set()  # a failure is raised here; the crawl's thread must not wait on
+
     def _recall(self, digest: bytes) -> PageOutline | None:
-        """For the crawl: the outline of a page whose bytes the mirror still holds."""
-        stored = self._held_memo(digest)
+        """For the crawl (on its thread): the outline of a page whose bytes the mirror
+        still holds. What it judged is kept for ``prepare``, so each page is judged once."""
+        self._loaded.wait()
+        stored = self._held[digest] = self._held_memo(digest)
         return stored.outline if stored is not None else None
 
     def _held_memo(self, digest: bytes) -> PageMemo | None:
         """The stored memo of these bytes, if the mirror still holds every state in it."""
-        if self._known is None:
-            self._known = self._load_known()
-            self._memos = self._load_memos()
-        if self._held[0] != digest:  # asked by the crawl, then by prepare: check once
-            data = self._memos.get(digest)
-            stored = PageMemo.from_bytes(data) if data is not None else None
-            self._held = (digest, stored if stored is not None and stored.held_by(self._known) else None)
-        return self._held[1]
+        if digest in self._held:
+            return self._held.pop(digest)
+        if self._known is None:  # loading failed
+            return None
+        data = self._memos.get(digest)
+        stored = PageMemo.from_bytes(data) if data is not None else None
+        return stored if stored is not None and stored.held_by(self._known) else None
 
     def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
                   memo: PageMemo | None) -> bool:
@@ -193,6 +214,53 @@ class PagePreparer:
         if state in self._known:
             return state, None
         return state, parse_customer(data, canonical, time_style=self.time_style)
+
+
+class _OneAhead(Generic[T]):
+    """``items``, each one produced on a thread while the caller works on the one before;
+    the thread starts on the first item at once. Call ``stop`` when done with it.
+
+    The crawl fetches and decodes page N+1 while page N is parsed, so the server's time
+    and the network's overlap with this process's work. One ahead and no more: a decoded
+    page is some 15 MB of objects, and memory must not grow with the crawl.
+    """
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._wanted = threading.Semaphore(1)
+        self._stopping = threading.Event()
+        threading.Thread(target=self._produce, name="autumn-crawl", daemon=True).start()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            done, item, error = self._ready.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            self._wanted.release()
+            yield item
+
+    def stop(self) -> None:
+        """The thread ends after the request it may be making, and closes ``items``."""
+        self._stopping.set()
+        self._wanted.release()
+
+    def _produce(self) -> None:
+        try:
+            while self._wanted.acquire() and not self._stopping.is_set():
+                try:
+                    item = next(self._items)
+                except StopIteration:
+                    self._ready.put((True, None, None))
+                    return
+                self._ready.put((False, item, None))
+        except BaseException as exc:  # raised again in the caller's thread
+            self._ready.put((True, None, exc))
+        finally:
+            if self._stopping.is_set():
+                self._items.close()
 
 
 def _reached_created_at(customers: list) -> int | None:
