@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 
 from autumn_django.exceptions import AutumnResponseError, ServerError
 from autumn_django.models import Balance, Customer, Subscription, SyncRun
-from autumn_django.sync import sync_all_customers
+from autumn_django.sync import store_customer, sync_all_customers
+from autumn_django.sync.writer import MirrorWriter
 
 from .conftest import assert_mirror_matches
 
@@ -307,3 +308,29 @@ def test_both_page_sources_keep_the_same_mirror(make_standin, settings, prefetch
 
     assert (second.created, second.updated, second.unchanged, second.deleted) == (1, 10, 389, 0)
     assert_mirror_matches(server)
+
+
+def test_a_customer_stored_by_a_signup_while_its_page_is_written_is_updated_not_doubled(
+        make_standin, monkeypatch):
+    server = make_standin(30)
+    newcomer = next(c for c in server.list_customers() if c["id"] and c["balances"] and c["subscriptions"])
+    looked_up = MirrorWriter._plan
+    signups = []
+
+    def look_up_then_a_signup_stores_it(writer, records):
+        plan = looked_up(writer, records)
+        if not signups and any(record.key == ("id", newcomer["id"]) for record in plan.new):
+            signups.append(newcomer["id"])
+            # What a signup's get_or_create does between the page's lookup and its insert:
+            # the customer is stored, children and all.
+            store_customer({**newcomer, "name": "Stored by a signup"}, env="sandbox")
+        return plan
+
+    monkeypatch.setattr(MirrorWriter, "_plan", look_up_then_a_signup_stores_it)
+
+    run = sync_all_customers()
+
+    assert signups and run.status == SyncRun.Status.SUCCEEDED
+    assert (run.created, run.updated) == (29, 1)
+    assert Customer.objects.filter(autumn_id=newcomer["id"]).count() == 1
+    assert_mirror_matches(server)  # the signup's children were replaced, not added to

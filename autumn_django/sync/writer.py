@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
-from .bulk import BulkWriter, chunks
+from .bulk import AppearedMeanwhile, BulkWriter, chunks
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
     BALANCE_FIELDS,
@@ -65,6 +65,14 @@ class _Existing:
     deleted: bool
 
 
+@dataclass
+class _Plan:
+    result: WriteResult  # with the unchanged customers
+    new: list[CustomerRecord]  # not in the mirror
+    changed: list[tuple[CustomerRecord, _Existing]]  # in it, with other JSON, or deleted
+    claims: list[tuple[str, int]]  # (autumn_id, pk) of id-less rows Autumn gave an id
+
+
 class MirrorWriter:
     """Writes customers of one env. Build it once per run: it prepares its SQL up front."""
 
@@ -91,34 +99,52 @@ class MirrorWriter:
         for record in records:
             if record.time_style is None:  # not parsed in this writer's form
                 convert_times(record, self._adapt_time, self.time_style or "database")
-        result = WriteResult()
-        existing, claims = self._load_existing(records)
-        to_write: list[tuple[CustomerRecord, _Existing | None]] = []
+        names = [*CUSTOMER_FIELDS, *_BOOKKEEPING_FIELDS]
+        with self.connection.cursor() as cursor:
+            plan = self._plan(records)
+            try:
+                written = self._bulk.insert_new_customers(
+                    cursor, self.env, names, self._customer_rows(plan.new, now))
+            except AppearedMeanwhile:
+                # A signup stored one of them after the lookup (nothing of this page is
+                # written yet): look again, and upsert whatever is still new.
+                plan = self._plan(records)
+                written = self._bulk.upsert_customers(cursor, self.env, names,
+                                                      self._customer_rows(plan.new, now))
+            if plan.claims:
+                # An id-less customer that Autumn gave an id keeps its row (and user link).
+                self._bulk.claim(cursor, plan.claims)
+            changed = [record for record, _ in plan.changed]
+            written.update(self._bulk.upsert_customers(cursor, self.env, names,
+                                                       self._customer_rows(changed, now)))
+            result = plan.result
+            for record in plan.new:
+                result.pk_by_key[record.key] = written[record.key]
+                result.created.append(written[record.key])
+            for record, row in plan.changed:
+                result.pk_by_key[record.key] = written[record.key]
+                result.updated.append(written[record.key])
+                if row.deleted:
+                    result.undeleted.append(written[record.key])
+            if before_replace is not None:
+                before_replace([row.pk for _, row in plan.changed])
+            self._replace_children(cursor, plan, written)
+        return result
+
+    def _plan(self, records: Sequence[CustomerRecord]) -> _Plan:
+        """Which customers are new, changed or unchanged, from what the mirror holds now."""
+        plan = _Plan(WriteResult(), [], [], [])
+        existing, plan.claims = self._load_existing(records)
         for record in records:
             row = existing.get(record.key)
-            if row is not None and row.raw_hash == record.raw_hash and not row.deleted:
-                result.unchanged.append(row.pk)
-                result.pk_by_key[record.key] = row.pk
+            if row is None:
+                plan.new.append(record)
+            elif row.raw_hash == record.raw_hash and not row.deleted:
+                plan.result.unchanged.append(row.pk)
+                plan.result.pk_by_key[record.key] = row.pk
             else:
-                to_write.append((record, row))
-        with self.connection.cursor() as cursor:
-            if claims:
-                # An id-less customer that Autumn gave an id keeps its row (and user link).
-                self._bulk.claim(cursor, claims)
-            written = self._upsert_customers(cursor, [r for r, _ in to_write], now)
-            for record, row in to_write:
-                pk = written[record.key]
-                result.pk_by_key[record.key] = pk
-                if row is None:
-                    result.created.append(pk)
-                else:
-                    result.updated.append(pk)
-                    if row.deleted:
-                        result.undeleted.append(pk)
-            if before_replace is not None:
-                before_replace([row.pk for _, row in to_write if row is not None])
-            self._replace_children(cursor, to_write, written)
-        return result
+                plan.changed.append((record, row))
+        return plan
 
     def state_fingerprints(self) -> Fingerprints:
         """What the mirror holds of every present customer, in 8 bytes each: the
@@ -200,24 +226,21 @@ class MirrorWriter:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _upsert_customers(self, cursor, records: Sequence[CustomerRecord],
-                          now: datetime) -> dict[tuple[str, str], int]:
-        """Insert or update these customers; returns their primary keys by record key."""
-        if not records:
-            return {}
-        names = [*CUSTOMER_FIELDS, *_BOOKKEEPING_FIELDS]
+    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> list[list[Any]]:
+        """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order."""
         synced = self._adapt_time(now)
-        rows = [[*(record.values[name] for name in CUSTOMER_FIELDS),
+        return [[*(record.values[name] for name in CUSTOMER_FIELDS),
                  self.env, record.raw_json, record.raw_hash, synced, None] for record in records]
-        return self._bulk.upsert_customers(cursor, self.env, names, rows)
 
-    def _replace_children(self, cursor, to_write, written: dict[tuple[str, str], int]) -> None:
-        stale = [written[record.key] for record, row in to_write if row is not None]
+    def _replace_children(self, cursor, plan: _Plan, written: dict[tuple[str, str], int]) -> None:
+        # New customers have no children to delete.
+        stale = [written[record.key] for record, _ in plan.changed]
+        records = [*plan.new, *(record for record, _ in plan.changed)]
         for model, fields, attribute in _CHILDREN:
             if stale:
                 self._bulk.delete_children(cursor, model, stale)
-            rows = [(written[record.key], *child) for record, _ in to_write
-                    for child in getattr(record, attribute)]
+            rows = [(written[record.key], *child)
+                    for record in records for child in getattr(record, attribute)]
             if rows:
                 self._bulk.insert_children(cursor, model, fields, rows)
 
