@@ -38,3 +38,15 @@ def test_json_lookups_work_on_the_raw_columns(make_standin):
     assert gold.filter(raw__metadata__n__gte=3).exists()
     assert gold.filter(raw__metadata__tier__icontains="GOL").exists()
     assert not gold.filter(raw__metadata__tier="silver").exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL storage setting")
+def test_raw_json_is_compressed_with_lz4_where_the_server_has_it():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                       "WHERE name = 'default_toast_compression'")
+        (available,) = cursor.fetchone()
+        cursor.execute("SELECT attcompression FROM pg_attribute "
+                       "WHERE attrelid = %s::regclass AND attname = 'raw'", [Customer._meta.db_table])
+        (method,) = cursor.fetchone()
+    assert method == ("l" if available else "")

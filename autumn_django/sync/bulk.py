@@ -174,8 +174,9 @@ class PostgresBulkWriter(BulkWriter):
     STAGE = "autumn_django_customer_stage"
 
     def _insert_customers(self, cursor, names: Sequence[str], rows: Sequence[list[Any]]) -> None:
-        # COPY straight into the table: the staged upsert costs the server twice the
-        # work (a first sync's customers: 1.07 -> ~0.5 CPU-s per 20,000; see benchmarks/).
+        # COPY straight into the table. The server's cost is that of the staged upsert
+        # (the rows themselves: compression, JSON checks and indexes), but a customer
+        # stored meanwhile fails the statement rather than being merged into.
         if not _can_copy(cursor):
             return super()._insert_customers(cursor, names, rows)
         self._copy(cursor, self.customer_table, self._columns(Customer, names), rows)
