@@ -40,7 +40,7 @@ class Customer(models.Model):
     env = models.CharField(max_length=8, choices=Env.choices)
     autumn_id = models.CharField(_("Autumn id"), max_length=255, null=True, blank=True)
     name = models.TextField(null=True, blank=True)
-    email = models.CharField(max_length=320, null=True, blank=True, db_index=True)
+    email = models.CharField(max_length=320, null=True, blank=True)
     fingerprint = models.TextField(null=True, blank=True)
     stripe_id = models.CharField(max_length=255, null=True, blank=True)
     send_email_receipts = models.BooleanField(default=False)
@@ -61,6 +61,10 @@ class Customer(models.Model):
 
     class Meta:
         verbose_name = _("customer")
+        # Indexes in Meta rather than db_index on text columns: on PostgreSQL db_index adds
+        # a second, varchar_pattern_ops index for LIKE 'prefix%', which nothing here asks
+        # and every sync insert pays for.
+        indexes = [models.Index(fields=["email"], name="autumn_customer_email_idx")]
         # The admin's "Refresh from Autumn" and "Sync now" call Autumn and rewrite the mirror:
         # a right of its own, apart from viewing customers and editing their user link.
         permissions = [("sync_customers", _("Can sync customers from Autumn"))]
@@ -100,7 +104,7 @@ class Subscription(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
     subscription_id = models.CharField(max_length=255, null=True, blank=True)
-    plan_id = models.CharField(max_length=255, db_index=True)
+    plan_id = models.CharField(max_length=255)
     status = models.CharField(max_length=16)
     auto_enable = models.BooleanField(default=False)
     add_on = models.BooleanField(default=False)
@@ -115,6 +119,7 @@ class Subscription(models.Model):
 
     class Meta:
         verbose_name = _("subscription")
+        indexes = [models.Index(fields=["plan_id"], name="autumn_subscription_plan_idx")]
 
     def __str__(self) -> str:
         return f"{self.plan_id} ({self.status})"
@@ -124,13 +129,14 @@ class Purchase(models.Model):
     """A one-off plan the customer bought."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="purchases")
-    plan_id = models.CharField(max_length=255, db_index=True)
+    plan_id = models.CharField(max_length=255)
     quantity = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("purchase")
+        indexes = [models.Index(fields=["plan_id"], name="autumn_purchase_plan_idx")]
 
     def __str__(self) -> str:
         return self.plan_id
@@ -143,7 +149,7 @@ class Balance(models.Model):
     # No index of its own: the (customer, feature_id) unique constraint leads with it.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances",
                                  db_index=False)
-    feature_id = models.CharField(max_length=255, db_index=True)
+    feature_id = models.CharField(max_length=255)
     granted = models.FloatField(null=True, blank=True)
     remaining = models.FloatField(null=True, blank=True)
     usage = models.FloatField(null=True, blank=True)
@@ -155,6 +161,7 @@ class Balance(models.Model):
 
     class Meta:
         verbose_name = _("balance")
+        indexes = [models.Index(fields=["feature_id"], name="autumn_balance_feature_idx")]
         constraints = [
             models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_balance_feature_uniq")
         ]
@@ -170,12 +177,13 @@ class Flag(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="flags",
                                  db_index=False)
     flag_id = models.CharField(max_length=255, null=True, blank=True)
-    feature_id = models.CharField(max_length=255, db_index=True)
+    feature_id = models.CharField(max_length=255)
     plan_id = models.CharField(max_length=255, null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("flag")
+        indexes = [models.Index(fields=["feature_id"], name="autumn_flag_feature_idx")]
         constraints = [
             models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_flag_feature_uniq")
         ]
