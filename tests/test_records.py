@@ -6,7 +6,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from autumn_django.sync.records import RecordError, parse_customer
+from autumn_django.sync.copytext import copy_line, copy_value
+from autumn_django.sync.records import (
+    TIME_FORMS,
+    RecordError,
+    children_as_copy_text,
+    convert_times,
+    parse_customer,
+)
 from autumn_django.testing import make_customers
 
 
@@ -67,3 +74,37 @@ def test_every_generated_customer_parses():
         record = parse_customer(data)
         assert len(record.subscriptions) == len(data["subscriptions"])
         assert len(record.balances) == len(data["balances"])
+
+
+@pytest.mark.parametrize("style", ["sqlite-utc", "iso"])
+def test_times_parsed_straight_into_a_database_form_equal_the_converted_datetimes(style):
+    data = customer(subscriptions=[{"plan_id": "pro", "status": "active", "started_at": 1_700_000_000_000,
+                                    "current_period_end": 1_700_000_000_001.0}],
+                    flags={"beta": {"expires_at": -86_400_000}})
+    as_datetimes, direct = parse_customer(data), parse_customer(data, time_style=style)
+    convert_times(as_datetimes, TIME_FORMS[style].from_datetime, style)
+
+    assert direct.time_style == as_datetimes.time_style == style
+    assert (direct.values, direct.subscriptions, direct.flags) == (
+        as_datetimes.values, as_datetimes.subscriptions, as_datetimes.flags)
+
+
+def test_copy_text_escapes_the_formats_specials_and_writes_each_type_as_postgresql_reads_it():
+    assert copy_value("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    assert copy_value("plain") == "plain"
+    assert [copy_value(v) for v in (None, True, False, 3, 2.5, 0.1)] == ["\\N", "t", "f", "3", "2.5", "0.1"]
+    assert copy_line(("x\ty", None, False, 12.0)) == "x\\ty\t\\N\tf\t12.0"
+    with pytest.raises(TypeError, match="datetime"):
+        copy_value(datetime(2024, 1, 1))
+
+
+def test_child_rows_as_copy_text_keep_their_order_and_values():
+    record = parse_customer(customer(balances={"ai": {"granted": 5, "breakdown": [{"note": "tab\there"}]}},
+                                     flags={"beta": {"id": "f\\1"}}), time_style="iso")
+    rows = list(record.balances), list(record.flags)
+
+    children_as_copy_text(record)
+
+    assert record.child_text
+    assert record.balances == [copy_line(row) for row in rows[0]]
+    assert record.flags == ["f\\\\1\tbeta\t\\N\t\\N"]

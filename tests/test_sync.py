@@ -334,3 +334,23 @@ def test_a_customer_stored_by_a_signup_while_its_page_is_written_is_updated_not_
     assert (run.created, run.updated) == (29, 1)
     assert Customer.objects.filter(autumn_id=newcomer["id"]).count() == 1
     assert_mirror_matches(server)  # the signup's children were replaced, not added to
+
+
+def test_text_with_tabs_newlines_and_backslashes_is_stored_as_sent(make_standin):
+    server = make_standin(0)
+    awkward = "tab\there, line\nbreak, return\r, back\\slash \\N"
+    server.add_customer({
+        "id": "cus_awkward", "name": awkward, "email": "awkward@example.com", "created_at": 1_700_000_000_000,
+        "subscriptions": [{"id": f"sub {awkward}", "plan_id": awkward, "status": "active"}],
+        "purchases": [{"plan_id": f"pack {awkward}", "quantity": 2}],
+        "balances": {"credits": {"granted": 10, "remaining": 4.5, "usage": 5.5,
+                                 "breakdown": [{"note": awkward, "usage": 5.5}]}},
+        "flags": {"beta": {"id": awkward, "plan_id": None}},
+    })
+
+    run = sync_all_customers()
+
+    assert run.created == 1
+    assert_mirror_matches(server)
+    balance = Balance.objects.get(customer__autumn_id="cus_awkward")
+    assert balance.breakdown == [{"note": awkward, "usage": 5.5}]

@@ -44,6 +44,8 @@ class BulkWriter:
         self.customer_table = self.qn(meta.db_table)
         self.col = {f.name: self.qn(f.column) for f in meta.concrete_fields}
 
+    takes_copy_text = False  # insert_children_text works
+
     @staticmethod
     def for_connection(connection) -> BulkWriter:
         if connection.vendor == "postgresql":
@@ -172,6 +174,17 @@ class BulkWriter:
 
 class PostgresBulkWriter(BulkWriter):
     STAGE = "autumn_django_customer_stage"
+
+    def __init__(self, connection) -> None:
+        super().__init__(connection)
+        self.takes_copy_text = connection.Database.__name__ == "psycopg"  # psycopg 3 has COPY
+
+    def insert_children_text(self, cursor, model: type[models.Model], names: Sequence[str],
+                             text: str) -> None:
+        """Child rows as COPY text lines: ``customer_pk``, then the values in ``names`` order."""
+        columns = self._columns(model, ["customer", *names])
+        with cursor.cursor.copy(f"COPY {self.qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            copy.write(text)
 
     def _insert_customers(self, cursor, names: Sequence[str], rows: Sequence[list[Any]]) -> None:
         # COPY straight into the table. The server's cost is that of the staged upsert

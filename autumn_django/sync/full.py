@@ -97,16 +97,17 @@ class _Pass:
                 position, self.crawled_after = ListPosition(), None
 
     def _page_source(self, position: ListPosition) -> Iterator[PreparedPage]:
-        style = self.writer.time_style
+        style, child_text = self.writer.time_style, self.writer.child_text
 
         def stored_memos() -> dict[bytes, bytes]:
             return memos.stored_memos(self.client.env, self.using)
 
         if autumn_settings.SYNC_PREFETCH_PROCESS:
             return prepared_pages(self.client, position, self.run.page_size,
-                                  self.writer.state_fingerprints, stored_memos, time_style=style)
+                                  self.writer.state_fingerprints, stored_memos, time_style=style,
+                                  child_text=child_text)
         return PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
-                            time_style=style).pages(position, self.run.page_size)
+                            time_style=style, child_text=child_text).pages(position, self.run.page_size)
 
     def _store(self, prepared: PreparedPage) -> None:
         run, records, problems = self.run, prepared.records, prepared.problems

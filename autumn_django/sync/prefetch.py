@@ -36,6 +36,7 @@ from .records import (
     CustomerRecord,
     RecordError,
     canonical_json,
+    children_as_copy_text,
     parse_customer,
     record_key,
 )
@@ -71,10 +72,11 @@ class PagePreparer:
     """Pages of parsed, classified customers. ``known`` gives the mirror's state
     fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
     once, before the first page is classified. ``time_style`` (a key of ``TIME_FORMS``)
-    parses times straight into the database's parameter form."""
+    parses times straight into the database's parameter form; ``child_text`` formats child
+    rows as PostgreSQL COPY text."""
 
     def __init__(self, client: AutumnClient, known: MirrorState, memos: StoredMemos | None = None,
-                 time_style: str | None = None) -> None:
+                 time_style: str | None = None, child_text: bool = False) -> None:
         self.client = client
         self._load_known, self._load_memos = known, memos or dict
         self._known: Fingerprints | None = None
@@ -82,7 +84,7 @@ class PagePreparer:
         self._loaded = threading.Event()
         self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
         self._readers: ThreadPoolExecutor | None = None
-        self.time_style = time_style
+        self.time_style, self.child_text = time_style, child_text
 
     def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
         crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall)
@@ -182,6 +184,8 @@ class PagePreparer:
                 if record is None:
                     prepared.unchanged += 1
                 else:
+                    if self.child_text:
+                        children_as_copy_text(record)
                     prepared.records.append(record)
             if key is not None:
                 key_print = key_fingerprint(key)
@@ -290,6 +294,7 @@ def _at_product_cap(data: dict) -> bool:
 
 def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
                    known: MirrorState, memos: StoredMemos, *, time_style: str | None = None,
+                   child_text: bool = False,
                    ) -> Iterator[PreparedPage]:
     """``PagePreparer.pages`` run in a child process. Errors raised there (an
     ``AutumnError`` such as an invalid cursor) are raised here."""
@@ -303,7 +308,7 @@ def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
     )
     try:
         _write_frame(child.stdin, {"client": client.arguments(), "position": position, "limit": limit,
-                                   "time_style": time_style})
+                                   "time_style": time_style, "child_text": child_text})
         # Computed while the child already fetches its first page.
         _write_frame(child.stdin, known().to_bytes())
         _write_frame(child.stdin, memos())
@@ -361,7 +366,8 @@ def _serve() -> None:
     try:
         with AutumnClient(**config["client"]) as client:
             preparer = PagePreparer(client, lambda: Fingerprints(frozen=_read_frame(source)),
-                                    lambda: _read_frame(source), time_style=config["time_style"])
+                                    lambda: _read_frame(source), time_style=config["time_style"],
+                                    child_text=config["child_text"])
             # Automatic collections while orjson builds a page's ~40,000 containers cost
             # ~7% of this process's time (measured over 20,000 customers). It holds one
             # page at a time: with its start-up objects frozen, one collection per page

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
 from .bulk import AppearedMeanwhile, BulkWriter, chunks
+from .copytext import copy_line
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
     BALANCE_FIELDS,
@@ -81,6 +82,8 @@ class MirrorWriter:
         self.connection = connections[using]
         self._bulk = BulkWriter.for_connection(self.connection)
         self.time_style, self._adapt_time = _time_adapter(self.connection)
+        # Whether child rows go to the database as COPY text (PostgreSQL with psycopg 3).
+        self.child_text = self._bulk.takes_copy_text
         # Claims concern id-less rows the mirror held before; with none, skip their lookup
         # (on a first sync it would look up every page's emails for nothing).
         self._claims_possible = Customer.objects.using(using).filter(
@@ -239,6 +242,12 @@ class MirrorWriter:
         for model, fields, attribute in _CHILDREN:
             if stale:
                 self._bulk.delete_children(cursor, model, stale)
+            if self.child_text:
+                text = "".join([f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
+                                for record in records for child in getattr(record, attribute)])
+                if text:
+                    self._bulk.insert_children_text(cursor, model, fields, text)
+                continue
             rows = [(written[record.key], *child)
                     for record in records for child in getattr(record, attribute)]
             if rows:

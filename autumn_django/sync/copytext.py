@@ -1,0 +1,54 @@
+"""Rows as the text of PostgreSQL's ``COPY ... FROM STDIN`` (text format).
+
+On PostgreSQL the sync's writing process waits on the server for most of a page, and
+formatting ~8 child rows per customer for ``COPY`` (psycopg's ``write_row``) was most of
+what it did itself: ~0.7 of its 1 CPU-s per 20,000 customers. The prefetch process has
+time to spare, so it formats the child rows as text and the writer only puts each row's
+customer id in front (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+NULL = "\\N"
+# Backslash, tab, newline and carriage return are the text format's specials.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_value(value: Any) -> str:
+    """One value in COPY's text format: ``None`` is NULL, booleans are t/f, floats keep
+    every digit (``repr``), strings are escaped."""
+    kind = type(value)
+    if kind is str:
+        return escape(value)
+    if value is None:
+        return NULL
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is float:
+        return repr(value)
+    if kind is int:
+        return str(value)
+    raise TypeError(f"cannot write a {kind.__name__} to COPY text: {value!r:.40}")
+
+
+def escape(text: str) -> str:
+    # Most values have none of the specials: looking for them first, rather than
+    # translating every character, took a child row from 3.9 to 1.4 µs.
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_ESCAPES)
+    return text
+
+
+def copy_line(values: Sequence[Any]) -> str:
+    """A row's values, tab-separated, without the line's end: ``copy_value`` of each,
+    written out inline (the prefetch process formats ~8 rows per customer)."""
+    return "\t".join([
+        escape(value) if type(value) is str
+        else NULL if value is None
+        else ("t" if value else "f") if type(value) is bool
+        else copy_value(value)
+        for value in values
+    ])
