@@ -10,7 +10,7 @@ from autumn_django.sync.copytext import copy_line, copy_value
 from autumn_django.sync.records import (
     TIME_FORMS,
     RecordError,
-    children_as_copy_text,
+    as_copy_text,
     convert_times,
     parse_customer,
 )
@@ -103,7 +103,7 @@ def test_child_rows_as_copy_text_keep_their_order_and_values():
                                      flags={"beta": {"id": "f\\1"}}), time_style="iso")
     rows = list(record.balances), list(record.flags)
 
-    children_as_copy_text(record)
+    as_copy_text(record)
 
     assert record.child_text
     assert record.balances == [copy_line(row) for row in rows[0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -225,19 +226,23 @@ def test_the_packaged_fixture_is_enough_for_a_project_to_test_its_sync(autumn_st
 
 def test_transient_faults_during_a_crawl_are_absorbed(make_standin):
     server = make_standin(300)
+    # The requests for pages 2, 3, 4 and 5 each meet a different fault first. Armed by
+    # position ("after" counts the list requests each fault lets through while those
+    # before it wait their turn), as the crawl runs ahead of the pages being written.
+    page = "customers.list"
+    server.faults.rate_limit_next(1, retry_after=1, kind="text", endpoint=page, after=1)
+    server.faults.fail_next(2, status=503, retry_after=0, endpoint=page, after=2)
+    server.faults.drop_next(1, endpoint=page, after=3)
+    server.faults.fail_next(1, status=502, endpoint=page, after=4)
 
-    def trouble(progress):
-        # Each page is followed by a different fault on the next request.
-        faults = {1: lambda: server.faults.rate_limit_next(1, retry_after=1, kind="text"),
-                  2: lambda: server.faults.fail_next(2, status=503, retry_after=0),
-                  3: lambda: server.faults.drop_next(1),
-                  4: lambda: server.faults.fail_next(1, status=502)}
-        faults.get(progress.run.pages, lambda: None)()
-
-    run = sync_all_customers(page_size=60, progress=trouble)
+    run = sync_all_customers(page_size=60)
 
     assert run.status == SyncRun.Status.SUCCEEDED and run.created == 300
     assert_mirror_matches(server)
+    list_requests = [json.dumps(body, sort_keys=True) for endpoint, body in server.requests
+                     if endpoint == page]
+    assert len(list_requests) == run.pages + 5, "each of the five faults was met, and retried"
+    assert len(set(list_requests)) == run.pages
 
 
 def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):

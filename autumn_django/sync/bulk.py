@@ -26,6 +26,8 @@ from django.db import IntegrityError, models, transaction
 from ..models import Customer
 
 Key = tuple[str, str]
+# Customer rows: lists of values, or (where takes_copy_text) their PostgreSQL COPY text.
+CustomerRows = Sequence[list[Any]] | str
 
 
 class AppearedMeanwhile(Exception):
@@ -87,39 +89,41 @@ class BulkWriter:
             claims,
         )
 
-    def insert_new_customers(self, cursor, env: str, names: Sequence[str],
-                             rows: Sequence[list[Any]]) -> dict[Key, int]:
-        """Insert customers the mirror did not hold when the page was looked up; returns
-        the primary key of each by its record key. Raises ``AppearedMeanwhile``, having
-        written nothing, when one was stored since."""
-        if not rows:
+    def insert_new_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+                             keys: Sequence[Key]) -> dict[Key, int]:
+        """Insert customers the mirror did not hold when the page was looked up: ``rows``
+        of values in ``names`` order (``env`` among them), or their COPY text where
+        ``takes_copy_text``; ``keys`` are their record keys. Returns the primary key of
+        each by its key. Raises ``AppearedMeanwhile``, having written nothing, when one
+        was stored since."""
+        if not keys:
             return {}
         try:
             with transaction.atomic(using=self.connection.alias):  # a savepoint
                 self._insert_customers(cursor, names, rows)
         except (IntegrityError, self.connection.Database.IntegrityError):
             raise AppearedMeanwhile from None
-        return self._pks_of(cursor, env, names, rows)
+        return self._pks_of(cursor, env, keys)
 
-    def _insert_customers(self, cursor, names: Sequence[str], rows: Sequence[list[Any]]) -> None:
+    def _insert_customers(self, cursor, names: Sequence[str], rows: CustomerRows) -> None:
         cursor.executemany(
             f"INSERT INTO {self.customer_table} ({self._columns(Customer, names)}) "
             f"{self._placeholders(Customer, names)}",
             rows,
         )
 
-    def upsert_customers(self, cursor, env: str, names: Sequence[str],
-                         rows: Sequence[list[Any]]) -> dict[Key, int]:
-        """Insert or update customer rows (values in ``names`` order, ``env`` among them);
+    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+                         keys: Sequence[Key]) -> dict[Key, int]:
+        """Insert or update customers (``rows`` and ``keys`` as for ``insert_new_customers``);
         returns the primary key of each by its record key."""
-        if not rows:
+        if not keys:
             return {}
         by_kind = _split_by_key_kind(names, rows)
         for kind, kind_rows in by_kind.items():
             if kind_rows:
                 cursor.executemany(self._upsert_sql(names, kind, values=self._placeholders(Customer, names)),
                                    kind_rows)
-        return self._pks_of(cursor, env, names, rows)
+        return self._pks_of(cursor, env, keys)
 
     def delete_children(self, cursor, model: type[models.Model], customer_pks: Sequence[int]) -> None:
         table, fk = self.qn(model._meta.db_table), self.qn(model._meta.get_field("customer").column)
@@ -147,10 +151,9 @@ class BulkWriter:
         return (f"INSERT INTO {self.customer_table} ({self._columns(Customer, names)}) {values} "
                 f"ON CONFLICT {conflict} DO UPDATE SET {updates}")
 
-    def _pks_of(self, cursor, env: str, names: Sequence[str], rows: Sequence[list[Any]]) -> dict[Key, int]:
-        id_at, email_at = names.index("autumn_id"), names.index("email")
-        ids = [row[id_at] for row in rows if row[id_at] is not None]
-        emails = [row[email_at] for row in rows if row[id_at] is None]
+    def _pks_of(self, cursor, env: str, keys: Sequence[Key]) -> dict[Key, int]:
+        ids = [value for kind, value in keys if kind == "id"]
+        emails = [value for kind, value in keys if kind == "email"]
         pks: dict[Key, int] = {}
         col = self.col
         for pk, autumn_id, *_ in self.stored_by_id(cursor, env, ids):
@@ -182,11 +185,19 @@ class PostgresBulkWriter(BulkWriter):
     def insert_children_text(self, cursor, model: type[models.Model], names: Sequence[str],
                              text: str) -> None:
         """Child rows as COPY text lines: ``customer_pk``, then the values in ``names`` order."""
-        columns = self._columns(model, ["customer", *names])
-        with cursor.cursor.copy(f"COPY {self.qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            copy.write(text)
+        self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), text)
 
-    def _insert_customers(self, cursor, names: Sequence[str], rows: Sequence[list[Any]]) -> None:
+    def stored_by_id(self, cursor, env: str, ids: Sequence[str]) -> Iterator[tuple]:
+        # One array parameter rather than a thousand: Django splits and binds each one.
+        col = self.col
+        cursor.execute(
+            f"SELECT {col['id']}, {col['autumn_id']}, {col['raw_hash']}, {col['deleted_at']} "
+            f"FROM {self.customer_table} WHERE {col['env']} = %s AND {col['autumn_id']} = ANY(%s)",
+            [env, list(ids)],
+        )
+        yield from cursor.fetchall()
+
+    def _insert_customers(self, cursor, names: Sequence[str], rows: CustomerRows) -> None:
         # COPY straight into the table. The server's cost is that of the staged upsert
         # (the rows themselves: compression, JSON checks and indexes), but a customer
         # stored meanwhile fails the statement rather than being merged into.
@@ -195,12 +206,12 @@ class PostgresBulkWriter(BulkWriter):
         self._copy(cursor, self.customer_table, self._columns(Customer, names), rows)
         return None
 
-    def upsert_customers(self, cursor, env: str, names: Sequence[str],
-                         rows: Sequence[list[Any]]) -> dict[Key, int]:
-        if not rows:
+    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+                         keys: Sequence[Key]) -> dict[Key, int]:
+        if not keys:
             return {}
         if not _can_copy(cursor):  # psycopg2: parameterised statements instead
-            return super().upsert_customers(cursor, env, names, rows)
+            return super().upsert_customers(cursor, env, names, rows, keys)
         columns = self._columns(Customer, names)
         # A session-private table that empties itself at each commit.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} ON COMMIT DELETE ROWS "
@@ -230,8 +241,12 @@ class PostgresBulkWriter(BulkWriter):
                   for f in fields)
         return f"VALUES ({', '.join(values)})"
 
-    def _copy(self, cursor, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _copy(self, cursor, table: str, columns: str, rows: Sequence[Sequence[Any]] | str) -> None:
+        """COPY rows of values, or their text (``copytext``)."""
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            if isinstance(rows, str):
+                copy.write(rows)
+                return
             for row in rows:
                 copy.write_row(row)
 

@@ -35,8 +35,8 @@ from .records import (
     LIST_PRODUCT_CAP,
     CustomerRecord,
     RecordError,
+    as_copy_text,
     canonical_json,
-    children_as_copy_text,
     parse_customer,
     record_key,
 )
@@ -185,7 +185,7 @@ class PagePreparer:
                     prepared.unchanged += 1
                 else:
                     if self.child_text:
-                        children_as_copy_text(record)
+                        as_copy_text(record)
                     prepared.records.append(record)
             if key is not None:
                 key_print = key_fingerprint(key)

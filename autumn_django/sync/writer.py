@@ -23,8 +23,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
-from .bulk import AppearedMeanwhile, BulkWriter, chunks
-from .copytext import copy_line
+from .bulk import AppearedMeanwhile, BulkWriter, CustomerRows, chunks
+from .copytext import NULL, copy_line, copy_value
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
     BALANCE_FIELDS,
@@ -36,12 +36,13 @@ from .records import (
     TIME_FORMS,
     CustomerRecord,
     convert_times,
+    customer_copy_line,
 )
 
 ONE_MS = timedelta(milliseconds=1)
 
 # Columns every upsert writes besides CUSTOMER_FIELDS.
-_BOOKKEEPING_FIELDS = ("env", "raw", "raw_hash", "synced_at", "deleted_at")
+_BOOKKEEPING_FIELDS = ("raw", "raw_hash", "env", "synced_at", "deleted_at")
 _CHILDREN = (
     (Subscription, SUBSCRIPTION_FIELDS, "subscriptions"),
     (Purchase, PURCHASE_FIELDS, "purchases"),
@@ -107,19 +108,19 @@ class MirrorWriter:
             plan = self._plan(records)
             try:
                 written = self._bulk.insert_new_customers(
-                    cursor, self.env, names, self._customer_rows(plan.new, now))
+                    cursor, self.env, names, self._customer_rows(plan.new, now), _keys(plan.new))
             except AppearedMeanwhile:
                 # A signup stored one of them after the lookup (nothing of this page is
                 # written yet): look again, and upsert whatever is still new.
                 plan = self._plan(records)
-                written = self._bulk.upsert_customers(cursor, self.env, names,
-                                                      self._customer_rows(plan.new, now))
+                written = self._bulk.upsert_customers(
+                    cursor, self.env, names, self._customer_rows(plan.new, now), _keys(plan.new))
             if plan.claims:
                 # An id-less customer that Autumn gave an id keeps its row (and user link).
                 self._bulk.claim(cursor, plan.claims)
             changed = [record for record, _ in plan.changed]
-            written.update(self._bulk.upsert_customers(cursor, self.env, names,
-                                                       self._customer_rows(changed, now)))
+            written.update(self._bulk.upsert_customers(
+                cursor, self.env, names, self._customer_rows(changed, now), _keys(changed)))
             result = plan.result
             for record in plan.new:
                 result.pk_by_key[record.key] = written[record.key]
@@ -229,11 +230,15 @@ class MirrorWriter:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> list[list[Any]]:
-        """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order."""
+    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> CustomerRows:
+        """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order: value lists,
+        or COPY text where the backend takes it."""
         synced = self._adapt_time(now)
+        if self.child_text:
+            bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}\n"
+            return "".join([customer_copy_line(record) + bookkeeping for record in records])
         return [[*(record.values[name] for name in CUSTOMER_FIELDS),
-                 self.env, record.raw_json, record.raw_hash, synced, None] for record in records]
+                 record.raw_json, record.raw_hash, self.env, synced, None] for record in records]
 
     def _replace_children(self, cursor, plan: _Plan, written: dict[tuple[str, str], int]) -> None:
         # New customers have no children to delete.
@@ -270,6 +275,10 @@ def _time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
     if connection.vendor == "sqlite" and connection.timezone_name == "UTC":
         return "sqlite-utc", TIME_FORMS["sqlite-utc"].from_datetime
     return None, adapt
+
+
+def _keys(records: Sequence[CustomerRecord]) -> list[tuple[str, str]]:
+    return [record.key for record in records]
 
 
 def _row_key(autumn_id: str | None, email: str | None) -> tuple[str, str]:

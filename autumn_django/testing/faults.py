@@ -72,9 +72,10 @@ class Faults:
         self._arm(Fault("status", n, endpoint, status=status, retry_after=retry_after, after=after))
 
     def rate_limit_next(
-        self, n: int, retry_after: int = 1, kind: str = "text", endpoint: str | None = None
+        self, n: int, retry_after: int = 1, kind: str = "text", endpoint: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``n`` matching requests with a 429.
+        """Answer the next ``n`` matching requests with a 429 (after ``after``).
 
         ``kind="text"`` is the main limiter (text/plain body, ``retry-after`` and
         ``ratelimit-*`` headers); ``kind="json"`` is the get/get_or_create limiter (JSON
@@ -82,11 +83,12 @@ class Faults:
         """
         if kind not in ("text", "json"):
             raise ValueError('kind must be "text" or "json"')
-        self._arm(Fault("rate_limit", n, endpoint, retry_after=retry_after, rate_kind=kind))
+        self._arm(Fault("rate_limit", n, endpoint, retry_after=retry_after, rate_kind=kind, after=after))
 
-    def drop_next(self, n: int, endpoint: str | None = None) -> None:
-        """Close the connection without any response for the next ``n`` matching requests."""
-        self._arm(Fault("drop", n, endpoint))
+    def drop_next(self, n: int, endpoint: str | None = None, after: int = 0) -> None:
+        """Close the connection without any response for the next ``n`` matching requests
+        (after ``after``)."""
+        self._arm(Fault("drop", n, endpoint, after=after))
 
     def malformed_next(
         self,
