@@ -42,6 +42,17 @@ def make_standin(settings) -> Iterator[Callable[..., AutumnStandIn]]:
         server.stop()
 
 
+def add_null_cursor_defect(server: AutumnStandIn, base: int = 1_700_000_000_000) -> int:
+    """Nine customers created at ``base`` + 0..8 ms, the third without an id: crawled three
+    a page, Autumn answers the full first page with next_cursor null although six more
+    follow. Returns ``base``."""
+    for i in range(9):
+        server.add_customer({"id": None if i == 2 else f"c{i}", "email": f"c{i}@example.com",
+                             "created_at": base + i, "subscriptions": [], "purchases": [],
+                             "balances": {}, "flags": {}})
+    return base
+
+
 def ms_to_datetime(value: int | None) -> datetime | None:
     return None if value is None else EPOCH + timedelta(milliseconds=value)
 

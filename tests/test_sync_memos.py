@@ -16,7 +16,7 @@ from autumn_django.sync.pagememo import PageMemo
 from autumn_django.sync.prefetch import PagePreparer
 from autumn_django.sync.records import LIST_PRODUCT_CAP
 
-from .conftest import assert_mirror_matches
+from .conftest import add_null_cursor_defect, assert_mirror_matches
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,13 +73,8 @@ def test_pages_seen_before_are_neither_decoded_nor_parsed(make_standin):
 
 def test_a_page_ending_in_the_null_cursor_defect_is_decoded_again(make_standin):
     server = make_standin(0)
-    base = 1_700_000_000_000
-    for i in range(9):
-        # A full first page of three ending in an id-less customer: next_cursor is null
-        # although more follow, so where the crawl goes next is only in the page itself.
-        server.add_customer({"id": None if i == 2 else f"c{i}", "email": f"c{i}@example.com",
-                             "created_at": base + i, "subscriptions": [], "purchases": [],
-                             "balances": {}, "flags": {}})
+    # Where the crawl goes after the defect's page is only in the page itself.
+    base = add_null_cursor_defect(server)
     sync_all_customers(page_size=3)
     server.clear_requests()
 
