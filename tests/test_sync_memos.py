@@ -13,7 +13,7 @@ from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import store_customer, sync_all_customers
 from autumn_django.sync.fingerprints import Fingerprints, state_fingerprint
 from autumn_django.sync.pagememo import PageMemo
-from autumn_django.sync.prefetch import PagePreparer
+from autumn_django.sync.preparer import PagePreparer
 from autumn_django.sync.records import LIST_PRODUCT_CAP
 
 from .conftest import add_null_cursor_defect, assert_mirror_matches

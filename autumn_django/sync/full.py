@@ -17,7 +17,8 @@ from ..models import SyncRun
 from ..users import link_users_to_customers
 from . import events, memos, runs
 from .fingerprints import Fingerprints
-from .prefetch import PagePreparer, PreparedPage, prepared_pages
+from .prefetch import prepared_pages
+from .preparer import PagePreparer, PreparedPage
 from .records import EPOCH
 from .writer import MirrorWriter
 

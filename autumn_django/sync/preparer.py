@@ -1,0 +1,273 @@
+"""Pages of parsed, classified customers: what the sync writes, prepared for it.
+
+For each ``customers.list`` page: decode it (unless its bytes are known, see
+``pagememo``), hash each customer's JSON, and parse only those whose state the mirror
+does not hold; customers at the list's product cap are read in full. The crawl runs one
+page ahead on a thread. ``prefetch`` runs this in a child process, overlapped with the
+writes; ``PagePreparer`` runs it anywhere.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ..client import AutumnClient, ListPage, ListPosition, PageOutline
+from ..exceptions import NotFoundError
+from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
+from .pagememo import PageMemo
+from .records import (
+    LIST_PRODUCT_CAP,
+    CustomerRecord,
+    RecordError,
+    as_copy_text,
+    canonical_json,
+    parse_customer,
+    record_key,
+)
+
+
+@dataclass
+class PreparedPage:
+    page: ListPage  # its customers list emptied: what matters was parsed below
+    records: list[CustomerRecord]  # new or changed customers, fully parsed
+    problems: list[RecordError]  # customers that did not parse
+    unchanged: int = 0  # customers whose stored JSON is the same; not parsed
+    seen: list[int] = field(default_factory=list)  # key fingerprints of every identified customer
+    reached_created_at: int | None = None  # epoch ms of the page's last customer, changed or not
+    memo: bytes | None = None  # a new PageMemo of the page, to store under page.digest
+    memo_reused: bool = False  # the stored PageMemo of page.digest was still right
+
+
+# Customers at the list's product cap are re-read with customers.get; these requests wait
+# on the network, so a few threads overlap them (0.5% of customers: ~500 per 100,000).
+CAPPED_FETCH_THREADS = 4
+
+T = TypeVar("T")
+MirrorState = Callable[[], Fingerprints]
+StoredMemos = Callable[[], dict[bytes, bytes]]
+
+
+class PagePreparer:
+    """Pages of parsed, classified customers. ``known`` gives the mirror's state
+    fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
+    once, before the first page is classified. ``time_style`` (a key of ``TIME_FORMS``)
+    parses times straight into the database's parameter form; ``child_text`` formats child
+    rows as PostgreSQL COPY text."""
+
+    def __init__(self, client: AutumnClient, known: MirrorState, memos: StoredMemos | None = None,
+                 time_style: str | None = None, child_text: bool = False) -> None:
+        self.client = client
+        self._load_known, self._load_memos = known, memos or dict
+        self._known: Fingerprints | None = None
+        self._memos: dict[bytes, bytes] = {}
+        self._loaded = threading.Event()
+        self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
+        self._readers: ThreadPoolExecutor | None = None
+        self.time_style, self.child_text = time_style, child_text
+
+    def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
+        crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall)
+        pages = _OneAhead(crawl)  # the first page is on its way while the mirror's state loads
+        try:
+            self._load()
+            for page in pages:
+                yield self.prepare(page)
+        finally:
+            pages.stop()
+            if self._readers is not None:
+                self._readers.shutdown(cancel_futures=True)
+                self._readers = None
+
+    def prepare(self, page: ListPage) -> PreparedPage:
+        self._load()
+        prepared = PreparedPage(page=page, records=[], problems=[])
+        stored = self._held_memo(page.digest) if page.digest else None
+        new_memo = None
+        if stored is not None:
+            # The same bytes as a page the mirror holds (the crawl did not even decode them
+            # when it could go on without): only its capped customers need a look.
+            prepared.unchanged, prepared.memo_reused = len(stored), True
+            prepared.seen.extend(stored.keys)
+            rows, capped_ids, reached = [], stored.capped_ids, stored.reached_created_at
+        else:
+            rows = page.customers
+            capped_ids = [data["id"] for data in rows if _needs_get(data)]
+            reached = _reached_created_at(rows)
+            if page.digest and page.outline:
+                new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids)
+        if self._classify(rows, capped_ids, prepared, new_memo) and new_memo is not None:
+            prepared.memo = new_memo.to_bytes()
+        prepared.reached_created_at = reached
+        page.customers = []
+        return prepared
+
+    def _load(self) -> None:
+        """Load the mirror's state, on the thread that called ``pages`` or ``prepare``: the
+        loaders may use the database connection (or, in the prefetch process, a pipe)."""
+        if self._loaded.is_set():
+            return
+        try:
+            self._known = self._load_known()
+            self._memos = self._load_memos()
+        finally:
+            self._loaded.set()  # a failure is raised here; the crawl's thread must not wait on
+
+    def _recall(self, digest: bytes) -> PageOutline | None:
+        """For the crawl (on its thread): the outline of a page whose bytes the mirror
+        still holds. What it judged is kept for ``prepare``, so each page is judged once."""
+        self._loaded.wait()
+        stored = self._held[digest] = self._held_memo(digest)
+        return stored.outline if stored is not None else None
+
+    def _held_memo(self, digest: bytes) -> PageMemo | None:
+        """The stored memo of these bytes, if the mirror still holds every state in it."""
+        if digest in self._held:
+            return self._held.pop(digest)
+        if self._known is None:  # loading failed
+            return None
+        data = self._memos.get(digest)
+        stored = PageMemo.from_bytes(data) if data is not None else None
+        return stored if stored is not None and stored.held_by(self._known) else None
+
+    def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
+                  memo: PageMemo | None) -> bool:
+        """Parse the new and changed customers of ``rows`` (list rows) and of ``capped_ids``
+        (read in full) into ``prepared``, counting the others as unchanged, and note each
+        uncapped one's fingerprints in ``memo``. False when a customer did not parse: such
+        a page is never skipped, so it is reported every run."""
+        reading = self._read_in_full(capped_ids)
+        # A capped customer's full answer stands in for its list row (a page that was not
+        # decoded has only those). The others come first: the answers arrive meanwhile.
+        entries: list[tuple[Any, Any]] = [
+            (key, data) for data in rows if (key := record_key(data)) is None or key not in reading]
+        entries += reading.items()
+        parsed_all = True
+        for key, data in entries:
+            capped = isinstance(data, Future)
+            state = None
+            try:
+                if capped:
+                    data = data.result()
+                    if isinstance(data, NotFoundError):
+                        raise data
+                if key is None:
+                    record = parse_customer(data, time_style=self.time_style)
+                else:
+                    state, record = self._parse_if_changed(data)
+            except RecordError as exc:
+                prepared.problems.append(exc)
+                parsed_all = False
+            except NotFoundError:
+                continue  # deleted since the page was read; the deletion pass will see it
+            else:
+                if record is None:
+                    prepared.unchanged += 1
+                else:
+                    if self.child_text:
+                        as_copy_text(record)
+                    prepared.records.append(record)
+            if key is not None:
+                key_print = key_fingerprint(key)
+                prepared.seen.append(key_print)
+                if memo is not None and state is not None and not capped:
+                    memo.add(key_print, state)
+        return parsed_all
+
+    def _read_in_full(self, ids: list[str]) -> dict[tuple[str, str], Future]:
+        """Start reading each customer at the list's product cap with ``customers.get``
+        (only that answer has all its subscriptions and purchases); each future gives the
+        answer, or the NotFoundError of a customer deleted since the page was read."""
+        if not ids:
+            return {}
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(max_workers=CAPPED_FETCH_THREADS,
+                                               thread_name_prefix="autumn-capped")
+        return {("id", customer_id): self._readers.submit(self._read_one, customer_id) for customer_id in ids}
+
+    def _read_one(self, customer_id: str) -> Any:
+        try:
+            return self.client.customers.get(customer_id)
+        except NotFoundError as exc:
+            return exc
+
+    def _parse_if_changed(self, data: dict) -> tuple[int, CustomerRecord | None]:
+        """The customer's state fingerprint, and its record unless the mirror holds exactly this."""
+        canonical = canonical_json(data)
+        state = state_fingerprint(canonical[1])
+        if state in self._known:
+            return state, None
+        return state, parse_customer(data, canonical, time_style=self.time_style)
+
+
+class _OneAhead(Generic[T]):
+    """``items``, each one produced on a thread while the caller works on the one before;
+    the thread starts on the first item at once. Call ``stop`` when done with it.
+
+    The crawl fetches and decodes page N+1 while page N is parsed, so the server's time
+    and the network's overlap with this process's work. One ahead and no more: a decoded
+    page is some 15 MB of objects, and memory must not grow with the crawl.
+    """
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._wanted = threading.Semaphore(1)
+        self._stopping = threading.Event()
+        threading.Thread(target=self._produce, name="autumn-crawl", daemon=True).start()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            done, item, error = self._ready.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            self._wanted.release()
+            yield item
+
+    def stop(self) -> None:
+        """The thread ends after the request it may be making, and closes ``items``."""
+        self._stopping.set()
+        self._wanted.release()
+
+    def _produce(self) -> None:
+        try:
+            while self._wanted.acquire() and not self._stopping.is_set():
+                try:
+                    item = next(self._items)
+                except StopIteration:
+                    self._ready.put((True, None, None))
+                    return
+                self._ready.put((False, item, None))
+        except BaseException as exc:  # raised again in the caller's thread
+            self._ready.put((True, None, exc))
+        finally:
+            if self._stopping.is_set():
+                self._items.close()
+
+
+def _reached_created_at(customers: list) -> int | None:
+    """The latest ``created_at`` (epoch ms) on the page, changed or not."""
+    reached = None
+    for data in customers:
+        created_at = data.get("created_at") if isinstance(data, dict) else None
+        if isinstance(created_at, int) and not isinstance(created_at, bool):
+            reached = created_at if reached is None else max(reached, created_at)
+    return reached
+
+
+def _needs_get(data: Any) -> bool:
+    """Whether only ``customers.get`` shows all of this list row's products."""
+    return isinstance(data, dict) and isinstance(data.get("id"), str) and _at_product_cap(data)
+
+
+def _at_product_cap(data: dict) -> bool:
+    subscriptions, purchases = data.get("subscriptions"), data.get("purchases")
+    count = (len(subscriptions) if isinstance(subscriptions, list) else 0) + (
+        len(purchases) if isinstance(purchases, list) else 0)
+    return count >= LIST_PRODUCT_CAP
