@@ -10,10 +10,12 @@ Each backend gets what it does fastest, measured with ``benchmarks/run.sh``:
   and a single statement text keeps its statement cache small (multi-row statements of
   varying length filled it with up to 128 programs of thousands of parameters each:
   +91% peak memory from 2,000 to 10,000 customers).
-- PostgreSQL: ``COPY`` (psycopg 3) into a temporary staging table, then one
-  ``INSERT ... SELECT ... ON CONFLICT DO UPDATE RETURNING``; children by ``COPY`` too.
-  Django's psycopg cursors bind parameters on the client, quoting each value in Python,
-  which made the multi-row-VALUES path 20x fetch-only on 10,000 customers.
+- PostgreSQL: ``COPY`` (psycopg 3). New customers go straight into the table, changed
+  ones into a temporary staging table and then one ``INSERT ... SELECT ... ON CONFLICT
+  DO UPDATE RETURNING``; children by ``COPY`` too. Rows come as COPY text formatted in the
+  prefetch process (``copytext``). Django's psycopg cursors bind parameters on the client,
+  quoting each value in Python, which made the multi-row-VALUES path 20x fetch-only on
+  10,000 customers.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from django.db import IntegrityError, models, transaction
 from ..models import Customer
 
 Key = tuple[str, str]
-# Customer rows: lists of values, or (where takes_copy_text) their PostgreSQL COPY text.
-CustomerRows = Sequence[list[Any]] | str
+# Rows: sequences of values, or (where takes_copy_text) their PostgreSQL COPY text.
+Rows = Sequence[Sequence[Any]] | str
 
 
 class AppearedMeanwhile(Exception):
@@ -46,7 +48,7 @@ class BulkWriter:
         self.customer_table = self.qn(meta.db_table)
         self.col = {f.name: self.qn(f.column) for f in meta.concrete_fields}
 
-    takes_copy_text = False  # insert_children_text works
+    takes_copy_text = False  # rows may be given as COPY text (copytext)
 
     @staticmethod
     def for_connection(connection) -> BulkWriter:
@@ -89,7 +91,7 @@ class BulkWriter:
             claims,
         )
 
-    def insert_new_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+    def insert_new_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
                              keys: Sequence[Key]) -> dict[Key, int]:
         """Insert customers the mirror did not hold when the page was looked up: ``rows``
         of values in ``names`` order (``env`` among them), or their COPY text where
@@ -105,14 +107,14 @@ class BulkWriter:
             raise AppearedMeanwhile from None
         return self._pks_of(cursor, env, keys)
 
-    def _insert_customers(self, cursor, names: Sequence[str], rows: CustomerRows) -> None:
+    def _insert_customers(self, cursor, names: Sequence[str], rows: Rows) -> None:
         cursor.executemany(
             f"INSERT INTO {self.customer_table} ({self._columns(Customer, names)}) "
             f"{self._placeholders(Customer, names)}",
             rows,
         )
 
-    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
                          keys: Sequence[Key]) -> dict[Key, int]:
         """Insert or update customers (``rows`` and ``keys`` as for ``insert_new_customers``);
         returns the primary key of each by its record key."""
@@ -131,8 +133,8 @@ class BulkWriter:
             cursor.execute(f"DELETE FROM {table} WHERE {fk} IN ({marks(len(chunk))})", chunk)
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str],
-                        rows: Sequence[Sequence[Any]]) -> None:
-        """Rows of ``(customer_pk, *values in names order)``."""
+                        rows: Rows) -> None:
+        """Rows of ``(customer_pk, *values in names order)``, or their COPY text."""
         cursor.executemany(
             f"INSERT INTO {self.qn(model._meta.db_table)} ({self._columns(model, ['customer', *names])}) "
             f"VALUES ({marks(len(names) + 1)})",
@@ -180,12 +182,8 @@ class PostgresBulkWriter(BulkWriter):
 
     def __init__(self, connection) -> None:
         super().__init__(connection)
-        self.takes_copy_text = connection.Database.__name__ == "psycopg"  # psycopg 3 has COPY
-
-    def insert_children_text(self, cursor, model: type[models.Model], names: Sequence[str],
-                             text: str) -> None:
-        """Child rows as COPY text lines: ``customer_pk``, then the values in ``names`` order."""
-        self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), text)
+        # psycopg 3 has COPY; with psycopg2, parameterised statements instead.
+        self.takes_copy_text = connection.Database.__name__ == "psycopg"
 
     def stored_by_id(self, cursor, env: str, ids: Sequence[str]) -> Iterator[tuple]:
         # One array parameter rather than a thousand: Django splits and binds each one.
@@ -197,20 +195,20 @@ class PostgresBulkWriter(BulkWriter):
         )
         yield from cursor.fetchall()
 
-    def _insert_customers(self, cursor, names: Sequence[str], rows: CustomerRows) -> None:
+    def _insert_customers(self, cursor, names: Sequence[str], rows: Rows) -> None:
         # COPY straight into the table. The server's cost is that of the staged upsert
         # (the rows themselves: compression, JSON checks and indexes), but a customer
         # stored meanwhile fails the statement rather than being merged into.
-        if not _can_copy(cursor):
+        if not self.takes_copy_text:
             return super()._insert_customers(cursor, names, rows)
         self._copy(cursor, self.customer_table, self._columns(Customer, names), rows)
         return None
 
-    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: CustomerRows,
+    def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
                          keys: Sequence[Key]) -> dict[Key, int]:
         if not keys:
             return {}
-        if not _can_copy(cursor):  # psycopg2: parameterised statements instead
+        if not self.takes_copy_text:
             return super().upsert_customers(cursor, env, names, rows, keys)
         columns = self._columns(Customer, names)
         # A session-private table that empties itself at each commit.
@@ -229,8 +227,8 @@ class PostgresBulkWriter(BulkWriter):
         return pks
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str],
-                        rows: Sequence[Sequence[Any]]) -> None:
-        if not _can_copy(cursor):
+                        rows: Rows) -> None:
+        if not self.takes_copy_text:
             return super().insert_children(cursor, model, names, rows)
         self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), rows)
 
@@ -241,7 +239,7 @@ class PostgresBulkWriter(BulkWriter):
                   for f in fields)
         return f"VALUES ({', '.join(values)})"
 
-    def _copy(self, cursor, table: str, columns: str, rows: Sequence[Sequence[Any]] | str) -> None:
+    def _copy(self, cursor, table: str, columns: str, rows: Rows) -> None:
         """COPY rows of values, or their text (``copytext``)."""
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             if isinstance(rows, str):
@@ -249,10 +247,6 @@ class PostgresBulkWriter(BulkWriter):
                 return
             for row in rows:
                 copy.write_row(row)
-
-
-def _can_copy(cursor) -> bool:
-    return hasattr(cursor.cursor, "copy")
 
 
 def _split_by_key_kind(names: Sequence[str], rows: Sequence[list[Any]]) -> dict[str, list]:

@@ -4,9 +4,10 @@ Per page, inside the caller's transaction:
 1. load the stored hash of the page's customers (one query by id; id-less customers and
    claims by email);
 2. customers whose hash is unchanged are not written at all;
-3. new and changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``, so a
-   row written meanwhile by a signup is updated, not duplicated), undeleting them;
-4. the children of changed customers are replaced; new customers have none to delete.
+3. new customers are inserted; should a signup have stored one since step 1, nothing is
+   written and the page is looked up again;
+4. changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``), undeleting them;
+5. the children of changed customers are replaced; new customers have none to delete.
 
 The SQL itself, and why it bypasses the ORM, is in ``bulk.py``.
 """
@@ -23,7 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
-from .bulk import AppearedMeanwhile, BulkWriter, CustomerRows, chunks
+from .bulk import AppearedMeanwhile, BulkWriter, Rows, chunks
 from .copytext import NULL, copy_line, copy_value
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
@@ -230,7 +231,7 @@ class MirrorWriter:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> CustomerRows:
+    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> Rows:
         """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order: value lists,
         or COPY text where the backend takes it."""
         synced = self._adapt_time(now)
@@ -247,14 +248,13 @@ class MirrorWriter:
         for model, fields, attribute in _CHILDREN:
             if stale:
                 self._bulk.delete_children(cursor, model, stale)
+            rows: Rows
             if self.child_text:
-                text = "".join([f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
+                rows = "".join([f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
                                 for record in records for child in getattr(record, attribute)])
-                if text:
-                    self._bulk.insert_children_text(cursor, model, fields, text)
-                continue
-            rows = [(written[record.key], *child)
-                    for record in records for child in getattr(record, attribute)]
+            else:
+                rows = [(written[record.key], *child)
+                        for record in records for child in getattr(record, attribute)]
             if rows:
                 self._bulk.insert_children(cursor, model, fields, rows)
 
