@@ -72,7 +72,7 @@ class ListPage:
     next_position: ListPosition | None  # None: this was the last page
     limit: int
     warnings: list[str] = field(default_factory=list)
-    # SHA-256 of the answer's bytes, when the crawl was asked for it: equal bytes, equal
+    # SHA-256 of the answer's bytes, when the crawl has a recall: equal bytes, equal
     # customers, so work derived from one page can be reused for the next equal one.
     digest: bytes | None = None
     outline: PageOutline | None = None  # of a decoded page; None when the crawl is off its cursor
@@ -217,8 +217,7 @@ class CustomersAPI:
         return self._client.post_for_response("customers.list", body)
 
     def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
-                   digest: bool = False, recall: Recall | None = None, **filters: Any,
-                   ) -> Iterator[ListPage]:
+                   recall: Recall | None = None, **filters: Any) -> Iterator[ListPage]:
         """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
 
         Ascending, because customers created during the crawl then sort behind the cursor
@@ -227,13 +226,12 @@ class CustomersAPI:
         no id (whose ``next_cursor`` is null although more follow) is continued with
         ``created_at_range.start`` from its last ``created_at``.
 
-        With ``digest``, each page carries the SHA-256 of its bytes and, when decoded, its
-        ``PageOutline``. ``recall`` (implies ``digest``) is asked for the outline of each
-        digest: a page it knows is not decoded, and comes ``recalled`` with no customers.
+        With ``recall``, each page carries the SHA-256 of its bytes and, when decoded, its
+        ``PageOutline``; ``recall`` is asked for the outline of each digest, and a page it
+        knows is not decoded: it comes ``recalled``, with no customers.
         """
         limit = limit or autumn_settings.SYNC_PAGE_SIZE
         position = position or ListPosition()
-        digest = digest or recall is not None
         skip_keys: set[tuple[str, Any]] = set()
         while True:
             body_filters = dict(filters)
@@ -251,8 +249,10 @@ class CustomersAPI:
                 limit = org_max
                 continue
             # Off the cursor (continuing past the defect) a page is filtered: no digest.
-            page_digest = hashlib.sha256(response.content).digest() if digest and not skip_keys else None
-            outline = recall(page_digest) if recall is not None and page_digest is not None else None
+            page_digest = outline = None
+            if recall is not None and not skip_keys:
+                page_digest = hashlib.sha256(response.content).digest()
+                outline = recall(page_digest)
             next_position = _outlined_next_position(outline, position, limit) if outline else _UNKNOWN
             if next_position is not _UNKNOWN:
                 yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True)
