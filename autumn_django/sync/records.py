@@ -26,6 +26,9 @@ PURCHASE_FIELDS = ("plan_id", "quantity", "started_at", "expires_at")
 BALANCE_FIELDS = ("feature_id", "granted", "remaining", "usage", "unlimited",
                   "overage_allowed", "max_purchase", "next_reset_at", "breakdown")
 FLAG_FIELDS = ("flag_id", "feature_id", "plan_id", "expires_at")
+# Each kind of child row, by its CustomerRecord attribute.
+CHILD_FIELDS = {"subscriptions": SUBSCRIPTION_FIELDS, "purchases": PURCHASE_FIELDS,
+                "balances": BALANCE_FIELDS, "flags": FLAG_FIELDS}
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -182,8 +185,7 @@ _TIME_FIELDS = frozenset({"started_at", "current_period_start", "current_period_
                           "expires_at", "trial_ends_at", "next_reset_at"})
 _CHILD_TIME_POSITIONS = tuple(
     (attribute, tuple(i for i, name in enumerate(fields) if name in _TIME_FIELDS))
-    for attribute, fields in (("subscriptions", SUBSCRIPTION_FIELDS), ("purchases", PURCHASE_FIELDS),
-                              ("balances", BALANCE_FIELDS), ("flags", FLAG_FIELDS))
+    for attribute, fields in CHILD_FIELDS.items()
 )
 
 
@@ -204,13 +206,10 @@ def convert_times(record: CustomerRecord, convert: Callable[[datetime], Any], st
     record.time_style = style
 
 
-CHILD_ATTRIBUTES = ("subscriptions", "purchases", "balances", "flags")
-
-
 def as_copy_text(record: CustomerRecord) -> None:
     """Turn the record's rows into PostgreSQL COPY text lines, in place."""
     if not record.child_text:
-        for attribute in CHILD_ATTRIBUTES:
+        for attribute in CHILD_FIELDS:
             setattr(record, attribute, [copy_line(row) for row in getattr(record, attribute)])
         record.customer_text = customer_copy_line(record)
         record.raw_json = ""
