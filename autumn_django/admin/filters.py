@@ -22,6 +22,17 @@ def _subscriptions(**conditions) -> Exists:
     return Exists(Subscription.objects.filter(customer=OuterRef("pk"), **conditions))
 
 
+def _distinct_choices(model, field: str) -> list[tuple[str, str]]:
+    """Every value of an indexed column, as choices: served by its index."""
+    values = model.objects.order_by(field).values_list(field, flat=True).distinct()
+    return [(value, value) for value in values]
+
+
+class _YesNoFilter(admin.SimpleListFilter):
+    def lookups(self, request, model_admin):
+        return YES_NO
+
+
 class PlanFilter(admin.SimpleListFilter):
     """Customers with an active subscription to a plan."""
 
@@ -29,9 +40,8 @@ class PlanFilter(admin.SimpleListFilter):
     parameter_name = "plan"
 
     def lookups(self, request, model_admin):
-        # Served by the plan_id index: the few plan ids there are, not the customers.
-        plans = Subscription.objects.order_by("plan_id").values_list("plan_id", flat=True).distinct()
-        return [(plan, plan) for plan in plans]
+        # The few plan ids there are, not the customers.
+        return _distinct_choices(Subscription, "plan_id")
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() is None:
@@ -67,12 +77,9 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset if condition is None else queryset.filter(condition)
 
 
-class PastDueFilter(admin.SimpleListFilter):
+class PastDueFilter(_YesNoFilter):
     title = _("past due")
     parameter_name = "past_due"
-
-    def lookups(self, request, model_admin):
-        return YES_NO
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -82,12 +89,9 @@ class PastDueFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DeletedFilter(admin.SimpleListFilter):
+class DeletedFilter(_YesNoFilter):
     title = _("gone from Autumn")
     parameter_name = "deleted"
-
-    def lookups(self, request, model_admin):
-        return YES_NO
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() in ("yes", "no"):
@@ -100,9 +104,7 @@ class FeatureFilter(admin.SimpleListFilter):
     parameter_name = "feature"
 
     def lookups(self, request, model_admin):
-        # Served by the feature_id index, like the plan filter's choices.
-        features = Balance.objects.order_by("feature_id").values_list("feature_id", flat=True).distinct()
-        return [(feature, feature) for feature in features]
+        return _distinct_choices(Balance, "feature_id")
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         return queryset if self.value() is None else queryset.filter(feature_id=self.value())
@@ -111,14 +113,11 @@ class FeatureFilter(admin.SimpleListFilter):
 EXHAUSTED = Q(unlimited=False, remaining__lte=0)
 
 
-class ExhaustedFilter(admin.SimpleListFilter):
+class ExhaustedFilter(_YesNoFilter):
     """Balances with nothing left (unlimited ones never run out)."""
 
     title = _("exhausted")
     parameter_name = "exhausted"
-
-    def lookups(self, request, model_admin):
-        return YES_NO
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
