@@ -45,12 +45,15 @@ class Customer(models.Model):
     stripe_id = models.CharField(max_length=255, null=True, blank=True)
     send_email_receipts = models.BooleanField(default=False)
     created_at = models.DateTimeField(_("created in Autumn"), db_index=True)
+    # No index of its own: the partial unique (user, env) below leads with it and serves
+    # every lookup by user, and most customers have no user, so it is also the smaller.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="autumn_customers",
+        db_index=False,
     )
     raw = RawJSONField(_("JSON as received"))
     raw_hash = models.CharField(max_length=32, editable=False)
