@@ -17,9 +17,11 @@ import gc
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -72,10 +74,52 @@ def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
 
 
 def _write_frame(stream: IO[bytes], value: Any) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_bytes(stream, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_bytes(stream: IO[bytes], data: bytes) -> None:
     stream.write(struct.pack(">Q", len(data)))
     stream.write(data)
     stream.flush()
+
+
+class _FrameSender:
+    """Writes the child's frames on a thread, so the child goes on preparing the next page
+    while the parent is still busy with the one before and has not read this one.
+
+    Pages vary (capped customers to re-read, changed ones to parse); without this the child
+    waited in the write whenever it was ahead and could not bank the time for a slower page
+    after. One frame waits here at most, so memory stays bounded. Writing to the pipe
+    releases the GIL: the preparing thread goes on meanwhile.
+    """
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink = sink
+        self._frames: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        self._failure: OSError | None = None
+        self._thread = threading.Thread(target=self._send_all, name="autumn-prefetch-send", daemon=True)
+        self._thread.start()
+
+    def send(self, value: Any) -> None:
+        """Pickle ``value`` here and queue it; raises the write's error once one failed."""
+        if self._failure is not None:
+            raise self._failure
+        self._frames.put(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def close(self) -> None:
+        """Wait until every queued frame is written."""
+        self._frames.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _send_all(self) -> None:
+        while (data := self._frames.get()) is not None:
+            if self._failure is None:  # after a failure, drain: a put must never block for ever
+                try:
+                    _write_bytes(self._sink, data)
+                except OSError as exc:
+                    self._failure = exc
 
 
 def _read_frame(stream: IO[bytes]) -> Any:
@@ -103,26 +147,34 @@ def main() -> None:
 def _serve() -> None:
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     config = _read_frame(source)
+    sender = _FrameSender(sink)
     try:
-        with AutumnClient(**config["client"]) as client:
-            preparer = PagePreparer(client, lambda: Fingerprints(frozen=_read_frame(source)),
-                                    lambda: _read_frame(source), time_style=config["time_style"],
-                                    child_text=config["child_text"])
-            # Automatic collections while orjson builds a page's ~40,000 containers cost
-            # ~7% of this process's time (measured over 20,000 customers). It holds one
-            # page at a time: with its start-up objects frozen, one collection per page
-            # walks little, and still frees any cycle (a bad record's traceback).
-            gc.freeze()
-            gc.disable()
-            for prepared in preparer.pages(config["position"], config["limit"]):
-                _write_frame(sink, ("page", prepared))
-                del prepared  # sent: a collection need not walk its records
-                gc.collect()
-        _write_frame(sink, ("end", None))
-    except AutumnError as exc:
-        _write_frame(sink, ("error", exc))
+        try:
+            _send_pages(config, source, sender)
+            sender.send(("end", None))
+        except AutumnError as exc:
+            sender.send(("error", exc))
+        finally:
+            sender.close()  # every frame queued is written before this process ends
     except BrokenPipeError:
         pass  # the parent stopped reading: it failed or was interrupted, and says why
+
+
+def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender) -> None:
+    with AutumnClient(**config["client"]) as client:
+        preparer = PagePreparer(client, lambda: Fingerprints(frozen=_read_frame(source)),
+                                lambda: _read_frame(source), time_style=config["time_style"],
+                                child_text=config["child_text"])
+        # Automatic collections while orjson builds a page's ~40,000 containers cost
+        # ~7% of this process's time (measured over 20,000 customers). It holds one
+        # page at a time: with its start-up objects frozen, one collection per page
+        # walks little, and still frees any cycle (a bad record's traceback).
+        gc.freeze()
+        gc.disable()
+        for prepared in preparer.pages(config["position"], config["limit"]):
+            sender.send(("page", prepared))
+            del prepared  # pickled: a collection need not walk its records
+            gc.collect()
 
 
 if __name__ == "__main__":
