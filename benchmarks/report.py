@@ -41,11 +41,15 @@ def _time_cell(step: dict[str, Any], fetch: float | None = None) -> str:
     return cell
 
 
-def _cpu_bound_cell(step: dict[str, Any], fetch: float, cores: int) -> str:
-    """The step's CPU seconds in every process it kept busy, divided by the cores: the
+def cpu_bound_seconds(cpu: dict[str, float], cores: int) -> float:
+    """A step's CPU seconds in every process it kept busy, divided by the cores: the
     shortest time any schedule of that work could take on this machine."""
-    total = sum(step["cpu"].values())
-    return f"{total:,.1f} CPU-s ÷ {cores} = {total / cores:,.2f} s · **{total / cores / fetch:.2f}x**"
+    return sum(cpu.values()) / cores
+
+
+def _cpu_bound_cell(step: dict[str, Any], fetch: float, cores: int) -> str:
+    bound = cpu_bound_seconds(step["cpu"], cores)
+    return f"{sum(step['cpu'].values()):,.1f} CPU-s ÷ {cores} = {bound:,.2f} s · **{bound / fetch:.2f}x**"
 
 
 def _change_label(change: dict[str, Any]) -> str:

@@ -109,10 +109,13 @@ def print_step(step: Step, fetch_seconds: float | None = None, note: str = "") -
     say(f"  [{step.name:<22}] {step.seconds:8.2f} s {step.rate:9,.0f} customers/s  {ratio}"
         f"  {counts}{'  ' + note if note else ''}")
     if step.cpu:
-        total, cores = sum(step.cpu.values()), os.cpu_count() or 1
-        bound = f"{total / cores / fetch_seconds:.2f}x" if fetch_seconds else ""
+        from benchmarks.report import cpu_bound_seconds
+
+        cores, total = os.cpu_count() or 1, sum(step.cpu.values())
+        bound = cpu_bound_seconds(step.cpu, cores)
+        ratio = f" {bound / fetch_seconds:.2f}x" if fetch_seconds else ""
         say("  " + " " * 24 + "cpu: " + ", ".join(f"{k} {v:.2f} s" for k, v in step.cpu.items())
-            + f"; total {total:.2f} CPU-s, so at least {total / cores:.2f} s on {cores} cores {bound}")
+            + f"; total {total:.2f} CPU-s, so at least {bound:.2f} s on {cores} cores{ratio}")
 
 
 class Ticker:

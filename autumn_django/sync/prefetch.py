@@ -74,7 +74,11 @@ def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
 
 
 def _write_frame(stream: IO[bytes], value: Any) -> None:
-    _write_bytes(stream, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    _write_bytes(stream, _pickled(value))
+
+
+def _pickled(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _write_bytes(stream: IO[bytes], data: bytes) -> None:
@@ -104,7 +108,7 @@ class _FrameSender:
         """Pickle ``value`` here and queue it; raises the write's error once one failed."""
         if self._failure is not None:
             raise self._failure
-        self._frames.put(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        self._frames.put(_pickled(value))
 
     def close(self) -> None:
         """Wait until every queued frame is written."""
