@@ -66,6 +66,14 @@ def check_sync_settings(app_configs=None, **kwargs) -> list:
             hint="The default, 1000, is Autumn's usual per-org maximum.",
             id="autumn_django.E005",
         ))
+    lanes = autumn_settings.SYNC_DB_CONNECTIONS
+    if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 8:
+        errors.append(Error(
+            f"AUTUMN_SYNC_DB_CONNECTIONS must be a whole number from 1 to 8, not {lanes!r}.",
+            hint="2 (the default) overlaps one page's commit with the next page's writes on "
+                 "PostgreSQL; 1 writes one page at a time, on one connection.",
+            id="autumn_django.E008",
+        ))
     timeout = autumn_settings.SYNC_LOCK_TIMEOUT
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 30:
         errors.append(Error(

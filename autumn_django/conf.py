@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     # Fetch, decode and parse pages in a child process while this one writes (about twice
     # as fast on two cores); False keeps all of a sync in one process.
     "SYNC_PREFETCH_PROCESS": True,
+    # PostgreSQL: how many connections a full sync writes pages on at once. Pages still
+    # commit one by one, in order; with 2 the server checks one page's foreign keys while
+    # it copies the next page's rows. 1 writes one page at a time. SQLite always uses 1.
+    "SYNC_DB_CONNECTIONS": 2,
     # How the app's own background work runs (signup, profile updates, admin refreshes,
     # webhook refreshes): "celery" queues tasks, "inline" runs them in-process after the
     # transaction commits (projects without a worker), "off" stops the app from calling

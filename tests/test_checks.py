@@ -18,6 +18,9 @@ def ids() -> list[str]:
     ("AUTUMN_API_URL", "http://autumn.internal.example", ["autumn_django.W001"]),
     ("AUTUMN_API_URL", "http://127.0.0.1:8787", []),
     ("AUTUMN_SYNC_PAGE_SIZE", 0, ["autumn_django.E005"]),
+    ("AUTUMN_SYNC_DB_CONNECTIONS", 0, ["autumn_django.E008"]),
+    ("AUTUMN_SYNC_DB_CONNECTIONS", "2", ["autumn_django.E008"]),
+    ("AUTUMN_SYNC_DB_CONNECTIONS", 1, []),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 5, ["autumn_django.E006"]),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 34, ["autumn_django.W002"]),  # 5 s of retries + 30 s read
     ("AUTUMN_WEBHOOK_SECRET", "whsec_not base64!", ["autumn_django.E007"]),

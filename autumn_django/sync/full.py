@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
@@ -17,10 +19,11 @@ from ..models import SyncRun
 from ..users import link_users_to_customers
 from . import events, memos, runs
 from .fingerprints import Fingerprints
+from .lanes import CommitLanes, lane_count
 from .prefetch import prepared_pages
 from .preparer import PagePreparer, PreparedPage
 from .records import EPOCH
-from .writer import MirrorWriter
+from .writer import MirrorWriter, WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,18 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     return run
 
 
+@dataclass(frozen=True)
+class _Written:
+    result: WriteResult
+    balances: events.BalanceChanges | None
+
+
+@dataclass(frozen=True)
+class _Stored:
+    written: _Written
+    run: SyncRun  # as this page left it
+
+
 class _Pass:
     """One attempt at a run: crawl from the run's saved position to the end, then settle
     deletions for the part of the key space this attempt saw."""
@@ -77,8 +92,20 @@ class _Pass:
         self.first_created_at: int | None = None
 
     def execute(self) -> None:
-        for prepared in self._pages():
-            self._store(prepared)
+        lanes = lane_count(self.using, autumn_settings.SYNC_DB_CONNECTIONS)
+        if lanes == 1:
+            for prepared in self._pages():
+                with transaction.atomic(using=self.using):
+                    stored = self._record(prepared, self._write(prepared, self.writer))
+                    transaction.on_commit(partial(self._send_events, stored), using=self.using)
+                self._report(prepared, stored)
+        else:
+            env, using = self.client.env, self.using
+            with CommitLanes(lanes, using, lane=lambda: MirrorWriter(env, using),
+                             write=self._write, record=self._record) as pipeline:
+                for prepared, stored in pipeline.stored_in_order(self._pages()):
+                    self._send_events(stored)
+                    self._report(prepared, stored)
         self._settle_deletions()
 
     def _pages(self) -> Iterator[PreparedPage]:
@@ -110,34 +137,50 @@ class _Pass:
         return PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
                             time_style=style, child_text=child_text).pages(position, self.run.page_size)
 
-    def _store(self, prepared: PreparedPage) -> None:
-        run, records, problems = self.run, prepared.records, prepared.problems
-        self.identified_everyone &= all(problem.key for problem in problems)
-        run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
+    def _write(self, prepared: PreparedPage, writer: MirrorWriter) -> _Written:
+        """A page's rows and memo, in its transaction (on ``writer``'s connection)."""
         balances = events.balance_recorder(self.using)
         now = timezone.now()
-        with transaction.atomic(using=self.using):
-            result = self.writer.write(records, now=now,
-                                       before_replace=balances and balances.before_replace)
-            memos.save_memo(run.env, prepared, now, self.using)
-            run.pages += 1
-            run.created += len(result.created)
-            run.updated += len(result.updated)
-            run.undeleted += len(result.undeleted)
-            run.unchanged += len(result.unchanged) + prepared.unchanged
-            run.skipped += len(problems)
-            run.errors += [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
-            run.errors += [{"warning": warning} for warning in prepared.page.warnings]
-            if prepared.reached_created_at is not None:
-                reached = EPOCH + timedelta(milliseconds=prepared.reached_created_at)
-                run.reached_created_at = max(run.reached_created_at or reached, reached)
-            runs.save_page(run, prepared.page.next_position)
-            events.send_write_events_on_commit(result, balances, self.using)
+        result = writer.write(prepared.records, now=now,
+                              before_replace=balances and balances.before_replace)
+        if balances is not None:
+            balances.after_write(result)
+        memos.save_memo(self.run.env, prepared, now, self.using)
+        return _Written(result, balances)
+
+    def _record(self, prepared: PreparedPage, written: _Written) -> _Stored:
+        """The run's counters and resume point, last in the page's transaction: pages
+        reach this one at a time, in order."""
+        run, result, problems = self.run, written.result, prepared.problems
+        self.identified_everyone &= all(problem.key for problem in problems)
+        run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
+        run.pages += 1
+        run.created += len(result.created)
+        run.updated += len(result.updated)
+        run.undeleted += len(result.undeleted)
+        run.unchanged += len(result.unchanged) + prepared.unchanged
+        run.skipped += len(problems)
+        run.errors += [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
+        run.errors += [{"warning": warning} for warning in prepared.page.warnings]
+        if prepared.reached_created_at is not None:
+            reached = EPOCH + timedelta(milliseconds=prepared.reached_created_at)
+            run.reached_created_at = max(run.reached_created_at or reached, reached)
+        runs.save_page(run, prepared.page.next_position)
+        # The next page may already be counting into ``run``: progress gets this page's.
+        snapshot = copy.copy(run)
+        snapshot.errors = list(run.errors)
+        return _Stored(written, snapshot)
+
+    def _send_events(self, stored: _Stored) -> None:
+        events.send_write_events(stored.written.result, stored.written.balances, self.using)
+
+    def _report(self, prepared: PreparedPage, stored: _Stored) -> None:
+        """After the page committed."""
         self.seen.add_many(prepared.seen)
         if self.progress:
             if self.first_created_at is None:
                 self.first_created_at = prepared.reached_created_at
-            self.progress(SyncProgress(run, prepared.page, self.first_created_at,
+            self.progress(SyncProgress(stored.run, prepared.page, self.first_created_at,
                                        prepared.reached_created_at))
 
     def _settle_deletions(self) -> None:

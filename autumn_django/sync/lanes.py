@@ -1,0 +1,123 @@
+"""Pages written on several database connections at once, committed strictly in order.
+
+Why: on PostgreSQL a page's commit is where the server checks every child row's foreign
+key (a quarter of the server's work in a first sync), and one connection is one server
+process on one core. With two connections the server checks page N's keys while it
+copies page N+1's rows, on the core the sync would otherwise leave idle. Measured at
+100,000 customers on 2 cores, interleaved runs: first sync 28.9 s -> 24.9 s (README).
+
+How order is kept: each page runs on its lane's own thread and connection. Its writes
+overlap the pages before it, but it records its progress (the run's resume point) and
+commits only once the page before it has committed. A page whose predecessor failed
+rolls back instead, so the saved resume point never passes a page that was not stored.
+Two pages can meet only on a customer both contain (the list shifted between requests);
+the later one then waits for the earlier's commit, which never waits for it, and takes
+the writer's "appeared meanwhile" path.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from django.db import connections, transaction
+
+Item = TypeVar("Item")
+Lane = TypeVar("Lane")
+Written = TypeVar("Written")
+Recorded = TypeVar("Recorded")
+
+
+class PreviousPageFailed(Exception):
+    """This page rolled back because the page before it was not stored."""
+
+
+def lane_count(using: str, wanted: int) -> int:
+    """How many connections a sync on ``using`` may write on: one where the database
+    takes one writer at a time (SQLite), or where the caller holds a transaction (lanes
+    could neither see its uncommitted rows nor commit inside it)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return 1
+    return wanted
+
+
+class CommitLanes(Generic[Item, Lane, Written, Recorded]):
+    """Runs ``write`` then ``record`` for each item in one transaction on one of
+    ``count`` connections; ``record`` runs (and the transaction commits) only after the
+    previous item's commit. ``lane`` builds each lane's own state on its thread."""
+
+    def __init__(self, count: int, using: str, *, lane: Callable[[], Lane],
+                 write: Callable[[Item, Lane], Written],
+                 record: Callable[[Item, Written], Recorded]) -> None:
+        self.using, self.write, self.record = using, write, record
+        self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"autumn-sync-lane-{n}")
+                         for n in range(count)]
+        self._lanes: list[Lane] = []
+        try:
+            self._lanes = [thread.submit(lane).result() for thread in self._threads]
+        except BaseException:
+            self.close()
+            raise
+
+    def stored_in_order(self, items: Iterable[Item]) -> Iterator[tuple[Item, Recorded]]:
+        """Each item with what ``record`` returned, in order, once its page committed.
+
+        At most one item per lane is in flight. If ``items`` fails, the pages already
+        handed out still commit and are yielded before the failure propagates; if a page
+        fails, its error propagates and the pages after it roll back.
+        """
+        in_flight: deque[tuple[Item, Future[Recorded]]] = deque()
+        previous: Future[Recorded] | None = None
+        try:
+            for index, item in enumerate(items):
+                if len(in_flight) == len(self._threads):
+                    yield _committed(*in_flight.popleft())
+                lane = index % len(self._threads)
+                previous = self._threads[lane].submit(self._store, item, self._lanes[lane], previous)
+                in_flight.append((item, previous))
+        except BaseException:
+            # Not a page's failure (those are raised by ``_committed``, after which nothing
+            # is in flight that can commit): report the pages that still commit, then fail.
+            yield from _committed_before_failure(in_flight)
+            raise
+        while in_flight:
+            yield _committed(*in_flight.popleft())
+
+    def close(self) -> None:
+        """Wait for pages in flight, then close each lane's connection."""
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.submit(connections.close_all)  # this thread's, for every alias it opened
+            thread.shutdown(wait=True)
+
+    def __enter__(self) -> CommitLanes[Item, Lane, Written, Recorded]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _store(self, item: Item, lane: Lane, previous: Future[Recorded] | None) -> Recorded:
+        with transaction.atomic(using=self.using):
+            written = self.write(item, lane)
+            if previous is not None:
+                try:
+                    previous.result()
+                except BaseException as exc:
+                    raise PreviousPageFailed("The page before this one was not stored.") from exc
+            return self.record(item, written)
+
+
+def _committed(item: Item, future: Future[Recorded]) -> tuple[Item, Recorded]:
+    return item, future.result()
+
+
+def _committed_before_failure(in_flight: deque[tuple[Item, Future[Recorded]]]
+                              ) -> Iterator[tuple[Item, Recorded]]:
+    while in_flight:
+        item, future = in_flight.popleft()
+        if future.exception() is not None:
+            return  # this page failed, so every page after it rolled back
+        yield item, future.result()
