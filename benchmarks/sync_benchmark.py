@@ -401,6 +401,9 @@ def _other_cpu_seconds() -> dict[str, float]:
         if pid in _STANDIN_PIDS:
             found["stand-in"] += seconds
         elif name.startswith("postgres"):
+            # cutime + cstime: the postmaster's reaped backends, e.g. the sync's extra
+            # connections (AUTUMN_SYNC_DB_CONNECTIONS), which end with the sync.
+            seconds += (int(fields[13]) + int(fields[14])) / tick
             found["PostgreSQL server"] = found.get("PostgreSQL server", 0.0) + seconds
     return found
 
