@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from autumn_django.sync.copytext import copy_line, copy_value
+from autumn_django.sync.copytext import copy_line, copy_value, in_pieces
 from autumn_django.sync.records import (
     TIME_FORMS,
     RecordError,
@@ -96,6 +96,15 @@ def test_copy_text_escapes_the_formats_specials_and_writes_each_type_as_postgres
     assert copy_line(("x\ty", None, False, 12.0)) == "x\\ty\t\\N\tf\t12.0"
     with pytest.raises(TypeError, match="datetime"):
         copy_value(datetime(2024, 1, 1))
+
+
+def test_copy_text_goes_in_pieces_of_whole_lines_in_order():
+    lines = [f"{n}\tline {n}\n" for n in range(7)]
+
+    pieces = list(in_pieces(iter(lines), lines_per_piece=3))
+
+    assert pieces == ["".join(lines[0:3]), "".join(lines[3:6]), lines[6]]
+    assert list(in_pieces(iter([]))) == []
 
 
 def test_child_rows_as_copy_text_keep_their_order_and_values():

@@ -28,8 +28,9 @@ from django.db import IntegrityError, models, transaction
 from ..models import Customer
 
 Key = tuple[str, str]
-# Rows: sequences of values, or (where takes_copy_text) their PostgreSQL COPY text.
-Rows = Sequence[Sequence[Any]] | str
+# Rows: sequences of values, or (where takes_copy_text) their PostgreSQL COPY text, given
+# as an iterator of pieces (copytext.in_pieces).
+Rows = Sequence[Sequence[Any]] | Iterator[str]
 
 
 class AppearedMeanwhile(Exception):
@@ -242,8 +243,9 @@ class PostgresBulkWriter(BulkWriter):
     def _copy(self, cursor, table: str, columns: str, rows: Rows) -> None:
         """COPY rows of values, or their text (``copytext``)."""
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            if isinstance(rows, str):
-                copy.write(rows)
+            if isinstance(rows, Iterator):
+                for piece in rows:
+                    copy.write(piece)
                 return
             for row in rows:
                 copy.write_row(row)

@@ -17,6 +17,7 @@ the writer's "appeared meanwhile" path.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,24 +66,27 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
     def stored_in_order(self, items: Iterable[Item]) -> Iterator[tuple[Item, Recorded]]:
         """Each item with what ``record`` returned, in order, once its page committed.
 
-        At most one item per lane is in flight. If ``items`` fails, the pages already
-        handed out still commit and are yielded before the failure propagates; if a page
-        fails, its error propagates and the pages after it roll back.
+        At most one item per lane is in flight, and the next item is taken from ``items``
+        only once a lane is free (a page waiting for a lane would be one more page in
+        memory). A page's failure propagates, and the pages after it roll back; if
+        ``items`` fails, the pages already handed out still commit and are yielded first.
         """
+        pages = iter(items)
         in_flight: deque[tuple[Item, Future[Recorded]]] = deque()
         previous: Future[Recorded] | None = None
-        try:
-            for index, item in enumerate(items):
-                if len(in_flight) == len(self._threads):
-                    yield _committed(*in_flight.popleft())
-                lane = index % len(self._threads)
-                previous = self._threads[lane].submit(self._store, item, self._lanes[lane], previous)
-                in_flight.append((item, previous))
-        except BaseException:
-            # Not a page's failure (those are raised by ``_committed``, after which nothing
-            # is in flight that can commit): report the pages that still commit, then fail.
-            yield from _committed_before_failure(in_flight)
-            raise
+        for index in itertools.count():
+            if len(in_flight) == len(self._threads):
+                yield _committed(*in_flight.popleft())
+            try:
+                item = next(pages)
+            except StopIteration:
+                break
+            except BaseException:
+                yield from _committed_before_failure(in_flight)
+                raise
+            lane = index % len(self._threads)
+            previous = self._threads[lane].submit(self._store, item, self._lanes[lane], previous)
+            in_flight.append((item, previous))
         while in_flight:
             yield _committed(*in_flight.popleft())
 

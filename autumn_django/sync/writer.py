@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from ..models import Balance, Customer, Flag, Purchase, Subscription
 from .bulk import AppearedMeanwhile, BulkWriter, Rows, chunks
-from .copytext import NULL, copy_line, copy_value
+from .copytext import NULL, copy_line, copy_value, in_pieces
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .records import (
     BALANCE_FIELDS,
@@ -237,7 +237,7 @@ class MirrorWriter:
         synced = self._adapt_time(now)
         if self.child_text:
             bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}\n"
-            return "".join([customer_copy_line(record) + bookkeeping for record in records])
+            return in_pieces(customer_copy_line(record) + bookkeeping for record in records)
         return [[*(record.values[name] for name in CUSTOMER_FIELDS),
                  record.raw_json, record.raw_hash, self.env, synced, None] for record in records]
 
@@ -248,15 +248,17 @@ class MirrorWriter:
         for model, fields, attribute in _CHILDREN:
             if stale:
                 self._bulk.delete_children(cursor, model, stale)
+            if not any(getattr(record, attribute) for record in records):
+                continue
             rows: Rows
             if self.child_text:
-                rows = "".join([f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
-                                for record in records for child in getattr(record, attribute)])
+                rows = in_pieces(
+                    f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
+                    for record in records for child in getattr(record, attribute))
             else:
                 rows = [(written[record.key], *child)
                         for record in records for child in getattr(record, attribute)]
-            if rows:
-                self._bulk.insert_children(cursor, model, fields, rows)
+            self._bulk.insert_children(cursor, model, fields, rows)
 
 
 def _time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
