@@ -67,7 +67,8 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
     """The timing rows: one per step, a cell per database."""
     rows: list[Row] = []
     cells: dict[str, dict[str, str]] = {key: {} for key in
-                                        ("fetch", "first", "first_cpu", "again", "change", "baseline")}
+                                        ("fetch", "first", "first_cpu", "first_one", "again", "change",
+                                         "baseline")}
     first_targets = []
     change_label = "re-sync after 1% changed"
     sample_label = "naive per-customer `update_or_create`"
@@ -84,6 +85,8 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
         cells["first"][db] = f"{_time_cell(first, fetch)} {verdict(first['seconds'] / fetch <= limit)}"
         if first.get("cpu"):
             cells["first_cpu"][db] = _cpu_bound_cell(first, fetch, result["machine"]["cores"])
+        one = steps.get("first_sync_one_connection")
+        cells["first_one"][db] = _time_cell(one, fetch) if one else "— (one writer: always one)"
         again = steps["no_change_resync"]
         cells["again"][db] = (f"{_time_cell(again, fetch)} "
                               f"{verdict(again['seconds'] / fetch <= NO_CHANGE_MAX_RATIO)}")
@@ -107,6 +110,9 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
     if cells["first_cpu"]:
         rows.append(("first sync's CPU, every process (sync, prefetch child, stand-in, PostgreSQL "
                      "server) ÷ cores: no overlap of the work gets below this", "—", cells["first_cpu"]))
+    if any(steps.get("first_sync_one_connection") for steps in (r["steps"] for r in results)):
+        rows.append(("the same first sync on one database connection (`AUTUMN_SYNC_DB_CONNECTIONS "
+                     "= 1`), measured just before it", "—", cells["first_one"]))
     rows.append(("no-change re-sync", f"≤ {NO_CHANGE_MAX_RATIO:g}x fetch-only", cells["again"]))
     rows.append((change_label, "—", cells["change"]))
     if cells["baseline"]:

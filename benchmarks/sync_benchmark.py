@@ -12,7 +12,8 @@
 3. times fetch-only (the app's client paging through every customer: after a warm-up pass
    that fills the stand-in's cache of serialized rows, twice before the syncs and once
    after each; the median is the floor every ratio divides by), first sync into the
-   empty mirror, no-change re-sync, and re-sync after 1% of the customers changed (balance
+   empty mirror (on PostgreSQL also with one database connection, before it), no-change
+   re-sync, and re-sync after 1% of the customers changed (balance
    usage, subscriptions, names and metadata, through the stand-in's ``--control``
    channel) and a few were deleted;
 4. times the naive baseline (per-customer ``update_or_create`` plus children deleted and
@@ -817,7 +818,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         floor = FetchFloor(args.customers)
         floor.measure()
         floor.measure()
-        result["steps"] = steps = sync_steps(url, args.customers, floor)
+        result["steps"] = steps = sync_steps(url, args.customers, floor, args.db)
         steps["fetch_only"] = floor.summary()
         say("  ratios against the floor: " + ", ".join(
             f"{name} {steps[key]['seconds'] / floor.seconds:.2f}x"
@@ -862,8 +863,17 @@ class FetchFloor:
         return {**asdict(median), "runs": [round(step.seconds, 3) for step in self.runs]}
 
 
-def sync_steps(url: str, n: int, floor: FetchFloor) -> dict[str, Any]:
-    """First sync, no-change re-sync, then the 1% change and its re-sync; fetch-only after each."""
+def sync_steps(url: str, n: int, floor: FetchFloor, db: str) -> dict[str, Any]:
+    """First sync, no-change re-sync, then the 1% change and its re-sync; fetch-only after each.
+    On PostgreSQL a first sync on one connection comes first, to compare the default with."""
+    steps: dict[str, Any] = {}
+    if db == "postgres":
+        one = first_sync_on_one_connection()
+        print_step(one, floor.seconds)
+        expect(one, created=n, updated=0, skipped=0)
+        steps["first_sync_one_connection"] = asdict(one)
+        floor.measure("(between steps)")
+        fresh_database(db)
     first = timed_sync("first sync")
     print_step(first, floor.seconds)
     expect(first, created=n, updated=0, skipped=0)
@@ -881,8 +891,17 @@ def sync_steps(url: str, n: int, floor: FetchFloor) -> dict[str, Any]:
     print_step(changed, floor.seconds, note=f"({change['summary']})")
     expect(changed, updated=change["changed"], deleted=change["deleted"], created=0)
     floor.measure("(between steps)", deleted=change["deleted"])
-    return {"first_sync": {**asdict(first), "mirror_rows": rows}, "no_change_resync": asdict(again),
+    return {**steps, "first_sync": {**asdict(first), "mirror_rows": rows}, "no_change_resync": asdict(again),
             "resync_after_change": {**asdict(changed), "change": change}}
+
+
+def first_sync_on_one_connection() -> Step:
+    """A first sync with ``AUTUMN_SYNC_DB_CONNECTIONS = 1``: each page written and committed
+    before the next begins, as on SQLite (what the default's second connection gains)."""
+    from django.test import override_settings
+
+    with override_settings(AUTUMN_SYNC_DB_CONNECTIONS=1):
+        return timed_sync("first sync, 1 connection")
 
 
 def _baseline_step(args: argparse.Namespace, fetch_seconds: float) -> dict[str, Any]:
