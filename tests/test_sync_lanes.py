@@ -5,6 +5,7 @@ progress of every stored page reach the calling thread."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -13,7 +14,7 @@ from autumn_django.exceptions import ServerError
 from autumn_django.models import Customer, SyncRun
 from autumn_django.signals import customer_created
 from autumn_django.sync import sync_all_customers
-from autumn_django.sync.lanes import lane_count
+from autumn_django.sync.lanes import CommitLanes, lane_count
 
 from .conftest import assert_mirror_matches
 
@@ -144,3 +145,55 @@ def test_pages_in_flight_when_the_crawl_fails_are_stored_and_announced(make_stan
     assert SyncRun.objects.get().pages == 2
     assert sorted(created) == sorted(Customer.objects.values_list("pk", flat=True))
     assert len(created) == 200
+
+
+@pytest.fixture
+def scratch_table():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE autumn_test_lane_rows (key text PRIMARY KEY, written_at float)")
+    yield "autumn_test_lane_rows"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE autumn_test_lane_rows")
+
+
+def lanes_writing_keys(items, touches):
+    """CommitLanes over items (key, seconds to wait before writing it): when each write
+    began and ended, in the order the items were stored."""
+    def lane():
+        with connection.cursor() as cursor:  # this lane's own connection
+            cursor.execute("SET lock_timeout = '3s'")  # a deadlock fails the test, not hangs it
+
+    def write(item, _lane):
+        key, delay = item
+        began = time.monotonic()
+        time.sleep(delay)
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO autumn_test_lane_rows VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                           [key, time.monotonic()])
+        return began, time.monotonic()
+
+    with CommitLanes(2, "default", lane=lane, write=write, record=lambda item, spans: spans,
+                     touches=touches) as lanes:
+        return [(item, spans) for item, spans in lanes.stored_in_order(items)]
+
+
+@on_postgres
+def test_pages_writing_different_rows_are_written_at_the_same_time(scratch_table):
+    stored = lanes_writing_keys([("a", 0.5), ("b", 0.0)], touches=lambda item: {item[0]})
+
+    (first, (_, first_ended)), (second, (second_began, _)) = stored
+    assert (first[0], second[0]) == ("a", "b")
+    assert second_began < first_ended  # "b" was written while "a" was still being written
+
+
+@on_postgres
+def test_pages_writing_the_same_row_are_never_in_flight_together(scratch_table):
+    # Were both in flight, the second would write the row first, the first would wait on
+    # it, and the second would wait for its turn on the first: a deadlock.
+    stored = lanes_writing_keys([("shared", 0.5), ("shared", 0.0)], touches=lambda item: {item[0]})
+
+    (_, (_, first_ended)), (_, (second_began, _)) = stored
+    assert second_began >= first_ended
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM autumn_test_lane_rows")
+        assert cursor.fetchone()[0] == 1

@@ -102,7 +102,8 @@ class _Pass:
         else:
             env, using = self.client.env, self.using
             with CommitLanes(lanes, using, lane=lambda: MirrorWriter(env, using),
-                             write=self._write, record=self._record) as pipeline:
+                             write=self._write, record=self._record,
+                             touches=_customers_of) as pipeline:
                 for prepared, stored in pipeline.stored_in_order(self._pages()):
                     self._send_events(stored)
                     self._report(prepared, stored)
@@ -203,6 +204,12 @@ class _Pass:
         linked = link_users_to_customers(run.env)
         if linked:
             logger.info("Linked %d users to their Autumn customers.", linked)
+
+
+def _customers_of(prepared: PreparedPage) -> set[tuple[str, str]]:
+    """The customer rows a page may write: by key, and by email (an id-less row it claims)."""
+    return ({record.key for record in prepared.records}
+            | {("email", record.email) for record in prepared.records if record.email})
 
 
 def _key_text(key: tuple[str, str] | None) -> str | None:

@@ -10,9 +10,11 @@ How order is kept: each page runs on its lane's own thread and connection. Its w
 overlap the pages before it, but it records its progress (the run's resume point) and
 commits only once the page before it has committed. A page whose predecessor failed
 rolls back instead, so the saved resume point never passes a page that was not stored.
-Two pages can meet only on a customer both contain (the list shifted between requests);
-the later one then waits for the earlier's commit, which never waits for it, and takes
-the writer's "appeared meanwhile" path.
+Pages in flight together must not write the same rows: if a page had to wait on a row
+a later page holds, that page would wait for its turn on the first, a deadlock the
+server cannot see (one of the waits is in Python). Two pages share rows only through a
+customer (key or email) both contain, which Autumn's cursor paging should never give;
+should it, the later page is handed out only after the earlier one committed.
 """
 
 from __future__ import annotations
@@ -48,12 +50,15 @@ def lane_count(using: str, wanted: int) -> int:
 class CommitLanes(Generic[Item, Lane, Written, Recorded]):
     """Runs ``write`` then ``record`` for each item in one transaction on one of
     ``count`` connections; ``record`` runs (and the transaction commits) only after the
-    previous item's commit. ``lane`` builds each lane's own state on its thread."""
+    previous item's commit. ``lane`` builds each lane's own state on its thread;
+    ``touches`` names the rows an item may write (items that share one are never in
+    flight together)."""
 
     def __init__(self, count: int, using: str, *, lane: Callable[[], Lane],
                  write: Callable[[Item, Lane], Written],
-                 record: Callable[[Item, Written], Recorded]) -> None:
-        self.using, self.write, self.record = using, write, record
+                 record: Callable[[Item, Written], Recorded],
+                 touches: Callable[[Item], set]) -> None:
+        self.using, self.write, self.record, self.touches = using, write, record, touches
         self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"autumn-sync-lane-{n}")
                          for n in range(count)]
         self._lanes: list[Lane] = []
@@ -72,7 +77,7 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
         ``items`` fails, the pages already handed out still commit and are yielded first.
         """
         pages = iter(items)
-        in_flight: deque[tuple[Item, Future[Recorded]]] = deque()
+        in_flight: deque[tuple[Item, Future[Recorded], set]] = deque()
         previous: Future[Recorded] | None = None
         for index in itertools.count():
             if len(in_flight) == len(self._threads):
@@ -84,9 +89,14 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
             except BaseException:
                 yield from _committed_before_failure(in_flight)
                 raise
+            touches = self.touches(item)
+            while in_flight and any(touches & other for *_, other in in_flight):
+                # It would wait on a row an earlier page holds, and that page (or one
+                # between) may wait for its turn on this one: let those commit first.
+                yield _committed(*in_flight.popleft())
             lane = index % len(self._threads)
             previous = self._threads[lane].submit(self._store, item, self._lanes[lane], previous)
-            in_flight.append((item, previous))
+            in_flight.append((item, previous, touches))
         while in_flight:
             yield _committed(*in_flight.popleft())
 
@@ -114,14 +124,14 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
             return self.record(item, written)
 
 
-def _committed(item: Item, future: Future[Recorded]) -> tuple[Item, Recorded]:
+def _committed(item: Item, future: Future[Recorded], touches: set) -> tuple[Item, Recorded]:
     return item, future.result()
 
 
-def _committed_before_failure(in_flight: deque[tuple[Item, Future[Recorded]]]
+def _committed_before_failure(in_flight: deque[tuple[Item, Future[Recorded], set]]
                               ) -> Iterator[tuple[Item, Recorded]]:
     while in_flight:
-        item, future = in_flight.popleft()
+        item, future, _ = in_flight.popleft()
         if future.exception() is not None:
             return  # this page failed, so every page after it rolled back
         yield item, future.result()
