@@ -78,7 +78,7 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
         cells["fetch"][db] = _time_cell(steps["fetch_only"])
         if steps["fetch_only"].get("runs"):
             runs = steps["fetch_only"]["runs"]
-            cells["fetch"][db] += f" (runs {min(runs):.2f} to {max(runs):.2f} s)"
+            cells["fetch"][db] += f" ({len(runs)} runs, {min(runs):.2f} to {max(runs):.2f} s)"
         first = steps["first_sync"]
         limit = FIRST_SYNC_MAX_RATIO[db]
         first_targets.append(f"≤ {limit:g}x {DB_TITLES[db]}")
@@ -104,7 +104,8 @@ def step_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
             sample_label = (f"naive per-customer `update_or_create`: measured on {baseline['customers']:,}, "
                             f"**scaled** x{result['customers'] / baseline['customers']:,.0f} to "
                             f"{result['customers']:,}")
-    rows.append(("fetch-only: the app's client pages through everyone (median of 5 runs)", "the floor",
+    rows.append(("fetch-only: the app's client pages through everyone (the median of its runs: twice "
+                 "before the syncs, once after each)", "the floor",
                  cells["fetch"]))
     rows.append(("first sync into an empty mirror", ", ".join(first_targets) + " fetch-only", cells["first"]))
     if cells["first_cpu"]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -33,6 +34,21 @@ def test_lanes_are_used_only_where_pages_can_commit_on_their_own(settings):
         assert lane_count("default", wanted) == 1
 
 
+@contextmanager
+def created_signals():
+    """The customers ``customer_created`` announced, each as (pk, sent on the main thread)."""
+    sent = []
+
+    def receive(sender, customer, **kwargs):
+        sent.append((customer.pk, threading.current_thread() is threading.main_thread()))
+
+    customer_created.connect(receive, dispatch_uid="lanes-test")
+    try:
+        yield sent
+    finally:
+        customer_created.disconnect(dispatch_uid="lanes-test")
+
+
 def backends() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
@@ -45,20 +61,14 @@ def test_pages_on_two_connections_commit_in_order_and_report_on_the_calling_thre
     settings.AUTUMN_SYNC_DB_CONNECTIONS = 2
     server = make_standin(300, seed=5)
     before = backends()
-    reports, created = [], []
+    reports = []
 
     def progress(report):
         reports.append((report.run.pages, report.run.created, report.page.next_position,
                         threading.current_thread() is threading.main_thread(), backends()))
 
-    def on_created(sender, customer, **kwargs):
-        created.append((customer.pk, threading.current_thread() is threading.main_thread()))
-
-    customer_created.connect(on_created)
-    try:
+    with created_signals() as created:
         run = sync_all_customers(page_size=40, progress=progress)
-    finally:
-        customer_created.disconnect(on_created)
 
     assert run.status == SyncRun.Status.SUCCEEDED and run.pages == 8
     assert [pages for pages, *_ in reports] == list(range(1, 9))  # one report per page, in order
@@ -106,14 +116,8 @@ def test_a_page_failing_at_commit_keeps_every_later_page_out(make_standin, setti
     poisoned = next(c for c in listed[100:120] if c["id"])  # page 3 of 5
     server.modify_customer(poisoned["id"], email=POISON)
     poison_customer_inserts()
-    created = []
-    customer_created.connect(lambda sender, customer, **kw: created.append(customer.pk), weak=False,
-                             dispatch_uid="lanes-test")
-    try:
-        with pytest.raises(DatabaseError, match="poisoned customer"):
-            sync_all_customers(page_size=50)
-    finally:
-        customer_created.disconnect(dispatch_uid="lanes-test")
+    with created_signals() as created, pytest.raises(DatabaseError, match="poisoned customer"):
+        sync_all_customers(page_size=50)
 
     failed = SyncRun.objects.get()
     assert (failed.status, failed.pages, failed.created) == (SyncRun.Status.FAILED, 2, 100)
@@ -133,17 +137,11 @@ def test_pages_in_flight_when_the_crawl_fails_are_stored_and_announced(make_stan
     settings.AUTUMN_SYNC_DB_CONNECTIONS = 2
     server = make_standin(250, seed=13)
     server.faults.fail_next(1, status=500, endpoint="customers.list", after=2)
-    created = []
-    customer_created.connect(lambda sender, customer, **kw: created.append(customer.pk), weak=False,
-                             dispatch_uid="lanes-test")
-    try:
-        with pytest.raises(ServerError, match="500"):
-            sync_all_customers(page_size=100)
-    finally:
-        customer_created.disconnect(dispatch_uid="lanes-test")
+    with created_signals() as created, pytest.raises(ServerError, match="500"):
+        sync_all_customers(page_size=100)
 
     assert SyncRun.objects.get().pages == 2
-    assert sorted(created) == sorted(Customer.objects.values_list("pk", flat=True))
+    assert sorted(pk for pk, _ in created) == sorted(Customer.objects.values_list("pk", flat=True))
     assert len(created) == 200
 
 
