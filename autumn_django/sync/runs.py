@@ -72,12 +72,17 @@ def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
 
 
 def finish_run(run: SyncRun, *, failure: str = "") -> None:
-    """Release the lock. A failed run keeps its resume point for the next run."""
+    """Release the lock. A failed run keeps its resume point for the next run, and the
+    errors of the pages it stored: ``run`` may hold those of a page that failed to commit,
+    which the next run reads again."""
     run.status = SyncRun.Status.FAILED if failure else SyncRun.Status.SUCCEEDED
     run.failure = failure
     run.finished_at = run.heartbeat_at = timezone.now()
-    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
-    _save_if_ours(run, ["status", "failure", "finished_at", "heartbeat_at", "deleted", "errors"])
+    fields = ["status", "failure", "finished_at", "heartbeat_at"]
+    if not failure:
+        run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+        fields += ["deleted", "errors"]
+    _save_if_ours(run, fields)
 
 
 def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
