@@ -24,7 +24,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from django.db import connections, transaction
 
@@ -78,11 +78,11 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
         ``items`` fails, the pages already handed out still commit and are yielded first.
         """
         pages = iter(items)
-        in_flight: deque[tuple[Item, Future[Recorded], set]] = deque()
+        in_flight: deque[_InFlight] = deque()
         previous: Future[Recorded] | None = None
         for index in itertools.count():
             if len(in_flight) == len(self._threads):
-                yield _committed(*in_flight.popleft())
+                yield in_flight.popleft().committed()
             try:
                 item = next(pages)
             except StopIteration:
@@ -91,15 +91,15 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
                 yield from _committed_before_failure(in_flight)
                 raise
             touches = self.touches(item)
-            while in_flight and any(touches & other for *_, other in in_flight):
+            while in_flight and any(touches & page.touches for page in in_flight):
                 # It would wait on a row an earlier page holds, and that page (or one
                 # between) may wait for its turn on this one: let those commit first.
-                yield _committed(*in_flight.popleft())
+                yield in_flight.popleft().committed()
             lane = index % len(self._threads)
             previous = self._threads[lane].submit(self._store, item, self._lanes[lane], previous)
-            in_flight.append((item, previous, touches))
+            in_flight.append(_InFlight(item, previous, touches))
         while in_flight:
-            yield _committed(*in_flight.popleft())
+            yield in_flight.popleft().committed()
 
     def close(self) -> None:
         """Wait for pages in flight, then close each lane's connection."""
@@ -125,14 +125,19 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
             return self.record(item, written)
 
 
-def _committed(item: Item, future: Future[Recorded], touches: set) -> tuple[Item, Recorded]:
-    return item, future.result()
+class _InFlight(NamedTuple):
+    item: Any
+    future: Future
+    touches: set
+
+    def committed(self) -> tuple[Any, Any]:
+        """The item and what its ``record`` returned, once committed (or its error)."""
+        return self.item, self.future.result()
 
 
-def _committed_before_failure(in_flight: deque[tuple[Item, Future[Recorded], set]]
-                              ) -> Iterator[tuple[Item, Recorded]]:
+def _committed_before_failure(in_flight: deque[_InFlight]) -> Iterator[tuple[Any, Any]]:
     while in_flight:
-        item, future, _ = in_flight.popleft()
-        if future.exception() is not None:
+        page = in_flight.popleft()
+        if page.future.exception() is not None:
             return  # this page failed, so every page after it rolled back
-        yield item, future.result()
+        yield page.committed()
