@@ -3,6 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("autumn/webhooks/", include("autumn_django.webhooks.urls")),
-    path("autumn/", include("autumn_django.api.urls")),
+    # The one line the README gives: webhooks and the REST API, namespace "autumn".
+    path("autumn/", include("autumn_django.urls")),
 ]

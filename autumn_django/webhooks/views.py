@@ -19,6 +19,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+try:
+    from django.contrib.auth.decorators import login_not_required
+except ImportError:  # Django before 5.1 has no LoginRequiredMiddleware to be exempt from
+
+    def login_not_required(view):
+        return view
+
 from ..conf import autumn_settings
 from ..models import WebhookEvent
 from .processing import FINAL_STATUSES, process_event, record_event
@@ -30,6 +37,7 @@ SVIX_ID_MAX_LENGTH = WebhookEvent._meta.get_field("svix_id").max_length
 
 
 @csrf_exempt
+@login_not_required  # Svix signs, it never logs in: a redirect to the login page is retried forever
 @require_POST
 @transaction.non_atomic_requests  # the event must be stored even when processing fails
 def receive_webhook(request: HttpRequest) -> JsonResponse:
