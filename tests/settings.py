@@ -5,6 +5,7 @@ PostgreSQL the usual libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATA
 where the throwaway cluster started by ``scripts/test.sh`` listens.
 """
 
+import importlib.util
 import os
 
 SECRET_KEY = "tests-only-not-secret"
@@ -23,9 +24,22 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "django_celery_beat",
     "autumn_django",
 ]
+# django-celery-beat (extra "test-beat") installs only beside Django 5.2 and 6.0: its
+# DatabaseScheduler test runs where it is installed.
+if importlib.util.find_spec("django_celery_beat") is not None:
+    INSTALLED_APPS.append("django_celery_beat")
+
+# AUTUMN_TEST_STATIC=manifest: hashed static files, as most production sites serve them
+# (scripts/test.sh runs collectstatic into AUTUMN_TEST_STATIC_ROOT first). A template or
+# static file missing from the installed package then fails every page that uses it.
+if os.environ.get("AUTUMN_TEST_STATIC") == "manifest":
+    STATIC_ROOT = os.environ["AUTUMN_TEST_STATIC_ROOT"]
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
