@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Exists, OuterRef
 from django.utils.module_loading import import_string
 
@@ -63,11 +64,14 @@ def customer_fields_for(user: AbstractBaseUser) -> CustomerFields:
     return {"customer_id": customer_id, "name": fields.get("name"), "email": fields.get("email")}
 
 
-def link_users_to_customers(env: str) -> int:
+def link_users_to_customers(env: str, *, using: str = DEFAULT_DB_ALIAS) -> int:
     """Link users that have no customer in ``env`` yet to the customer their mapping names
-    (signups whose task never ran, users that existed before the app). Returns how many."""
+    (signups whose task never ran, users that existed before the app), in database
+    ``using`` (users and mirror alike: a foreign key does not cross databases). Returns how
+    many."""
     User = get_user_model()
-    unlinked = User.objects.filter(
+    customers = Customer.objects.using(using)
+    unlinked = User._default_manager.using(using).filter(
         ~Exists(Customer.objects.filter(env=env, user=OuterRef("pk")))
     ).order_by("pk")
     ids_by_user: dict[str, int] = {}
@@ -80,8 +84,8 @@ def link_users_to_customers(env: str) -> int:
     ids = list(ids_by_user)
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        for pk, autumn_id in Customer.objects.filter(
+        for pk, autumn_id in customers.filter(
             env=env, autumn_id__in=chunk, user__isnull=True
         ).values_list("pk", "autumn_id"):
-            linked += Customer.objects.filter(pk=pk, user__isnull=True).update(user_id=ids_by_user[autumn_id])
+            linked += customers.filter(pk=pk, user__isnull=True).update(user_id=ids_by_user[autumn_id])
     return linked

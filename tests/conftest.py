@@ -102,13 +102,14 @@ def mirrored_children(row: Customer) -> dict[str, set[tuple]]:
     }
 
 
-def assert_mirror_matches(server: AutumnStandIn, env: str = "sandbox") -> int:
+def assert_mirror_matches(server: AutumnStandIn, env: str = "sandbox", using: str = "default") -> int:
     """Every customer of the stand-in is a present row equal to it field by field, and
-    every present row is a customer of the stand-in. Returns how many were compared."""
+    every present row is a customer of the stand-in (rows of database ``using``). Returns
+    how many were compared."""
     expected = server.list_customers(env=env)
     rows = {
         (c.autumn_id if c.autumn_id is not None else ("email", c.email)): c
-        for c in Customer.objects.filter(env=env).present().prefetch_related(
+        for c in Customer.objects.using(using).filter(env=env).present().prefetch_related(
             "subscriptions", "purchases", "balances", "flags")
     }
     assert len(rows) == len(expected), f"mirror has {len(rows)} present customers, Autumn {len(expected)}"

@@ -74,6 +74,11 @@ if os.environ.get("AUTUMN_TEST_DB", "sqlite") == "postgres":
             "PORT": os.environ.get("PGPORT", ""),
         }
     }
+    # A second database, for the tests of ``using=``: same server, its own test database.
+    DATABASES["other"] = {
+        **DATABASES["default"],
+        "TEST": {"NAME": f"test_{DATABASES['default']['NAME']}_other"},
+    }
 else:
     DATABASES = {
         "default": {
@@ -82,6 +87,13 @@ else:
             "NAME": os.environ.get("AUTUMN_TEST_SQLITE", "autumn-test.sqlite3"),
             "TEST": {"NAME": os.environ.get("AUTUMN_TEST_SQLITE", "autumn-test.sqlite3")},
         }
+    }
+    # A second database, for the tests of ``using=``: its own file next to the first.
+    _other_root, _other_ext = os.path.splitext(DATABASES["default"]["NAME"])
+    DATABASES["other"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": f"{_other_root}-other{_other_ext}",
+        "TEST": {"NAME": f"{_other_root}-other{_other_ext}"},
     }
 
 # The stand-in fixtures point these at a local server; nothing talks to the real Autumn.

@@ -52,7 +52,7 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     """
     client = client or AutumnClient()
     page_size = page_size or autumn_settings.SYNC_PAGE_SIZE
-    run = runs.start_run(client.env, page_size=page_size, restart=restart)
+    run = runs.start_run(client.env, page_size=page_size, restart=restart, using=using)
     try:
         _Pass(client, run, using, progress).execute()
     except BaseException as exc:  # Ctrl-C too: release the lock now, not after the timeout
@@ -201,7 +201,7 @@ class _Pass:
             transaction.on_commit(lambda: events.send_deleted_events(deleted, self.using),
                                   using=self.using)
         # Users whose signup task never ran (or that predate the app) get their link now.
-        linked = link_users_to_customers(run.env)
+        linked = link_users_to_customers(run.env, using=self.using)
         if linked:
             logger.info("Linked %d users to their Autumn customers.", linked)
 

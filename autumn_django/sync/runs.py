@@ -7,6 +7,10 @@ and its own ``lease_token``. The database decides every race:
 - taking over a dead or failed run is a compare-and-swap on its ``lease_token``;
 - every page's progress is saved only where the token is still ours, so a run that
   stalled past the timeout and was taken over cannot write over its successor.
+
+Runs live in the database the sync writes to (``start_run(using=...)``): a page's resume
+point must commit in that page's transaction. Once started, a run is read and written on
+the database it was loaded from (``run._state.db``, as Django's own ``save()`` does).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..client import ListPosition
@@ -33,14 +38,16 @@ class LeaseLost(SyncAlreadyRunning):
     """This run stalled longer than the lock timeout and another run took it over."""
 
 
-def start_run(env: str, *, page_size: int, restart: bool = False) -> SyncRun:
-    """Take the env's sync lock: resume the last unfinished run, or begin a new one.
+def start_run(env: str, *, page_size: int, restart: bool = False,
+              using: str = DEFAULT_DB_ALIAS) -> SyncRun:
+    """Take the env's sync lock in database ``using``: resume the last unfinished run, or
+    begin a new one.
 
     Raises ``SyncAlreadyRunning`` if a live run holds the lock.
     """
     now = timezone.now()
     stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
-    latest = SyncRun.objects.filter(env=env).order_by("-pk").first()
+    latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
     if latest is not None and latest.status == SyncRun.Status.RUNNING:
         if latest.heartbeat_at >= stale_before:
             raise _already_running(latest, now)
@@ -52,17 +59,19 @@ def start_run(env: str, *, page_size: int, restart: bool = False) -> SyncRun:
     if resumable and latest.status == SyncRun.Status.RUNNING:
         _abandon(latest, now)
     try:
-        with transaction.atomic():
-            return SyncRun.objects.create(
+        with transaction.atomic(using=using):
+            return SyncRun.objects.using(using).create(
                 env=env, status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now,
                 lease_token=uuid.uuid4().hex, page_size=page_size,
             )
     except IntegrityError:
-        raise _already_running(SyncRun.objects.filter(env=env).order_by("-pk").first(), now) from None
+        latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
+        raise _already_running(latest, now) from None
 
 
 def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
-    """Store ``run``'s counters and resume point; call inside the page's transaction."""
+    """Store ``run``'s counters and resume point; call inside the page's transaction (on
+    the run's database)."""
     position = next_position or ListPosition()
     run.cursor, run.created_at_start = position.cursor, position.created_at_start
     run.heartbeat_at = timezone.now()
@@ -87,7 +96,7 @@ def finish_run(run: SyncRun, *, failure: str = "") -> None:
 
 def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
     values = {name: getattr(run, name) for name in fields}
-    saved = SyncRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(**values)
+    saved = _runs_of(run).filter(pk=run.pk, lease_token=run.lease_token).update(**values)
     if not saved:
         raise LeaseLost(
             f"Sync run #{run.pk} lost its lock: it stalled for longer than "
@@ -98,26 +107,32 @@ def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
 
 def _take_over(run: SyncRun, now: datetime) -> SyncRun:
     old_token, new_token = run.lease_token, uuid.uuid4().hex
+    runs = _runs_of(run)
     try:
-        with transaction.atomic():
-            taken = SyncRun.objects.filter(pk=run.pk, lease_token=old_token).update(
+        with transaction.atomic(using=runs.db):
+            taken = runs.filter(pk=run.pk, lease_token=old_token).update(
                 status=SyncRun.Status.RUNNING, lease_token=new_token, heartbeat_at=now,
                 finished_at=None, failure="", attempts=run.attempts + 1,
             )
     except IntegrityError:  # another run became the running one meanwhile
         taken = 0
     if not taken:
-        raise _already_running(SyncRun.objects.filter(env=run.env).order_by("-pk").first(), now)
+        raise _already_running(runs.filter(env=run.env).order_by("-pk").first(), now)
     run.refresh_from_db()
     logger.info("Resuming sync run #%s from its last saved page.", run.pk)
     return run
 
 
 def _abandon(run: SyncRun, now: datetime) -> None:
-    SyncRun.objects.filter(pk=run.pk, lease_token=run.lease_token).update(
+    _runs_of(run).filter(pk=run.pk, lease_token=run.lease_token).update(
         status=SyncRun.Status.FAILED, finished_at=now,
         failure="Abandoned: its process stopped renewing the lock, and a restart was asked for.",
     )
+
+
+def _runs_of(run: SyncRun) -> QuerySet[SyncRun]:
+    """Runs in the database ``run`` was loaded from."""
+    return SyncRun.objects.using(run._state.db or DEFAULT_DB_ALIAS)
 
 
 def _already_running(run: SyncRun | None, now: datetime) -> SyncAlreadyRunning:

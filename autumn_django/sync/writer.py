@@ -219,7 +219,7 @@ class MirrorWriter:
         if emails:
             # Rare (id-less customers and claims): the ORM's datetime handling is worth it.
             for chunk in chunks(sorted(set(emails)), self._bulk.max_params - 1):
-                rows = Customer.objects.filter(
+                rows = Customer.objects.using(self.connection.alias).filter(
                     env=self.env, autumn_id__isnull=True, email__in=chunk
                 ).values_list("pk", "email", "raw_hash", "deleted_at", "created_at")
                 for pk, email, raw_hash, deleted_at, created_at in rows:
