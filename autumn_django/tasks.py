@@ -12,6 +12,7 @@ from typing import Any
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
+from .client import AutumnClient
 from .conf import autumn_settings
 from .exceptions import (
     AutumnConnectionError,
@@ -76,13 +77,17 @@ def update_customer_for_user_task(user_pk: Any) -> str | None:
     if user is None:
         return None
     fields = customer_fields_for(user)
-    linked = user.autumn_customers.exclude(autumn_id=None).values_list("autumn_id", flat=True).first()
-    customer_id = linked or fields["customer_id"]
-    profile = _given(name=fields["name"], email=fields["email"])
-    try:
-        row = update_customer(customer_id, **profile)
-    except NotFoundError:  # never created (signup was off or failed): create it now
-        row = get_or_create_customer(fields["customer_id"], user=user, **profile)
+    with AutumnClient() as client:
+        # The user's customer in the key's env: a user linked in sandbox and live has one
+        # in each, and only this one's id means anything to the key.
+        linked = (user.autumn_customers.filter(env=client.env).exclude(autumn_id=None)
+                  .values_list("autumn_id", flat=True).first())
+        customer_id = linked or fields["customer_id"]
+        profile = _given(name=fields["name"], email=fields["email"])
+        try:
+            row = update_customer(customer_id, client=client, **profile)
+        except NotFoundError:  # never created (signup was off or failed): create it now
+            row = get_or_create_customer(fields["customer_id"], user=user, client=client, **profile)
     return row.autumn_id
 
 

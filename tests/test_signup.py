@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 
 from autumn_django.exceptions import AutumnConfigurationError
 from autumn_django.models import Customer
-from autumn_django.sync import sync_all_customers
+from autumn_django.sync import store_customer, sync_all_customers
+from autumn_django.tasks import update_customer_for_user_task
 from autumn_django.users import CUSTOMER_ID_PATTERN, customer_fields_for, default_customer_fields
 
 from .celery_app import app as celery_app
@@ -150,3 +151,23 @@ def test_profile_changes_are_not_sent_unless_asked(make_standin, settings):
     user.first_name = "Kim"
     user.save()
     assert autumn_calls(server, "customers.update") == []
+
+
+def test_profile_change_goes_to_the_customer_of_the_keys_env(make_standin):
+    server = make_standin(0)  # the suite's key is a sandbox key (am_sk_test_...)
+    user = User.objects.create_user("sam", "sam@example.com", "x", first_name="Sam")
+    # Linked in both envs, the live row first: "the user's first customer" is the wrong one.
+    for env, customer_id in (("live", "sam_live"), ("sandbox", "sam_sandbox")):
+        data = server.add_customer({"id": customer_id, "email": "sam@example.com", "name": "Sam"}, env=env)
+        store_customer(data, env=env, user=user)
+    assert list(user.autumn_customers.order_by("pk").values_list("env", flat=True)) == ["live", "sandbox"]
+    User.objects.filter(pk=user.pk).update(first_name="Samira")
+    server.clear_requests()
+
+    assert update_customer_for_user_task(user.pk) == "sam_sandbox"
+
+    updates = autumn_calls(server, "customers.update")
+    assert updates == [{"customer_id": "sam_sandbox", "name": "Samira", "email": "sam@example.com"}]
+    assert autumn_calls(server, "customers.get_or_create") == []
+    assert Customer.objects.get(env="sandbox", user=user).name == "Samira"
+    assert Customer.objects.get(env="live", user=user).name == "Sam"  # another env, untouched
