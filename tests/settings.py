@@ -41,6 +41,9 @@ if os.environ.get("AUTUMN_TEST_STATIC") == "manifest":
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
     }
 
+# Django 6.1's PBKDF2 takes about a second a password here: tests create many users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
