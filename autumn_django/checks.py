@@ -1,121 +1,274 @@
-"""System checks (``manage.py check``), namespaced ``autumn_django.<level><number>``."""
+"""System checks (``manage.py check --tag autumn``), namespaced ``autumn_django.<level><number>``.
+
+Every setting's validation is declared once, in ``RULES``. The rules of one setting run in
+order and stop at its first problem; a rule that reads several settings (W002) runs only
+when none of them has a problem. No rule raises, whatever a value's type: a value that makes
+one fail is reported under that rule's id. The user receivers run the same rules at run time
+(``setting_problems``) to say what to fix instead of failing a save.
+"""
 
 from __future__ import annotations
 
+import difflib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
-from django.core.checks import Error, Tags, Warning, register
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
 
-from .conf import ENV_BY_KEY_PREFIX, autumn_settings
+from .conf import DEFAULTS, ENV_BY_KEY_PREFIX, TASK_MODES, autumn_settings
+from .users import CUSTOMER_ID_PATTERN
 from .webhooks.signature import SECRET_PREFIX, SecretError, secret_bytes
 
+TAG = "autumn"
+KNOWN_SETTINGS = tuple(f"AUTUMN_{name}" for name in DEFAULTS)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
-@register(Tags.compatibility)
-def check_secret_key(app_configs=None, **kwargs) -> list:
-    key = autumn_settings.SECRET_KEY
-    if not key:
-        return [Error(
-            "No Autumn secret key is configured.",
-            hint="Set AUTUMN_SECRET_KEY in your settings or in the environment "
-                 "(an API key from the Autumn dashboard).",
-            id="autumn_django.E001",
-        )]
-    if not isinstance(key, str) or not key.startswith(tuple(ENV_BY_KEY_PREFIX)):
-        return [Error(
-            "AUTUMN_SECRET_KEY is not an Autumn secret key.",
-            hint="Secret keys start with 'am_sk_test_' (sandbox) or 'am_sk_live_' (live). "
-                 "A publishable key or a key of another service will not work.",
-            id="autumn_django.E002",
-        )]
-    if key.strip() != key or any(ch.isspace() for ch in key):
-        return [Error(
-            "AUTUMN_SECRET_KEY contains white space.",
-            hint="Copy the key again without surrounding spaces or line breaks.",
-            id="autumn_django.E003",
-        )]
-    return []
+# What is wrong with the values of a rule's settings, as the end of a sentence that starts
+# with the first setting's name; None when nothing is.
+Problem = Callable[..., "str | None"]
 
 
-@register(Tags.compatibility)
-def check_api_url(app_configs=None, **kwargs) -> list:
-    url = autumn_settings.API_URL
-    parsed = urlparse(url if isinstance(url, str) else "")
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return [Error(
-            f"AUTUMN_API_URL {url!r} is not an http(s) URL.",
-            hint="Leave it unset for https://api.useautumn.com.",
-            id="autumn_django.E004",
-        )]
-    if parsed.scheme != "https" and parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
-        return [Warning(
-            f"AUTUMN_API_URL {url!r} does not use https: the secret key would cross the "
-            "network in clear text.",
-            hint="Use an https:// URL; plain http is only fine for a local stand-in.",
-            id="autumn_django.W001",
-        )]
-    return []
+@dataclass(frozen=True)
+class Rule:
+    setting: str  # without "AUTUMN_"; the message starts with it
+    id: str  # "E005": autumn_django.E005
+    problem: Problem  # called with the values of setting and needs, in that order
+    hint: str
+    level: type[CheckMessage] = Error
+    needs: tuple[str, ...] = ()  # further settings the rule reads
 
 
-@register(Tags.compatibility)
-def check_sync_settings(app_configs=None, **kwargs) -> list:
-    errors = []
-    page_size = autumn_settings.SYNC_PAGE_SIZE
-    if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 5000:
-        errors.append(Error(
-            f"AUTUMN_SYNC_PAGE_SIZE must be a whole number from 1 to 5000, not {page_size!r}.",
-            hint="The default, 1000, is Autumn's usual per-org maximum.",
-            id="autumn_django.E005",
-        ))
-    lanes = autumn_settings.SYNC_DB_CONNECTIONS
-    if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 8:
-        errors.append(Error(
-            f"AUTUMN_SYNC_DB_CONNECTIONS must be a whole number from 1 to 8, not {lanes!r}.",
-            hint="2 (the default) overlaps one page's commit with the next page's writes on "
-                 "PostgreSQL; 1 writes one page at a time, on one connection.",
-            id="autumn_django.E008",
-        ))
-    timeout = autumn_settings.SYNC_LOCK_TIMEOUT
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 30:
-        errors.append(Error(
-            f"AUTUMN_SYNC_LOCK_TIMEOUT must be a number of seconds of at least 30, not {timeout!r}.",
-            hint="It must exceed the longest a single page can take, retries included.",
-            id="autumn_django.E006",
-        ))
-    else:
-        # A page (with its retries) must fit in the lease, or a slow but live run would
-        # be taken for dead and overtaken.
-        read_timeout = _read_timeout(autumn_settings.TIMEOUT)
-        page_budget = autumn_settings.RETRY_MAX_SECONDS + read_timeout
-        if timeout <= page_budget:
-            errors.append(Warning(
-                f"AUTUMN_SYNC_LOCK_TIMEOUT ({timeout} s) is not longer than one page may take with "
-                f"retries (AUTUMN_RETRY_MAX_SECONDS + read timeout = {page_budget:g} s).",
-                hint="Raise AUTUMN_SYNC_LOCK_TIMEOUT or lower AUTUMN_RETRY_MAX_SECONDS.",
-                id="autumn_django.W002",
-            ))
-    return errors
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-def _read_timeout(timeout) -> float:
-    if isinstance(timeout, (tuple, list)):
-        return float(timeout[-1])
-    return float(timeout)
+def _shown(value: Any) -> str:
+    """A short repr of a value of any type, even one whose repr fails."""
+    try:
+        return _short(repr(value))
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
-@register(Tags.compatibility)
-def check_webhook_secret(app_configs=None, **kwargs) -> list:
-    secret = autumn_settings.WEBHOOK_SECRET
+def _must_be(wanted: str, valid: Callable[[Any], bool]) -> Problem:
+    def problem(value: Any) -> str | None:
+        return None if valid(value) else f"must be {wanted}, not {_shown(value)}"
+    return problem
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(value: Any) -> bool:
+    """An int or float (a bool is neither, here) that is finite as a float, as time needs."""
+    if not (_whole(value) or isinstance(value, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _timeout(value: Any) -> bool:
+    pair = isinstance(value, (tuple, list)) and len(value) == 2
+    return all(_seconds(part) and part > 0 for part in (value if pair else [value]))
+
+
+def _autumn_id(value: Any) -> bool:
+    return isinstance(value, str) and CUSTOMER_ID_PATTERN.fullmatch(value) is not None
+
+
+def _not_http_url(url: Any) -> str | None:
+    try:
+        parsed = urlparse(url) if isinstance(url, str) else None
+    except ValueError:  # "http://[::1" and the like
+        parsed = None
+    if parsed is not None and parsed.scheme in ("http", "https") and parsed.netloc:
+        return None
+    return f"{_shown(url)} is not an http(s) URL"
+
+
+def _clear_text(url: str) -> str | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or parsed.hostname in LOCAL_HOSTS:
+        return None
+    return f"{_shown(url)} does not use https: the secret key would cross the network in clear text"
+
+
+def _no_key(key: Any) -> str | None:
+    return None if key else "is not set, in the settings or in the environment"
+
+
+def _not_a_key(key: Any) -> str | None:
+    if isinstance(key, str) and key.startswith(tuple(ENV_BY_KEY_PREFIX)):
+        return None
+    return "is not an Autumn secret key"  # never the value: it may be a real secret
+
+
+def _white_space(key: str) -> str | None:
+    return "contains white space" if any(ch.isspace() for ch in key) else None
+
+
+def _not_a_signing_secret(secret: Any) -> str | None:
     if not secret:
-        return []  # webhooks are optional; the view refuses every delivery until it is set
+        return None  # webhooks are optional; the view refuses every delivery until it is set
     if isinstance(secret, str) and secret.startswith(SECRET_PREFIX):
         try:
             secret_bytes(secret)
-            return []
+            return None
         except SecretError:
             pass
-    return [Error(
-        "AUTUMN_WEBHOOK_SECRET is not a webhook signing secret: every webhook would be refused.",
-        hint="Copy the endpoint's signing secret from Autumn's webhook settings: 'whsec_' "
-             "followed by base64, without spaces or line breaks.",
-        id="autumn_django.E007",
-    )]
+    return "is not a webhook signing secret: every webhook would be refused"
+
+
+def _not_a_task_mode(mode: Any) -> str | None:
+    if isinstance(mode, str) and mode in TASK_MODES:
+        return None
+    problem = f"must be one of {', '.join(map(repr, TASK_MODES))}, not {_shown(mode)}"
+    close = difflib.get_close_matches(mode.strip().lower(), TASK_MODES, n=1) if isinstance(mode, str) else []
+    return f"{problem} (did you mean {close[0]!r}?)" if close else problem
+
+
+def _not_a_mapper(path: Any) -> str | None:
+    if callable(path):
+        return None
+    if not isinstance(path, str):
+        return f"must be a dotted path to a callable, or the callable, not {_shown(path)}"
+    try:
+        mapper = import_string(path)
+    except Exception as exc:  # ImportError, or whatever the module raises as it is imported
+        return f"{_shown(path)} cannot be imported ({_short(f'{type(exc).__name__}: {exc}')})"
+    return None if callable(mapper) else f"{_shown(path)} is not callable (it is {_shown(mapper)})"
+
+
+def _lock_shorter_than_a_page(lock_timeout: float, retry_max_seconds: float, timeout: Any) -> str | None:
+    # A page (with its retries) must fit in the lease, or a slow but live run would be
+    # taken for dead and overtaken.
+    read_timeout = timeout[-1] if isinstance(timeout, (tuple, list)) else timeout
+    budget = retry_max_seconds + read_timeout
+    if lock_timeout > budget:
+        return None
+    return (f"({lock_timeout} s) is not longer than one page may take with retries "
+            f"(AUTUMN_RETRY_MAX_SECONDS + read timeout = {budget:g} s)")
+
+
+_BOOL_HINT = "Use the Python values True or False: a string such as 'False' counts as true."
+
+RULES: tuple[Rule, ...] = (
+    Rule("SECRET_KEY", "E001", _no_key,
+         "Set AUTUMN_SECRET_KEY in your settings or in the environment "
+         "(an API key from the Autumn dashboard)."),
+    Rule("SECRET_KEY", "E002", _not_a_key,
+         "Secret keys start with 'am_sk_test_' (sandbox) or 'am_sk_live_' (live). "
+         "A publishable key or a key of another service will not work."),
+    Rule("SECRET_KEY", "E003", _white_space,
+         "Copy the key again without surrounding spaces or line breaks."),
+    Rule("API_URL", "E004", _not_http_url, "Leave it unset for https://api.useautumn.com."),
+    Rule("API_URL", "W001", _clear_text,
+         "Use an https:// URL; plain http is only fine for a local stand-in.", level=Warning),
+    Rule("DASHBOARD_URL", "E017", _not_http_url,
+         "Leave it unset for https://app.useautumn.com (the admin's links to customers go there)."),
+    Rule("TIMEOUT", "E009",
+         _must_be("a positive number of seconds or a (connect, read) pair of them", _timeout),
+         "For example 30, or (5.0, 30.0) (the default)."),
+    Rule("MAX_RETRIES", "E010", _must_be("a whole number, 0 or more", lambda v: _whole(v) and v >= 0),
+         "0 turns retries off; the default is 6. AUTUMN_RETRY_MAX_SECONDS bounds them as well."),
+    Rule("RETRY_MAX_SECONDS", "E011",
+         _must_be("a number of seconds, 0 or more", lambda v: _seconds(v) and v >= 0),
+         "The total a call may spend waiting to retry; the default is 120."),
+    Rule("SYNC_PAGE_SIZE", "E005",
+         _must_be("a whole number from 1 to 5000", lambda v: _whole(v) and 1 <= v <= 5000),
+         "The default, 1000, is Autumn's usual per-org maximum."),
+    Rule("SYNC_LOCK_TIMEOUT", "E006",
+         _must_be("a number of seconds of at least 30", lambda v: _seconds(v) and v >= 30),
+         "It must exceed the longest a single page can take, retries included."),
+    Rule("SYNC_PREFETCH_PROCESS", "E016", _must_be("True or False", lambda v: isinstance(v, bool)),
+         _BOOL_HINT),
+    Rule("SYNC_DB_CONNECTIONS", "E008",
+         _must_be("a whole number from 1 to 8", lambda v: _whole(v) and 1 <= v <= 8),
+         "2 (the default) overlaps one page's commit with the next page's writes on "
+         "PostgreSQL; 1 writes one page at a time, on one connection."),
+    Rule("TASK_MODE", "E012", _not_a_task_mode,
+         "'celery' queues the app's work for your Celery worker, 'inline' runs it in-process "
+         "after the commit (no worker), 'off' stops the app from calling Autumn on its own."),
+    Rule("CUSTOMER_FIELDS", "E013", _not_a_mapper,
+         "Give the dotted path of a function (or the function) that takes a user and returns "
+         "{'customer_id', 'name', 'email'}; unset, it is autumn_django.users.default_customer_fields."),
+    Rule("AUTO_ENABLE_PLAN_ID", "E014",
+         _must_be("None or a plan id (letters, digits, '_', ':' and '-')",
+                  lambda v: v is None or _autumn_id(v)),
+         "Give the id of a plan in your Autumn dashboard, e.g. 'free', or None to enable none."),
+    Rule("UPDATE_ON_PROFILE_CHANGE", "E015", _must_be("True or False", lambda v: isinstance(v, bool)),
+         _BOOL_HINT),
+    Rule("WEBHOOK_SECRET", "E007", _not_a_signing_secret,
+         "Copy the endpoint's signing secret from Autumn's webhook settings: 'whsec_' "
+         "followed by base64, without spaces or line breaks."),
+    Rule("WEBHOOK_TOLERANCE_SECONDS", "E018",
+         _must_be("a positive number of seconds", lambda v: _seconds(v) and v > 0),
+         "The default, 300, accepts deliveries signed up to five minutes before or after now."),
+    # Last: it runs only when the settings it reads passed their own rules above.
+    Rule("SYNC_LOCK_TIMEOUT", "W002", _lock_shorter_than_a_page,
+         "Raise AUTUMN_SYNC_LOCK_TIMEOUT or lower AUTUMN_RETRY_MAX_SECONDS.",
+         level=Warning, needs=("RETRY_MAX_SECONDS", "TIMEOUT")),
+)
+
+
+def setting_problems(*names: str) -> list[CheckMessage]:
+    """The messages of every rule, or with ``names`` of the rules that read only those
+    settings (``"TASK_MODE"``, without the prefix). Never raises."""
+    messages: list[CheckMessage] = []
+    reported: set[str] = set()
+    for rule in RULES:
+        reads = (rule.setting, *rule.needs)
+        if (names and not set(reads) <= set(names)) or reported.intersection(reads):
+            continue
+        try:
+            problem = rule.problem(*(getattr(autumn_settings, name) for name in reads))
+        except Exception as exc:  # a value no rule foresaw must not crash `manage.py check`
+            problem = f"could not be checked ({type(exc).__name__})"
+        if problem is not None:
+            reported.add(rule.setting)
+            messages.append(rule.level(f"AUTUMN_{rule.setting} {problem}.", hint=rule.hint,
+                                       id=f"autumn_django.{rule.id}"))
+    return messages
+
+
+def unknown_setting_warnings() -> list[CheckMessage]:
+    """A warning for each ``AUTUMN_*`` setting this app does not have (a typo is otherwise
+    silently ignored), with the closest name it has."""
+    try:
+        names = sorted(name for name in dir(settings) if name.startswith("AUTUMN_"))
+    except Exception:
+        return []
+    warnings: list[CheckMessage] = []
+    for name in names:
+        if name in KNOWN_SETTINGS:
+            continue
+        # Compared without the prefix every name shares, which would make all of them "close".
+        close = difflib.get_close_matches(name.removeprefix("AUTUMN_"), DEFAULTS, n=1)
+        warnings.append(Warning(
+            f"{name} is not a setting of autumn_django"
+            + (f"; did you mean AUTUMN_{close[0]}?" if close else "; it is ignored."),
+            hint="Check the name against the settings in autumn_django's README. If it is your "
+                 "project's own setting, add 'autumn_django.W003' to SILENCED_SYSTEM_CHECKS.",
+            id="autumn_django.W003",
+        ))
+    return warnings
+
+
+@register(TAG)
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    return setting_problems()
+
+
+@register(TAG)
+def check_setting_names(app_configs: Sequence[AppConfig] | None = None,
+                        **kwargs: Any) -> list[CheckMessage]:
+    return unknown_setting_warnings()

@@ -2,7 +2,9 @@
 
 Nothing is read at import time, so ``override_settings`` and pytest-django's ``settings``
 fixture work everywhere. ``autumn_settings.PAGE_SIZE`` reads ``settings.AUTUMN_SYNC_PAGE_SIZE``
-or falls back to the default below. Every setting is documented in the README.
+or falls back to the default below. Every setting is documented in the README, and each
+is validated by its rules in ``checks.RULES`` (``manage.py check --tag autumn``); a setting
+added here needs a rule there.
 """
 
 from __future__ import annotations
