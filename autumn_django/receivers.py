@@ -1,42 +1,107 @@
 """Receivers for the project's user model: a customer for every signup, and (opt-in)
 name and email changes sent to Autumn. Both only queue work for after the commit, so a
-signup never waits on Autumn and never fails because Autumn or the broker is down."""
+signup never waits on Autumn and never fails because Autumn or the broker is down.
+
+Nor does a save fail because of this app's settings: a bad ``AUTUMN_TASK_MODE``, a mapping
+(``AUTUMN_CUSTOMER_FIELDS``) that cannot be imported, raises or gives an id Autumn refuses,
+and inline work that fails unexpectedly are logged as one error naming the setting to fix,
+and the user is saved as if the app were not installed. Database errors still propagate:
+they are the host's, and a transaction they broke must not be used on as if it were sound.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import DatabaseError, transaction
+
+from .checks import setting_problems
 from .conf import autumn_settings
-from .dispatch import dispatch_on_commit, task_mode
+from .dispatch import dispatch
+from .exceptions import AutumnConfigurationError, scrub_secrets
+
+logger = logging.getLogger(__name__)
 
 # Set on the instance in pre_save: the name and email the user had before this save.
 _BEFORE = "_autumn_fields_before_save"
+
+MAPPING_HINT = ("Fix the function AUTUMN_CUSTOMER_FIELDS names: for every user it must return "
+                "{'customer_id', 'name', 'email'} with an id of letters, digits, '_', ':' and '-'.")
 
 
 def user_pre_save(sender: type, instance: Any, raw: bool = False, **kwargs: Any) -> None:
     if raw or instance.pk is None or not autumn_settings.UPDATE_ON_PROFILE_CHANGE:
         return
     stored = sender._default_manager.filter(pk=instance.pk).first()
-    if stored is not None:
-        setattr(instance, _BEFORE, _profile(stored))
+    before = None if stored is None else _profile(stored)
+    if before is not None:
+        setattr(instance, _BEFORE, before)
 
 
 def user_post_save(sender: type, instance: Any, created: bool, raw: bool = False,
                    **kwargs: Any) -> None:
-    if raw or task_mode() == "off":  # raw: loading fixtures is not a signup
+    before = instance.__dict__.pop(_BEFORE, None)
+    mode = autumn_settings.TASK_MODE
+    if raw or (isinstance(mode, str) and mode == "off"):  # raw: loading fixtures is not a signup
         return
     from .tasks import create_customer_for_user_task, update_customer_for_user_task
 
     if created:
-        dispatch_on_commit(create_customer_for_user_task, instance.pk, using=kwargs.get("using"))
-        return
-    before = instance.__dict__.pop(_BEFORE, None)
-    if before is not None and before != _profile(instance):
-        dispatch_on_commit(update_customer_for_user_task, instance.pk, using=kwargs.get("using"))
+        task = create_customer_for_user_task
+    elif before is not None and before != _profile(instance, before):
+        task = update_customer_for_user_task
+    else:
+        return  # nothing Autumn needs to hear: no setting is looked at, nothing is logged
+    # The rules of `manage.py check`: a bad mode or a mapping that cannot be imported is
+    # said once here, where it costs the host nothing, instead of raising into its save.
+    if not _misconfigured(instance, "TASK_MODE", "CUSTOMER_FIELDS"):
+        _dispatch_after_commit(task, instance.pk, using=kwargs.get("using"))
 
 
-def _profile(user: Any) -> tuple:
+def _misconfigured(user: Any, *names: str) -> bool:
+    """Whether one of the settings ``names`` is bad; if so, logged with the fix."""
+    problems = [message for message in setting_problems(*names) if message.is_serious()]
+    if problems:
+        _log_error(user, " ".join(f"{message.msg} {message.hint}" for message in problems))
+    return bool(problems)
+
+
+def _profile(user: Any, unchanged: tuple | None = None) -> tuple | None:
+    """The name and email the mapping gives ``user``; when it fails, the error is logged
+    and the answer is ``unchanged``."""
     from .users import customer_fields_for
 
-    fields = customer_fields_for(user)
+    if _misconfigured(user, "CUSTOMER_FIELDS"):  # cannot be imported, or not callable
+        return unchanged
+    try:
+        fields = customer_fields_for(user)
+    except DatabaseError:
+        raise
+    except AutumnConfigurationError as exc:  # an id Autumn refuses
+        _log_error(user, f"{exc.message} {MAPPING_HINT}")
+        return unchanged
+    except Exception as exc:  # the project's function raised
+        _log_error(user, f"AUTUMN_CUSTOMER_FIELDS raised {type(exc).__name__}: {exc}. {MAPPING_HINT}")
+        return unchanged
     return fields["name"], fields["email"]
+
+
+def _dispatch_after_commit(task: Any, user_pk: Any, *, using: str | None) -> None:
+    """``dispatch`` once the transaction commits (at once outside one). Autumn's own errors
+    are logged by ``dispatch``; anything else inline work raises is logged here, so that it
+    never reaches the code that saved the user (after the commit, or in its save)."""
+    def run() -> None:
+        try:
+            dispatch(task, user_pk)
+        except Exception as exc:
+            logger.error("%s failed for user %s (the user is saved): %s. If the function "
+                         "AUTUMN_CUSTOMER_FIELDS names raised it, fix that function.", task.name,
+                         user_pk, scrub_secrets(f"{type(exc).__name__}: {exc}"))
+
+    transaction.on_commit(run, using=using)
+
+
+def _log_error(user: Any, problem: str) -> None:
+    logger.error("autumn_django sends nothing to Autumn for this save of user %s (the save itself "
+                 "goes on): %s", user.pk, scrub_secrets(problem))
