@@ -7,6 +7,7 @@ No database and no mocking: every test talks to a started ``AutumnStandIn`` with
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,18 @@ KEY = "am_sk_test_standin0000"
 LIVE_KEY = "am_sk_live_standin0000"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000_000
+
+# The 2.3 Customer object (autumn-api.md, "The Customer object"): every customer carries
+# these; ``processors`` is optional (the real server omits it when there is none).
+CUSTOMER_FIELDS = frozenset({
+    "id", "name", "email", "created_at", "env", "fingerprint", "stripe_id", "metadata",
+    "send_email_receipts", "billing_controls", "config", "subscriptions", "purchases", "balances",
+    "flags", "licenses"})  # fmt: skip
+OPTIONAL_FIELDS = frozenset({"processors"})
+LICENSE_FIELDS = {"license_plan_id", "parent_plan_id", "license_plan_name", "granted", "usage",
+                  "remaining", "paid_quantity"}  # fmt: skip
+CONTROL_KEYS = {"auto_topups", "spend_limits", "usage_limits", "usage_alerts", "overage_allowed"}
+SEAT_PLANS = {"team", "enterprise"}  # the generated plans that grant seat pools
 
 
 def call(server, endpoint, body=None, *, key=KEY, version="2.3", session=None, timeout=10):
@@ -54,6 +67,21 @@ def assert_error(r, status, code, env="sandbox"):
 def customer(cid, created_at, **extra):
     return {"id": cid, "name": f"Name {cid}", "email": f"{cid or 'x'}@example.com",
             "created_at": created_at, **extra}  # fmt: skip
+
+
+def assert_2_3_shape(c):
+    """``c`` has the fields of a 2.3 customer, each of the right kind."""
+    keys = set(c)
+    assert CUSTOMER_FIELDS <= keys <= CUSTOMER_FIELDS | OPTIONAL_FIELDS, (c["id"], keys ^ CUSTOMER_FIELDS)
+    assert isinstance(c["licenses"], list) and isinstance(c["config"], dict)
+    assert c.get("processors", True), "processors is omitted when empty, never {}"
+    assert set(c["billing_controls"]) <= CONTROL_KEYS
+    for key, entries in c["billing_controls"].items():
+        assert all(e["source"] in ("customer", "plan") for e in entries), key
+    for item in c["subscriptions"] + c["purchases"]:
+        assert item["scope"] in ("customer", "entity")
+    for pool in c["licenses"]:
+        assert set(pool) == LICENSE_FIELDS
 
 
 def crawl(server, limit, sort_order="asc", **filters):
@@ -262,12 +290,12 @@ def test_filters(shared):
     assert ids(subscription_status="scheduled") == want(
         lambda c: any(s["status"] == "scheduled" for s in c["subscriptions"])
     )
-    assert ids(processors="stripe") == want(lambda c: "stripe" in c["processors"])
-    assert ids(processors=["revenuecat"]) == want(lambda c: "revenuecat" in c["processors"])
+    assert ids(processors="stripe") == want(lambda c: "stripe" in c.get("processors", {}))
+    assert ids(processors=["revenuecat"]) == want(lambda c: "revenuecat" in c.get("processors", {}))
     lo, hi = everyone[10]["created_at"], everyone[40]["created_at"]
     assert ids(created_at_range={"start": lo, "end": hi}) == want(lambda c: lo <= c["created_at"] <= hi)
     assert ids(created_at_range={"end": hi}, processors="stripe") == want(
-        lambda c: c["created_at"] <= hi and "stripe" in c["processors"]
+        lambda c: c["created_at"] <= hi and "stripe" in c.get("processors", {})
     )
     # filtered crawl in small pages still covers each match once
     assert sorted(str(c["id"]) for c in crawl(shared, 3, processors="stripe")) == ids(processors="stripe")
@@ -735,10 +763,7 @@ def test_make_customers_shape():
     people = make_customers(3000, seed=1)
     assert people == make_customers(3000, seed=1)
     assert people != make_customers(3000, seed=2)
-    keys = {"id", "name", "email", "created_at", "env", "fingerprint", "stripe_id", "metadata",
-            "send_email_receipts", "billing_controls", "config", "processors", "subscriptions",
-            "purchases", "balances", "flags"}  # fmt: skip
-    assert all(set(c) == keys for c in people)
+    assert all(set(c) - {"processors"} == CUSTOMER_FIELDS for c in people)
     ids = [c["id"] for c in people if c["id"] is not None]
     assert len(ids) == len(set(ids))
     idless = [c for c in people if c["id"] is None]
@@ -761,6 +786,151 @@ def test_make_customers_shape():
     assert any(s["past_due"] for c in people for s in c["subscriptions"])
     assert any(len(make_customers(n, seed=s)) == n for n, s in ((0, 0), (1, 3)))
     assert any(len(c["subscriptions"]) + len(c["purchases"]) > 15 for c in make_customers(50, seed=8))
+
+
+# -- the 2.3 customer shape -----------------------------------------------------------
+def test_generated_customers_carry_every_2_3_field():
+    people = make_customers(3000, seed=1)
+    for c in people:
+        assert_2_3_shape(c)
+    assert any("processors" in c for c in people) and any("processors" not in c for c in people)
+    scopes = [i["scope"] for c in people for i in c["subscriptions"] + c["purchases"]]
+    assert set(scopes) == {"customer", "entity"}
+    assert all(p["scope"] == "customer" for c in people for p in c["purchases"])
+    controls = [c["billing_controls"] for c in people]
+    assert sum(1 for bc in controls if not bc) > len(people) / 2  # most customers have none
+    entries = {key: [e for bc in controls for e in bc.get(key) or []] for key in CONTROL_KEYS}
+    assert all(entries.values()), "each kind of control appears somewhere"
+    assert {e["source"] for es in entries.values() for e in es} == {"customer", "plan"}
+    assert all({"feature_id", "enabled", "threshold", "quantity"} <= set(e) for e in entries["auto_topups"])
+    assert any("purchase_limit" in e for e in entries["auto_topups"])
+    assert all(set(e) == {"feature_id", "enabled", "source"} for e in entries["overage_allowed"])
+    assert {e["enabled"] for e in entries["overage_allowed"]} == {True, False}
+    for e in entries["usage_limits"]:
+        assert {"feature_id", "limit", "usage", "enabled", "interval"} <= set(e)
+        assert 0 <= e["usage"] <= e["limit"] and e["interval"] in ("day", "week", "month", "year")
+    assert any("filter" in e for e in entries["usage_limits"])
+    assert all({"feature_id", "enabled", "overage_limit"} <= set(e) for e in entries["spend_limits"])
+    alert_types = {"usage", "usage_percentage", "remaining", "remaining_percentage"}
+    assert all({"feature_id", "enabled", "threshold"} <= set(e) and e["threshold_type"] in alert_types
+               for e in entries["usage_alerts"])  # fmt: skip
+    for bc in controls:  # one entry per feature (and filter) in each list
+        for key, es in bc.items():
+            ids = [(e["feature_id"], json.dumps(e.get("filter"), sort_keys=True)) for e in es]
+            assert len(ids) == len(set(ids)), (key, es)
+    configs = [c["config"] for c in people]
+    assert all(set(cfg) <= {"disable_pooled_balance", "disable_overage_billing"} for cfg in configs)
+    assert any(cfg for cfg in configs) and any(not cfg for cfg in configs)
+    balance_fields = {"feature_id", "granted", "remaining", "usage", "unlimited", "overage_allowed",
+                      "max_purchase", "next_reset_at", "breakdown"}  # fmt: skip
+    entry_fields = {"id", "plan_id", "included_grant", "prepaid_grant", "remaining", "usage", "unlimited",
+                    "reset", "price", "expires_at"}  # fmt: skip
+    for c in people:
+        for b in c["balances"].values():
+            assert set(b) == balance_fields and all(set(e) == entry_fields for e in b["breakdown"])
+
+
+def test_generated_seat_pools_are_consistent():
+    people = make_customers(3000, seed=1)
+    pooled = [c for c in people if c["licenses"]]
+    assert 100 < len(pooled) < len(people) / 3
+    assert any(len(c["licenses"]) > 1 for c in pooled)
+    pools = [p for c in pooled for p in c["licenses"]]
+    assert any(p["paid_quantity"] for p in pools) and any(not p["paid_quantity"] for p in pools)
+    assert any(p["remaining"] == 0 for p in pools) and any(p["usage"] == 0 for p in pools)
+    for c in people:
+        subs = c["subscriptions"]
+        parents = {s["plan_id"] for s in subs if s["status"] == "active" and s["scope"] == "customer"}
+        assert bool(c["licenses"]) == bool(parents & SEAT_PLANS), c["id"]
+        for pool in c["licenses"]:
+            assert set(pool) == LICENSE_FIELDS
+            assert pool["parent_plan_id"] in parents
+            assert all(isinstance(pool[k], int) for k in ("granted", "usage", "remaining", "paid_quantity"))
+            assert 0 <= pool["usage"] <= pool["granted"]
+            assert pool["remaining"] == pool["granted"] - pool["usage"]
+            assert 0 <= pool["paid_quantity"] <= pool["granted"]
+            assert pool["license_plan_name"] and pool["license_plan_id"] not in parents
+        order = [(p["parent_plan_id"], p["license_plan_id"]) for p in c["licenses"]]
+        assert order == sorted(set(order))
+        # A seat in use is a license plan attached to an entity: folded in as scope "entity".
+        entity_plans = [s["plan_id"] for s in subs if s["scope"] == "entity"]
+        assert sorted(entity_plans) == sorted(p["license_plan_id"] for p in c["licenses"] if p["usage"])
+
+
+def test_list_and_get_answer_every_2_3_field(shared):
+    rows = crawl(shared, 50)
+    assert len(rows) == 120
+    for row in rows:
+        assert_2_3_shape(row)
+    assert any(r["licenses"] for r in rows) and any(not r["licenses"] for r in rows)
+    for row in ok(shared, "customers.list", {"limit": 120}, version="2.2")["list"]:
+        assert_2_3_shape(row)
+    for row in rows:
+        if row["id"] is not None:
+            got = ok(shared, "customers.get", {"customer_id": row["id"]})
+            assert_2_3_shape(got)
+            assert got["licenses"] == row["licenses"]
+
+
+def test_created_and_rewritten_customers_have_the_generated_shape(server):
+    generated = server.list_customers()
+    without = next(c for c in generated if "processors" not in c)
+    with_processor = next(c for c in generated if "processors" in c)
+    plain = ok(server, "customers.get_or_create", {"customer_id": "shape_1"})
+    assert set(plain) == set(without)
+    assert (plain["licenses"], plain["billing_controls"], plain["config"]) == ([], {}, {})
+    made = ok(server, "customers.get_or_create",
+              {"customer_id": "shape_2", "email": "shape2@example.com", "create_in_stripe": True,
+               "auto_enable_plan_id": "free",
+               "billing_controls": {"usage_alerts": [{"feature_id": "messages", "threshold": 80,
+                                                      "threshold_type": "usage_percentage"}]}})  # fmt: skip
+    assert set(made) == set(with_processor)
+    assert [s["scope"] for s in made["subscriptions"]] == ["customer"]
+    assert made["billing_controls"] == {"usage_alerts": [
+        {"feature_id": "messages", "threshold": 80, "threshold_type": "usage_percentage", "enabled": True,
+         "source": "customer"}]}  # fmt: skip
+    # update keeps the shape: dropping the Stripe id drops an emptied processors, adding one adds it
+    out = ok(server, "customers.update", {"customer_id": "shape_2", "stripe_id": None, "name": "Two"})
+    assert set(out) == set(without)
+    out = ok(server, "customers.update", {"customer_id": "shape_1", "stripe_id": "cus_given"})
+    assert set(out) == set(with_processor) and out["processors"] == {"stripe": {"id": "cus_given"}}
+    # a customer added with fewer fields gets the 2.3 defaults
+    added = server.add_customer({"id": "shape_3", "email": "shape3@example.com"})
+    assert set(added) == set(without) and added["licenses"] == []
+    for c in server.list_customers():
+        assert_2_3_shape(c)
+
+
+def test_update_merges_billing_controls_per_list(server):
+    plan_alert = {"feature_id": "messages", "enabled": True, "threshold": 80,
+                  "threshold_type": "usage_percentage", "source": "plan"}  # fmt: skip
+    plan_overage = {"feature_id": "ai_tokens", "enabled": True, "source": "plan"}
+    mine = {"feature_id": "exports", "enabled": False, "source": "customer"}
+    topup = {"feature_id": "credits", "enabled": True, "threshold": 10, "quantity": 100, "source": "customer"}
+    server.add_customer(customer("bc1", T0, billing_controls={
+        "usage_alerts": [plan_alert], "overage_allowed": [mine, plan_overage], "auto_topups": [topup]}))
+    out = ok(server, "customers.update", {"customer_id": "bc1", "billing_controls": {
+        "usage_alerts": [{"feature_id": "messages", "threshold": 95, "threshold_type": "usage_percentage"}],
+        "usage_limits": [{"feature_id": "api_calls", "limit": 1000, "interval": "day"}],
+        "overage_allowed": None}})  # fmt: skip
+    assert out["billing_controls"] == {
+        # a customer alert on a feature shadows the plan's alerts on it
+        "usage_alerts": [{"feature_id": "messages", "threshold": 95, "threshold_type": "usage_percentage",
+                          "enabled": True, "source": "customer"}],
+        "usage_limits": [{"feature_id": "api_calls", "limit": 1000, "interval": "day", "enabled": True,
+                          "usage": 0, "source": "customer"}],
+        "overage_allowed": [plan_overage],  # null clears the customer's entries, not the plan's
+        "auto_topups": [topup],  # a list not sent is left alone
+    }  # fmt: skip
+    assert server.get_customer("bc1") == out
+    for bad, problem in [({"auto_topups": {"feature_id": "x"}}, "billing_controls.auto_topups: "),
+                         ({"usage_limits": [5]}, "billing_controls.usage_limits.0: "),
+                         ({"usage_limits": [{"feature_id": "x", "interval": "day"}]},
+                          "billing_controls.usage_limits.0.limit: Required")]:  # fmt: skip
+        msg = assert_error(call(server, "customers.update", {"customer_id": "bc1", "billing_controls": bad}),
+                           400, "invalid_inputs")  # fmt: skip
+        assert msg.startswith(problem), msg
+    assert server.get_customer("bc1") == out
 
 
 # -- command line and pytest plugin ---------------------------------------------------

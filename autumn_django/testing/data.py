@@ -5,6 +5,15 @@ several scripts, id-less customers keyed by email, fractional usage, unlimited b
 customers past the list endpoint's 15 subscriptions+purchases cap, and customers that
 share the same ``created_at`` millisecond (bulk imports), which is what makes keyset
 paging on ``created_at`` alone unsafe.
+
+Every customer has the whole 2.3 shape: seat-plan customers (team, enterprise) carry
+``licenses`` (seat pools, with the seats in use attached to entities and folded in as
+``scope: "entity"`` subscriptions), others ``licenses: []``; ``billing_controls`` holds the
+controls a plan gives (``source: "plan"``) plus, for a few customers, their own
+(``source: "customer"``); ``processors`` is omitted when the customer has none.
+
+The 2.3 additions are drawn from a second random stream, so for a given seed every value
+the generator made before them (ids, times, plans, balances) is unchanged.
 """
 
 from __future__ import annotations
@@ -69,6 +78,22 @@ BOOLEAN_FEATURES = {
 }
 INTERVAL_MS = {"day": DAY_MS, "week": 7 * DAY_MS, "month": 30 * DAY_MS, "year": YEAR_MS}
 
+# Seat plans -> the license (seat-pool) plans they grant: (plan id, name, seats included),
+# sorted by plan id as the server sorts a customer's pools. Pools after the first are optional.
+LICENSE_POOLS = {
+    "team": [("team_member", "Team member", 5)],
+    "enterprise": [("enterprise_member", "Enterprise member", 25), ("enterprise_viewer", "Viewer", 10)],
+}
+# Billing controls a plan gives its customers (shown with ``source: "plan"``).
+PLAN_CONTROLS: dict[str, dict[str, list[dict]]] = {
+    "team": {"usage_alerts": [{"feature_id": "messages", "enabled": True, "threshold": 80,
+                               "threshold_type": "usage_percentage"}]},
+    "enterprise": {"spend_limits": [{"feature_id": "ai_tokens", "enabled": True, "limit_type": "absolute",
+                                     "overage_limit": 1_000_000}],
+                   "overage_allowed": [{"feature_id": "ai_tokens", "enabled": True}]},
+}  # fmt: skip
+CONTROL_KINDS = ["auto_topups", "spend_limits", "usage_limits", "usage_alerts", "overage_allowed"]
+
 
 def default_anchor_ms() -> int:
     """UTC midnight today: "now" for generated data, stable for a whole day.
@@ -84,6 +109,8 @@ class _Gen:
 
     def __init__(self, seed: int, env: str, start_ms: int, end_ms: int) -> None:
         self.rng = random.Random(seed)
+        # The 2.3 fields' own stream: drawing them from ``rng`` would shift everything after.
+        self.more = random.Random(f"autumn-2.3:{seed}")
         self.env = env
         self.start = start_ms
         self.end = end_ms
@@ -132,6 +159,7 @@ class _Gen:
             "canceled_at": canceled_at,
             "expires_at": expires_at,
             "trial_ends_at": trial_ends,
+            "scope": "customer",
         }
 
     def scheduled(self, plan_id: str, at: int) -> dict:
@@ -139,7 +167,7 @@ class _Gen:
             "id": self.hexid("sub_", 64), "plan_id": plan_id, "status": "scheduled",
             "auto_enable": False, "add_on": False, "past_due": False, "quantity": 1,
             "started_at": at, "current_period_start": None, "current_period_end": None,
-            "canceled_at": None, "expires_at": None, "trial_ends_at": None,
+            "canceled_at": None, "expires_at": None, "trial_ends_at": None, "scope": "customer",
         }  # fmt: skip
 
     def purchase(self, created: int) -> dict:
@@ -149,6 +177,7 @@ class _Gen:
             "started_at": min(started, self.now),
             "expires_at": started + YEAR_MS if self.rng.random() < 0.5 else None,
             "quantity": self.rng.randint(1, 3),
+            "scope": "customer",
         }
 
     def entry(
@@ -235,6 +264,98 @@ class _Gen:
             }
         return out
 
+    def licenses(self, plan_id: str, main: dict, subs: list[dict]) -> list[dict]:
+        """The seat pools ``plan_id`` grants; a pool with seats in use adds the license plan
+        to ``subs`` as an entity-level subscription (folded the way customers.get folds it:
+        one per plan, without a billing period)."""
+        more = self.more
+        pools = []
+        for k, (license_id, name, included) in enumerate(LICENSE_POOLS[plan_id]):
+            if k and more.random() < 0.5:
+                continue
+            paid = 0 if more.random() < 0.4 else more.randint(1, included * 8)
+            granted = included + paid
+            r = more.random()
+            usage = 0 if r < 0.08 else granted if r < 0.3 else more.randint(1, granted)
+            pools.append({
+                "license_plan_id": license_id, "parent_plan_id": plan_id, "license_plan_name": name,
+                "granted": granted, "usage": usage, "remaining": granted - usage, "paid_quantity": paid,
+            })  # fmt: skip
+            if usage:
+                started = main["started_at"] + more.randrange(max(1, self.now - main["started_at"]))
+                subs.append({
+                    "id": f"sub_{more.getrandbits(64):016x}", "plan_id": license_id, "status": "active",
+                    "auto_enable": False, "add_on": False, "past_due": False, "quantity": 1,
+                    "started_at": started, "current_period_start": None, "current_period_end": None,
+                    "canceled_at": None, "expires_at": None, "trial_ends_at": None, "scope": "entity",
+                })  # fmt: skip
+        return pools
+
+    def control(self, kind: str, feature: str) -> dict:
+        """One customer-set billing control of ``kind`` for ``feature``, as 2.3 shows it."""
+        more = self.more
+        if kind == "auto_topups":
+            entry: dict[str, Any] = {"feature_id": feature, "enabled": more.random() < 0.85,
+                                     "threshold": more.choice([0, 10, 50, 100]),
+                                     "quantity": more.choice([100, 500, 1000])}  # fmt: skip
+            if more.random() < 0.4:
+                entry["purchase_limit"] = {"interval": more.choice(["day", "week", "month"]),
+                                           "interval_count": 1, "limit": more.choice([1, 3, 5])}  # fmt: skip
+        elif kind == "spend_limits":
+            entry = {"feature_id": feature, "enabled": True,
+                     "overage_limit": more.choice([50, 100, 500, 1000])}  # fmt: skip
+            if more.random() < 0.25:
+                entry.update(limit_type="usage_percentage", overage_limit=more.choice([120, 150, 200]))
+        elif kind == "usage_limits":
+            limit = more.choice([100, 500, 1000, 10_000])
+            entry = {"feature_id": feature, "enabled": True, "limit": limit,
+                     "interval": more.choice(["day", "week", "month"]),
+                     "usage": more.randint(0, limit)}  # fmt: skip
+            if more.random() < 0.2:
+                model = more.choice(["gpt-4o", "claude-sonnet", "llama-3"])
+                entry["filter"] = {"properties": {"model": model}}
+        elif kind == "usage_alerts":
+            if more.random() < 0.7:
+                entry = {"feature_id": feature, "enabled": True, "threshold": more.choice([50, 80, 90, 100]),
+                         "threshold_type": "usage_percentage"}  # fmt: skip
+            else:
+                entry = {"feature_id": feature, "enabled": True, "threshold": more.choice([10, 100]),
+                         "threshold_type": "remaining", "name": "Running low"}  # fmt: skip
+        else:
+            entry = {"feature_id": feature, "enabled": more.random() < 0.6}
+        entry["source"] = "customer"
+        return entry
+
+    def billing_controls(self, plan_id: str | None, own: bool, balances: dict, packs: list) -> dict:
+        """What the plan gives (``plan_id`` None: no active plan) and, if ``own``, a few
+        controls the customer set; a customer entry shadows the plan's for its feature."""
+        out: dict[str, list[dict]] = {}
+        if own:
+            more = self.more
+            metered = [f for f, b in balances.items() if not b["unlimited"]] or ["messages"]
+            for kind in more.sample(CONTROL_KINDS, more.choice([1, 1, 2, 3])):
+                feature = "credits" if kind == "auto_topups" and packs else more.choice(metered)
+                out[kind] = [self.control(kind, feature)]
+            if "auto_topups" not in out and more.random() < 0.2:
+                out["auto_topups"] = []  # a stored empty list is shown as []
+        for kind, entries in PLAN_CONTROLS.get(plan_id or "", {}).items():
+            mine = out.get(kind) or []
+            taken = {e["feature_id"] for e in mine}
+            given = [{**e, "source": "plan"} for e in entries if e["feature_id"] not in taken]
+            if given:
+                out[kind] = mine + given
+        return out
+
+    def config(self, pooled: bool) -> dict:
+        r = self.more.random()
+        if pooled and r < 0.3:
+            return {"disable_pooled_balance": True}
+        if r < 0.02:
+            return {"disable_pooled_balance": False}
+        if r < 0.03:
+            return {"disable_overage_billing": True}
+        return {}  # never set: the stored default ({}) as it is shown
+
     def customer(self, i: int, created: int, heavy: bool) -> dict:
         rng = self.rng
         r = rng.random()
@@ -278,28 +399,36 @@ class _Gen:
         if rng.random() < 0.6:
             meta = {"source": rng.choice(["signup", "import", "sales", "api"]),
                     "seats_hint": rng.randint(1, 200), "tags": ["beta"] if r < 0.2 else []}  # fmt: skip
-        return {
+        # Drawn from ``rng`` in the order the generator always drew them.
+        name = self.name(kind or "cus")
+        fingerprint = self.hexid("fp_") if rng.random() < 0.3 else None
+        receipts = rng.random() < 0.4
+        own_controls = rng.random() < 0.05
+        balances = self.balances(plan, packs, heavy)
+        # The 2.3 fields, from their own stream. subs[0] is the active base plan, if any.
+        active = plan if subs else None
+        licenses = self.licenses(plan, subs[0], subs) if active in LICENSE_POOLS else []
+        customer = {
             "id": cid,
-            "name": self.name(kind or "cus"),
+            "name": name,
             "email": email,
             "created_at": created,
             "env": self.env,
-            "fingerprint": self.hexid("fp_") if rng.random() < 0.3 else None,
+            "fingerprint": fingerprint,
             "stripe_id": stripe_id,
             "metadata": meta,
-            "send_email_receipts": rng.random() < 0.4,
-            "billing_controls": (
-                {"usage_alerts": [{"feature_id": "messages", "threshold": 0.8}]}
-                if rng.random() < 0.05
-                else {}
-            ),
-            "config": {"disable_pooled_balance": False},
-            "processors": processors,
+            "send_email_receipts": receipts,
+            "billing_controls": self.billing_controls(active, own_controls, balances, packs),
+            "config": self.config(bool(licenses)),
             "subscriptions": subs,
             "purchases": packs,
-            "balances": self.balances(plan, packs, heavy),
+            "licenses": licenses,
+            "balances": balances,
             "flags": flags,
         }
+        if processors:  # omitted, not {}, when the customer has none
+            customer["processors"] = processors
+        return customer
 
 
 def make_customers(n: int, seed: int = 0, env: str = "sandbox", start_ms: int | None = None) -> list[dict]:

@@ -6,6 +6,7 @@ Validation mimics the real server's zod schemas: the first problem found is repo
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,15 @@ EXPANDS = frozenset(
     }
 )  # fmt: skip
 PROCESSORS = ("stripe", "revenuecat", "vercel")
+# billing_controls lists: the fields an entry must have and ``enabled``'s default (the
+# server's schemas); unknown keys are dropped, as the server's schema strips them.
+CONTROLS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "auto_topups": (("feature_id", "threshold", "quantity"), False),
+    "spend_limits": ((), False),
+    "usage_limits": (("feature_id", "limit", "interval"), True),
+    "usage_alerts": (("threshold", "threshold_type"), True),
+    "overage_allowed": (("feature_id",), False),
+}
 _MISSING = object()
 
 
@@ -139,6 +149,64 @@ def _expand(body: dict) -> None:
             raise _bad(f"expand.{i}", f"Invalid enum value. Received '{item}'")
 
 
+def _billing_controls(body: dict) -> Any:
+    """``billing_controls`` params as a 2.3 answer shows them: ``{list: [entry] | None}``,
+    each entry given its defaults and tagged ``source: "customer"``; ``_MISSING`` if absent."""
+    value = _typed(body, "billing_controls", dict, "object")
+    if value is _MISSING:
+        return _MISSING
+    out: dict[str, list[dict] | None] = {}
+    for key, (required, enabled) in CONTROLS.items():
+        if key not in value:
+            continue
+        entries = value[key]
+        if entries is None:
+            out[key] = None  # clears the customer's own entries
+            continue
+        if not isinstance(entries, list):
+            raise _bad(f"billing_controls.{key}", f"Expected array, received {_type_name(entries)}")
+        shown = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise _bad(f"billing_controls.{key}.{i}", f"Expected object, received {_type_name(entry)}")
+            for name in required:
+                if entry.get(name) is None:
+                    raise _bad(f"billing_controls.{key}.{i}.{name}", "Required")
+            entry = {"enabled": enabled, **entry, "source": "customer"}
+            if key == "usage_limits":
+                entry.setdefault("usage", 0)  # nothing tracked in the window yet
+            shown.append(entry)
+        out[key] = shown
+    return out
+
+
+def _control_identity(key: str, entry: Any) -> Any:
+    """What a customer entry shadows a plan's entry by: the feature (and a usage limit's filter)."""
+    if not isinstance(entry, dict):
+        return None
+    if key == "usage_limits":
+        return entry.get("feature_id"), json.dumps(entry.get("filter"), sort_keys=True, default=str)
+    return entry.get("feature_id")
+
+
+def _merge_controls(current: Any, given: dict) -> dict:
+    """``current`` billing controls after ``given`` ones (update; get_or_create from ``{}``):
+    a list sent replaces the customer's own entries (null clears them) and keeps the plan's
+    (``source: "plan"``) that no new entry shadows; lists not sent are left alone. A list
+    that ends empty stays ``[]`` unless it was cleared."""
+    merged = dict(current) if isinstance(current, dict) else {}
+    for key, mine in given.items():
+        mine = mine or []
+        taken = {_control_identity(key, e) for e in mine}
+        plan = [e for e in merged.get(key) or [] if isinstance(e, dict) and e.get("source") == "plan"
+                and _control_identity(key, e) not in taken]  # fmt: skip
+        if mine or plan or given[key] is not None:
+            merged[key] = mine + plan
+        else:
+            merged.pop(key, None)
+    return merged
+
+
 def _filters(body: dict) -> tuple[Any, float | None, float | None]:
     """The list filters: a match predicate and the created_at bounds (inclusive)."""
     search = _str(body, "search")
@@ -245,7 +313,7 @@ def get_or_create(ctx: Ctx, body: dict) -> Reply:
     stripe_id = _str(body, "stripe_id")
     metadata = _typed(body, "metadata", dict, "object")
     receipts = _typed(body, "send_email_receipts", bool, "boolean")
-    controls = _typed(body, "billing_controls", dict, "object")
+    controls = _billing_controls(body)
     plan_id = _str(body, "auto_enable_plan_id")
     create_in_stripe = _typed(body, "create_in_stripe", bool, "boolean")
     _expand(body)
@@ -275,20 +343,21 @@ def get_or_create(ctx: Ctx, body: dict) -> Reply:
                 {"id": f"sub_{now:x}", "plan_id": plan_id, "status": "active",
                  "auto_enable": True, "add_on": False, "past_due": False, "quantity": 1,
                  "started_at": now, "current_period_start": None, "current_period_end": None,
-                 "canceled_at": None, "expires_at": None, "trial_ends_at": None}
+                 "canceled_at": None, "expires_at": None, "trial_ends_at": None, "scope": "customer"}
             )  # fmt: skip
         given = lambda v, default: default if v is _MISSING else v  # noqa: E731
-        rec = store.add(
-            {
-                "id": customer_id, "name": given(name, None), "email": email,
-                "created_at": now, "fingerprint": given(fingerprint, None),
-                "stripe_id": given(stripe_id, None), "metadata": given(metadata, {}),
-                "send_email_receipts": given(receipts, False),
-                "billing_controls": given(controls, {}), "config": {},
-                "processors": processors, "subscriptions": subs, "purchases": [],
-                "balances": {}, "flags": {},
-            }
-        )  # fmt: skip
+        data = {
+            "id": customer_id, "name": given(name, None), "email": email,
+            "created_at": now, "fingerprint": given(fingerprint, None),
+            "stripe_id": given(stripe_id, None), "metadata": given(metadata, {}),
+            "send_email_receipts": given(receipts, False),
+            "billing_controls": _merge_controls({}, controls) if controls is not _MISSING else {},
+            "config": {}, "subscriptions": subs, "purchases": [], "licenses": [],
+            "balances": {}, "flags": {},
+        }  # fmt: skip
+        if processors:  # omitted, not {}, when the customer has none
+            data["processors"] = processors
+        rec = store.add(data)
         return _customer_reply(ctx, rec)
 
 
@@ -305,9 +374,7 @@ def update_customer(ctx: Ctx, body: dict) -> Reply:
     receipts = _typed(body, "send_email_receipts", bool, "boolean")
     if receipts is not _MISSING:
         changes["send_email_receipts"] = receipts
-    controls = _typed(body, "billing_controls", dict, "object")
-    if controls is not _MISSING:
-        changes["billing_controls"] = controls
+    controls = _billing_controls(body)
     metadata = _typed(body, "metadata", dict, "object")
     new_id = None
     if body.get("new_customer_id") is not None:
@@ -318,6 +385,8 @@ def update_customer(ctx: Ctx, body: dict) -> Reply:
         if rec is None:
             raise _not_found(customer_id)
         data = {**rec.data, **changes}
+        if controls is not _MISSING:
+            data["billing_controls"] = _merge_controls(data.get("billing_controls"), controls)
         if metadata is not _MISSING:  # merged; a key set to null is removed
             merged = dict(data.get("metadata") or {})
             for key, value in metadata.items():
@@ -330,7 +399,9 @@ def update_customer(ctx: Ctx, body: dict) -> Reply:
             procs = {k: v for k, v in (data.get("processors") or {}).items() if k != "stripe"}
             if changes["stripe_id"]:
                 procs["stripe"] = {"id": changes["stripe_id"]}
-            data["processors"] = procs
+            data.pop("processors", None)
+            if procs:  # omitted, not {}, when none is left
+                data["processors"] = procs
         if new_id is not None and new_id != customer_id:
             if store.find(new_id) is not None:
                 raise ApiError(409, "customer_already_exists", f"Customer {new_id} already exists")

@@ -31,11 +31,12 @@ LIST_ITEM_CAP = 15  # subscriptions + purchases carried by one list row
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
-# Top-level fields every Customer has; filled in for objects added with fewer.
+# Top-level fields every 2.3 Customer has; filled in for objects added with fewer.
+# ``processors`` is not one: the real server omits it when the customer has none.
 _DEFAULTS: dict[str, Any] = {
     "name": None, "email": None, "fingerprint": None, "stripe_id": None, "metadata": {},
-    "send_email_receipts": False, "billing_controls": {}, "config": {}, "processors": {},
-    "subscriptions": [], "purchases": [], "balances": {}, "flags": {},
+    "send_email_receipts": False, "billing_controls": {}, "config": {},
+    "subscriptions": [], "purchases": [], "licenses": [], "balances": {}, "flags": {},
 }  # fmt: skip
 
 Match = Callable[[dict], bool]
