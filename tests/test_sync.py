@@ -353,3 +353,28 @@ def test_text_with_tabs_newlines_and_backslashes_is_stored_as_sent(make_standin)
     assert_mirror_matches(server)
     balance = Balance.objects.get(customer__autumn_id="cus_awkward")
     assert balance.breakdown == [{"note": awkward, "usage": 5.5}]
+
+
+def test_licenses_are_kept_in_raw_exactly_as_served(make_standin):
+    server = make_standin(200, seed=4)
+    customers = server.list_customers()
+    assert any(c["licenses"] for c in customers) and any(not c["licenses"] for c in customers)
+
+    sync_all_customers()
+
+    rows = {(c.autumn_id or c.email): c for c in Customer.objects.all()}
+    for customer in customers:
+        assert rows[customer["id"] or customer["email"]].raw["licenses"] == customer["licenses"]
+    # A seat assigned changes nothing but the pool's numbers: the mirror still picks it up.
+    seat = next(c for c in customers if c["id"] and any(p["remaining"] for p in c["licenses"]))
+    pools = copy.deepcopy(seat["licenses"])
+    pool = next(p for p in pools if p["remaining"])
+    pool["usage"] += 1
+    pool["remaining"] -= 1
+    server.modify_customer(seat["id"], licenses=pools)
+
+    run = sync_all_customers()
+
+    assert (run.updated, run.unchanged) == (1, 199)
+    assert Customer.objects.get(autumn_id=seat["id"]).raw["licenses"] == pools
+    assert_mirror_matches(server)
