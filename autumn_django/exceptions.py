@@ -105,3 +105,13 @@ class ServerError(AutumnAPIError):
 
 class SyncAlreadyRunning(AutumnError):
     """Another sync of the same environment holds the lock."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """A stop signal (SIGTERM: ``docker stop``, Kubernetes, systemd) reached a running sync.
+    It ends the sync as Ctrl-C does: the page in flight is not kept, the lock is let go and
+    the run keeps its resume point."""
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name

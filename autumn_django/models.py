@@ -200,8 +200,9 @@ class SyncRun(models.Model):
 
     At most one run per env is ``running`` (a partial unique constraint, so two processes
     cannot both start one). A running run renews ``heartbeat_at`` after every page; one
-    whose heartbeat is older than ``AUTUMN_SYNC_LOCK_TIMEOUT`` died, and the next run takes
-    it over and resumes from ``cursor``.
+    whose process is known to be gone (``host``/``pid``, PostgreSQL's advisory lock), or
+    whose heartbeat is older than ``AUTUMN_SYNC_LOCK_TIMEOUT``, died, and the next run
+    takes it over and resumes from ``cursor``.
     """
 
     class Status(models.TextChoices):
@@ -234,6 +235,12 @@ class SyncRun(models.Model):
     errors = models.JSONField(default=list, blank=True)
     # Why the run stopped, when it failed.
     failure = models.TextField(blank=True, default="")
+    # Who holds (or last held) the run: a running run whose process is gone is taken over
+    # at once (sync/holders.py), not after the lease.
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    advisory_lock = models.BooleanField(default=False, help_text=_(
+        "Whether the run holds PostgreSQL's advisory lock, which its process's death frees."))
 
     class Meta:
         verbose_name = _("sync run")

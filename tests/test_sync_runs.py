@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from autumn_django.client import AutumnClient, ListPosition
@@ -35,35 +38,105 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_run_killed_between_pages_blocks_briefly_then_resumes(make_standin, settings):
-    server = make_standin(400)
+def prefetch_children_of(pid: int) -> list[int]:
+    """Pids of the sync prefetch processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"autumn_django.sync.prefetch" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # exited, waiting for a parent to reap it
+
+
+def start_slow_sync(server):
+    """``manage.py autumn_sync`` in a child process, 50 customers a page, 0.25 s a page,
+    stopped by the caller once two pages are committed. Returns the process and the pids of
+    its prefetch child."""
     server.faults.delay(0.25, endpoint="customers.list")
     child = run_manage("autumn_sync", "--page-size", "50", background=True,
                        env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY})
+    wait_for(lambda: SyncRun.objects.filter(pages__gte=2).exists(), what="two committed pages")
+    with pytest.raises(SyncAlreadyRunning, match=r"Another sync of sandbox is running \(run #"):
+        sync_all_customers(page_size=50)  # it is alive: its lock holds
+    return child, wait_for(lambda: prefetch_children_of(child.pid), what="the prefetch child")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_or_stopped_sync_is_taken_over_at_once_and_resumed(make_standin, stop):
+    """The lease (300 s here) is only the last resort: a run whose process is gone is seen
+    to be gone, and the next run resumes it straight away."""
+    server = make_standin(400)
+    child, prefetchers = start_slow_sync(server)
     try:
-        wait_for(lambda: SyncRun.objects.filter(pages__gte=2).exists(), what="two committed pages")
-        with pytest.raises(SyncAlreadyRunning, match=r"Another sync of sandbox is running \(run #"):
-            sync_all_customers(page_size=50)
+        child.send_signal(stop)
+        _, stderr = child.communicate(timeout=60)
     finally:
-        child.kill()
-        child.wait()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     killed = SyncRun.objects.get()
-    assert killed.status == SyncRun.Status.RUNNING and killed.pages >= 2 and killed.cursor
-    # Its lock is still fresh: the next run is refused...
-    with pytest.raises(SyncAlreadyRunning):
-        sync_all_customers(page_size=50)
-    # ...until the lock times out, which is not long.
-    settings.AUTUMN_SYNC_LOCK_TIMEOUT = 1
-    time.sleep(1.1)
+    if stop == signal.SIGTERM:
+        # Like Ctrl-C: the lock let go, the resume point kept, one line, a non-zero exit.
+        assert child.returncode == 128 + signal.SIGTERM
+        assert stderr.strip().splitlines()[-1] == (
+            "CommandError: Stopped by SIGTERM. Nothing of the page in flight was kept; the next "
+            "autumn_sync resumes from the last saved page.")
+        assert killed.status == SyncRun.Status.FAILED
+        assert killed.failure == "Interrupted by SIGTERM; the next run resumes from the last saved page."
+    else:
+        assert killed.status == SyncRun.Status.RUNNING  # nobody got to say otherwise
+    assert killed.pages >= 2 and killed.cursor
+    assert Customer.objects.count() == killed.created, "only pages the run counted are stored"
+    # The prefetch child does not outlive its parent, however the parent ended.
+    wait_for(lambda: all(process_gone(pid) for pid in prefetchers), timeout=10,
+             what="the prefetch child to exit")
     server.faults.delay(0)
     server.clear_requests()
 
-    run = sync_all_customers(page_size=50)
+    run = sync_all_customers(page_size=50)  # AUTUMN_SYNC_LOCK_TIMEOUT is still 300 s
 
     assert (run.pk, run.attempts, run.status) == (killed.pk, 2, SyncRun.Status.SUCCEEDED)
     first_list = next(body for endpoint, body in server.requests if endpoint == "customers.list")
     assert first_list["start_cursor"] == killed.cursor
     assert run.deleted == 0
+    assert_mirror_matches(server)
+
+
+def test_a_killed_run_of_another_machine_waits_for_its_lease_unless_postgresql_knows(make_standin, settings):
+    """Another machine's process cannot be looked up; PostgreSQL's advisory lock, freed
+    when the dead process's connection died, tells wherever the run was."""
+    server = make_standin(400)
+    child, _ = start_slow_sync(server)
+    child.kill()
+    child.wait()
+    SyncRun.objects.update(host="another-machine")
+    server.faults.delay(0)
+
+    if connection.vendor == "postgresql":
+        run = sync_all_customers(page_size=50)
+        assert (run.attempts, run.status) == (2, SyncRun.Status.SUCCEEDED)
+        assert_mirror_matches(server)
+        return
+    with pytest.raises(SyncAlreadyRunning, match="on another-machine"):
+        sync_all_customers(page_size=50)
+    settings.AUTUMN_SYNC_LOCK_TIMEOUT = 1
+    time.sleep(1.1)
+    run = sync_all_customers(page_size=50)
+    assert (run.attempts, run.status) == (2, SyncRun.Status.SUCCEEDED)
     assert_mirror_matches(server)
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
-from ..exceptions import InvalidCursorError
+from ..exceptions import InvalidCursorError, StopRequested
 from ..models import SyncRun
 from ..users import link_users_to_customers
 from . import events, memos, runs
@@ -55,8 +55,10 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     run = runs.start_run(client.env, page_size=page_size, restart=restart, using=using)
     try:
         _Pass(client, run, using, progress).execute()
-    except BaseException as exc:  # Ctrl-C too: release the lock now, not after the timeout
-        if not isinstance(exc, runs.LeaseLost):
+    except BaseException as exc:  # Ctrl-C and SIGTERM too: release the lock now
+        if isinstance(exc, runs.LeaseLost):
+            runs.release(run)  # the run is its successor's now; only our lock is ours
+        else:
             runs.finish_run(run, failure=_failure_text(exc))
         raise
     return run
@@ -218,5 +220,6 @@ def _key_text(key: tuple[str, str] | None) -> str | None:
 
 def _failure_text(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
-        return "Interrupted; the next run resumes from the last saved page."
+        by = f" by {exc.signal_name}" if isinstance(exc, StopRequested) else ""
+        return f"Interrupted{by}; the next run resumes from the last saved page."
     return f"{type(exc).__name__}: {exc}"

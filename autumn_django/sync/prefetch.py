@@ -18,10 +18,12 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -139,6 +141,7 @@ def _read_frame(stream: IO[bytes]) -> Any:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="autumn_django prefetch: %(message)s")
+    _stay_bound_to_parent()
     profile_to = os.environ.get(PROFILE_ENV)
     if profile_to:  # the benchmark's --profile: cProfile in the parent cannot see this process
         import cProfile
@@ -146,6 +149,27 @@ def main() -> None:
         cProfile.runctx("_serve()", globals(), {"_serve": _serve}, profile_to)
     else:
         _serve()
+
+
+# How often the child checks that its parent is still there.
+PARENT_POLL_SECONDS = 0.5
+
+
+def _stay_bound_to_parent() -> None:
+    """The parent decides when this process ends: it stops it when the sync ends, however
+    the sync ends. A Ctrl-C or a SIGTERM sent to the whole process group is the parent's
+    to handle (it then stops this process), and a parent that died without a word (kill -9,
+    an OOM kill) leaves this process to the init process: it notices and exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="autumn-prefetch-parent", daemon=True).start()
 
 
 def _serve() -> None:

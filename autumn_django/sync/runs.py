@@ -8,6 +8,10 @@ and its own ``lease_token``. The database decides every race:
 - every page's progress is saved only where the token is still ours, so a run that
   stalled past the timeout and was taken over cannot write over its successor.
 
+A run whose process died is taken over at once where that can be known for sure
+(``holders.RunHolder``: PostgreSQL's advisory lock, or a process id on this host), and
+after the lease (``AUTUMN_SYNC_LOCK_TIMEOUT``) everywhere else.
+
 Runs live in the database the sync writes to (``start_run(using=...)``): a page's resume
 point must commit in that page's transaction. Once started, a run is read and written on
 the database it was loaded from (``run._state.db``, as Django's own ``save()`` does).
@@ -27,6 +31,7 @@ from ..client import ListPosition
 from ..conf import autumn_settings
 from ..exceptions import SyncAlreadyRunning
 from ..models import SyncRun
+from .holders import RunHolder
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +48,43 @@ def start_run(env: str, *, page_size: int, restart: bool = False,
     """Take the env's sync lock in database ``using``: resume the last unfinished run, or
     begin a new one.
 
-    Raises ``SyncAlreadyRunning`` if a live run holds the lock.
+    Raises ``SyncAlreadyRunning`` if a live run holds the lock. The run returned holds
+    its env's lock until ``finish_run`` (or ``release``) lets it go.
     """
+    holder = RunHolder(env, using)
+    holder.acquire()
+    try:
+        run = _start(env, page_size, restart, using, holder)
+    except BaseException:
+        holder.release()
+        raise
+    run.holder = holder
+    return run
+
+
+def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolder) -> SyncRun:
     now = timezone.now()
     stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
     latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
     if latest is not None and latest.status == SyncRun.Status.RUNNING:
-        if latest.heartbeat_at >= stale_before:
+        if holder.holder_is_gone(latest):
+            logger.warning("Sync run #%s's process (%s, pid %s) is gone; taking the run over.",
+                           latest.pk, latest.host or "unknown host", latest.pid)
+        elif latest.heartbeat_at >= stale_before:
             raise _already_running(latest, now)
-        logger.warning("Sync run #%s stopped renewing its lock at %s; taking it over.",
-                       latest.pk, latest.heartbeat_at)
+        else:
+            logger.warning("Sync run #%s stopped renewing its lock at %s; taking it over.",
+                           latest.pk, latest.heartbeat_at)
     resumable = latest is not None and latest.status != SyncRun.Status.SUCCEEDED
     if resumable and not restart:
-        return _take_over(latest, now)
+        return _take_over(latest, now, holder)
     if resumable and latest.status == SyncRun.Status.RUNNING:
         _abandon(latest, now)
     try:
         with transaction.atomic(using=using):
             return SyncRun.objects.using(using).create(
                 env=env, status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now,
-                lease_token=uuid.uuid4().hex, page_size=page_size,
+                lease_token=uuid.uuid4().hex, page_size=page_size, **holder.identity(),
             )
     except IntegrityError:
         latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
@@ -91,7 +113,17 @@ def finish_run(run: SyncRun, *, failure: str = "") -> None:
     if not failure:
         run.errors = run.errors[-MAX_RECORDED_ERRORS:]
         fields += ["deleted", "errors"]
-    _save_if_ours(run, fields)
+    try:
+        _save_if_ours(run, fields)
+    finally:
+        release(run)
+
+
+def release(run: SyncRun) -> None:
+    """Let go of the env's lock held by this process for ``run`` (idempotent)."""
+    holder = getattr(run, "holder", None)
+    if holder is not None:
+        holder.release()
 
 
 def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
@@ -105,14 +137,14 @@ def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
         )
 
 
-def _take_over(run: SyncRun, now: datetime) -> SyncRun:
+def _take_over(run: SyncRun, now: datetime, holder: RunHolder) -> SyncRun:
     old_token, new_token = run.lease_token, uuid.uuid4().hex
     runs = _runs_of(run)
     try:
         with transaction.atomic(using=runs.db):
             taken = runs.filter(pk=run.pk, lease_token=old_token).update(
                 status=SyncRun.Status.RUNNING, lease_token=new_token, heartbeat_at=now,
-                finished_at=None, failure="", attempts=run.attempts + 1,
+                finished_at=None, failure="", attempts=run.attempts + 1, **holder.identity(),
             )
     except IntegrityError:  # another run became the running one meanwhile
         taken = 0
@@ -140,7 +172,8 @@ def _already_running(run: SyncRun | None, now: datetime) -> SyncAlreadyRunning:
         return SyncAlreadyRunning("Another sync started at the same moment; this one stops.")
     age = int((now - run.heartbeat_at).total_seconds())
     return SyncAlreadyRunning(
-        f"Another sync of {run.env} is running (run #{run.pk}, last progress {age} s ago). "
-        f"Wait for it to finish; if its process died, its lock expires "
-        f"{autumn_settings.SYNC_LOCK_TIMEOUT} s after its last progress and the next run resumes it."
+        f"Another sync of {run.env} is running (run #{run.pk} on {run.host or 'an unknown host'}, "
+        f"pid {run.pid}, last progress {age} s ago). Wait for it to finish; if its process "
+        f"died on another machine, its lock expires {autumn_settings.SYNC_LOCK_TIMEOUT} s after "
+        "its last progress and the next run resumes it."
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,15 +18,18 @@ from ...exceptions import (
     AutumnConnectionError,
     AutumnError,
     RateLimitError,
+    StopRequested,
     SyncAlreadyRunning,
 )
 from ...models import Customer
 from ...sync import sync_all_customers, sync_customer
 from ..progress import ProgressReporter
 
-# Exit statuses besides 0; 2 is argparse's for bad usage.
+# Exit statuses besides 0; 2 is argparse's for bad usage; 128 + the signal when stopped.
 EXIT_FAILED = 1
 EXIT_ALREADY_RUNNING = 3
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class Command(BaseCommand):
@@ -50,7 +57,7 @@ class Command(BaseCommand):
             raise CommandError("--page-size must be between 1 and 5000.", returncode=2)
         try:
             client = AutumnClient()
-            with client:
+            with client, _stop_on_sigterm():
                 if customer:
                     self._sync_one(client, customer)
                 else:
@@ -59,6 +66,12 @@ class Command(BaseCommand):
             raise CommandError(exc.message, returncode=EXIT_ALREADY_RUNNING) from None
         except AutumnError as exc:
             raise CommandError(_explain(exc), returncode=EXIT_FAILED) from None
+        except KeyboardInterrupt as exc:
+            by, code = ((exc.signal_name, EXIT_TERMINATED) if isinstance(exc, StopRequested)
+                        else ("Ctrl-C", EXIT_INTERRUPTED))
+            raise CommandError(
+                f"Stopped by {by}. Nothing of the page in flight was kept; the next autumn_sync "
+                "resumes from the last saved page.", returncode=code) from None
 
     def _sync_one(self, client: AutumnClient, customer_id: str) -> None:
         row = sync_customer(customer_id, client=client)
@@ -97,6 +110,26 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(
                     "  " + (f"skipped {problem['customer']}: {problem['error']}"
                             if "error" in problem else f"warning: {problem['warning']}")))
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (``docker stop``, Kubernetes, systemd) into ``StopRequested`` while the
+    command runs, so a stopped sync lets its lock go at once, as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (call_command elsewhere)
+        return
+
+    def stop(signum, frame):
+        # A second SIGTERM must not interrupt the clean-up the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise StopRequested("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _explain(exc: AutumnError) -> str:
