@@ -118,7 +118,10 @@ class AutumnClient:
         except Exception as exc:
             raise AutumnConfigurationError(str(exc)) from None
         self.api_url = (api_url or autumn_settings.API_URL).rstrip("/")
-        self.timeout = timeout if timeout is not None else tuple(autumn_settings.TIMEOUT)
+        if timeout is None:
+            timeout = autumn_settings.TIMEOUT
+        # requests takes a number or a (connect, read) tuple; a list from settings is a pair.
+        self.timeout = tuple(timeout) if isinstance(timeout, list) else timeout
         self.max_retries = max_retries if max_retries is not None else autumn_settings.MAX_RETRIES
         self.retry_max_seconds = (
             retry_max_seconds if retry_max_seconds is not None else autumn_settings.RETRY_MAX_SECONDS

@@ -160,6 +160,17 @@ def test_timeout_becomes_a_connection_error_after_retries(server, sleeps):
     assert len(sleeps) == 1
 
 
+@pytest.mark.parametrize("setting", [0.2, [1.0, 0.2]], ids=["one-number", "list"])
+def test_the_timeout_setting_takes_every_form_the_check_accepts(server, settings, sleeps, setting):
+    """AUTUMN_TIMEOUT = 30 passed the system check, then broke every call (a number was
+    turned into a tuple)."""
+    settings.AUTUMN_TIMEOUT = setting
+    server.faults.delay(1.0, endpoint="customers.list")
+    with AutumnClient(max_retries=0, sleep=sleeps) as client, \
+            pytest.raises(AutumnConnectionError, match="timed out"):
+        client.customers.list(limit=5)
+
+
 def test_unreachable_autumn_is_a_connection_error(settings, sleeps):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
