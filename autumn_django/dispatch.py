@@ -13,7 +13,7 @@ from typing import Any, Literal
 from django.db import transaction
 
 from .conf import TASK_MODES, autumn_settings
-from .exceptions import AutumnConfigurationError, AutumnError
+from .exceptions import AutumnConfigurationError, AutumnError, scrub_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -63,5 +63,17 @@ def dispatch(task: Any, *args: Any, explicit: bool = False) -> Outcome:
 
 def dispatch_on_commit(task: Any, *args: Any, using: str | None = None) -> None:
     """``dispatch`` once the current transaction commits (at once outside one), so a task
-    never looks for a row that is not committed yet."""
-    transaction.on_commit(lambda: dispatch(task, *args), using=using)
+    never looks for a row that is not committed yet.
+
+    Whatever the work raises is logged, never raised: it would reach the code that
+    committed (a signup's save, an admin edit) after its data is already saved. Autumn's own
+    errors are logged by ``dispatch``; this catches the rest (a project's mapping function
+    that raises inline, say)."""
+    def run() -> None:
+        try:
+            dispatch(task, *args)
+        except Exception as exc:
+            logger.error("%s%r failed after the commit that asked for it (that commit stands): %s",
+                         task.name, args, scrub_secrets(f"{type(exc).__name__}: {exc}"))
+
+    transaction.on_commit(run, using=using)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from .checks import setting_problems
 from .conf import autumn_settings
-from .dispatch import dispatch
+from .dispatch import dispatch_on_commit
 from .exceptions import AutumnConfigurationError, scrub_secrets
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def user_post_save(sender: type, instance: Any, created: bool, raw: bool = False
     # The rules of `manage.py check`: a bad mode or a mapping that cannot be imported is
     # said once here, where it costs the host nothing, instead of raising into its save.
     if not _misconfigured(instance, "TASK_MODE", "CUSTOMER_FIELDS"):
-        _dispatch_after_commit(task, instance.pk, using=kwargs.get("using"))
+        dispatch_on_commit(task, instance.pk, using=kwargs.get("using"))
 
 
 def _misconfigured(user: Any, *names: str) -> bool:
@@ -85,21 +85,6 @@ def _profile(user: Any, unchanged: tuple | None = None) -> tuple | None:
         _log_error(user, f"AUTUMN_CUSTOMER_FIELDS raised {type(exc).__name__}: {exc}. {MAPPING_HINT}")
         return unchanged
     return fields["name"], fields["email"]
-
-
-def _dispatch_after_commit(task: Any, user_pk: Any, *, using: str | None) -> None:
-    """``dispatch`` once the transaction commits (at once outside one). Autumn's own errors
-    are logged by ``dispatch``; anything else inline work raises is logged here, so that it
-    never reaches the code that saved the user (after the commit, or in its save)."""
-    def run() -> None:
-        try:
-            dispatch(task, user_pk)
-        except Exception as exc:
-            logger.error("%s failed for user %s (the user is saved): %s. If the function "
-                         "AUTUMN_CUSTOMER_FIELDS names raised it, fix that function.", task.name,
-                         user_pk, scrub_secrets(f"{type(exc).__name__}: {exc}"))
-
-    transaction.on_commit(run, using=using)
 
 
 def _log_error(user: Any, problem: str) -> None:
