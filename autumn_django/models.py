@@ -59,6 +59,12 @@ class Customer(models.Model):
     raw_hash = models.CharField(max_length=32, editable=False)
     synced_at = models.DateTimeField(_("last written from Autumn"))
     deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
+    # When the data in this row was read from Autumn (the request's start) and by which
+    # call: customers.list reads a replica that lags customers.get, and a page is written
+    # a while after it was read, so data read earlier must never overwrite data read later.
+    read_at = models.DateTimeField(_("read from Autumn at"), null=True, blank=True)
+    read_via = models.CharField(_("read through"), max_length=8, blank=True, default="",
+                                choices=[("list", "customers.list"), ("get", "customers.get")])
 
     objects = CustomerQuerySet.as_manager()
 
@@ -239,6 +245,9 @@ class SyncRun(models.Model):
     # at once (sync/holders.py), not after the lease.
     host = models.CharField(max_length=255, blank=True, default="")
     pid = models.PositiveIntegerField(null=True, blank=True)
+    # Customers the run read again through customers.get: at the list's cap of 15 plans,
+    # with a balance due to reset, or fresher in the mirror than the list's replica.
+    reread = models.PositiveIntegerField(default=0)
     advisory_lock = models.BooleanField(default=False, help_text=_(
         "Whether the run holds PostgreSQL's advisory lock, which its process's death frees."))
 
