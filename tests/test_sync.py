@@ -7,8 +7,6 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from autumn_django.exceptions import AutumnResponseError, ServerError
 from autumn_django.models import Balance, Customer, Subscription, SyncRun
@@ -16,6 +14,7 @@ from autumn_django.sync import store_customer, sync_all_customers
 from autumn_django.sync.writer import MirrorWriter
 
 from .conftest import add_null_cursor_defect, assert_mirror_matches
+from .queries import Query, all_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,16 +77,19 @@ def test_unchanged_resync_rewrites_nothing(make_standin):
 
 
 def test_unchanged_page_costs_a_constant_number_of_queries(make_standin):
+    # Counted on every connection: on PostgreSQL pages are written on the lanes' own.
     make_standin(300)
     sync_all_customers(page_size=100)
-    with CaptureQueriesContext(connection) as small:
-        sync_all_customers(page_size=100)
+    with all_queries() as small:
+        small_run = sync_all_customers(page_size=100)
     make_standin(900, seed=8)
     sync_all_customers(page_size=300)
-    with CaptureQueriesContext(connection) as large:
-        sync_all_customers(page_size=300)
+    with all_queries() as large:
+        large_run = sync_all_customers(page_size=300)
+    assert large_run.pages == small_run.pages
+    assert progress_saves(small) == small_run.pages  # the pages' own queries were counted
     # Per-page work does not grow with the page's size (no per-customer queries).
-    assert len(large.captured_queries) == len(small.captured_queries)
+    assert len(large) == len(small)
 
 
 def test_customer_that_comes_back_is_undeleted(make_standin):
@@ -258,14 +260,22 @@ def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):
 def test_unchanged_resync_issues_no_write_to_mirror_tables(make_standin):
     make_standin(150)
     sync_all_customers(page_size=50)
-    with CaptureQueriesContext(connection) as queries:
-        sync_all_customers(page_size=50)
+    with all_queries() as queries:  # on every connection, the lanes' too
+        run = sync_all_customers(page_size=50)
+    assert progress_saves(queries) == run.pages  # the pages' own queries were seen
     mirror_tables = ("autumn_django_customer", "autumn_django_subscription", "autumn_django_purchase",
                      "autumn_django_balance", "autumn_django_flag")
-    writes = [q["sql"] for q in queries.captured_queries
-              if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")
-              and any(table in q["sql"] for table in mirror_tables)]
+    writes = [q.sql for q in queries
+              if q.verb in ("INSERT", "UPDATE", "DELETE", "COPY", "TRUNCATE")
+              and any(table in q.sql for table in mirror_tables)]
     assert writes == []
+
+
+def progress_saves(queries: list[Query]) -> int:
+    """How many times the run's progress was saved: once per page, in the page's
+    transaction (on a lane's connection when there are lanes)."""
+    return sum(1 for q in queries if q.verb == "UPDATE" and "autumn_django_syncrun" in q.sql
+               and "cursor" in q.sql)
 
 
 def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):
