@@ -63,7 +63,8 @@ class Customer(models.Model):
     # call: customers.list reads a replica that lags customers.get, and a page is written
     # a while after it was read, so data read earlier must never overwrite data read later.
     read_at = models.DateTimeField(_("read from Autumn at"), null=True, blank=True)
-    read_via = models.CharField(_("read through"), max_length=8, blank=True, default="",
+    # db_default: the sync's own SQL (sync/bulk.py) inserts rows without naming every column.
+    read_via = models.CharField(_("read through"), max_length=8, blank=True, default="", db_default="",
                                 choices=[("list", "customers.list"), ("get", "customers.get")])
 
     objects = CustomerQuerySet.as_manager()
@@ -247,7 +248,7 @@ class SyncRun(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     # Customers the run read again through customers.get: at the list's cap of 15 plans,
     # with a balance due to reset, or fresher in the mirror than the list's replica.
-    reread = models.PositiveIntegerField(default=0)
+    reread = models.PositiveIntegerField(default=0, db_default=0)
     advisory_lock = models.BooleanField(default=False, help_text=_(
         "Whether the run holds PostgreSQL's advisory lock, which its process's death frees."))
 
