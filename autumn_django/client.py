@@ -264,13 +264,27 @@ class CustomersAPI:
                 customers = answer["list"]
                 if skip_keys:
                     customers = [c for c in customers if _crawl_key(c) not in skip_keys]
-                warnings: list[str] = []
-                next_position, skip_keys = _next_position(answer, position, limit, warnings)
+                next_position, skip_keys, stuck_at = _next_position(answer, position, limit)
+                warnings = [] if stuck_at is None else self._crowding_warnings(stuck_at, limit, filters)
                 outline = PageOutline(answer["next_cursor"], len(answer["list"])) if page_digest else None
                 yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline)
             if next_position is None:
                 return
             position = next_position
+
+    def _crowding_warnings(self, created_at: int, limit: int, filters: dict[str, Any]) -> list[str]:
+        """The crawl had to step past ``created_at`` from a full page of customers created
+        then (ending on one without an id). Customers were missed only if more than
+        ``limit`` share that instant: one request for ``limit + 1`` of them says whether."""
+        crowded_range = {**filters.get("created_at_range", {}), "start": created_at, "end": created_at}
+        try:
+            crowd = len(self.list(limit=limit + 1, created_at_range=crowded_range)["list"])
+        except InvalidRequestError:  # limit + 1 is above the org's maximum: cannot tell
+            crowd = None
+        if crowd is not None and crowd <= limit:
+            return []  # the page held every one of them
+        return [f"More than {limit} customers share created_at={created_at} and the page ended "
+                "on one without an id; some of them may have been missed. Re-run with a larger page size."]
 
     def get(self, customer_id: str, *, expand: list[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"customer_id": customer_id}
@@ -317,13 +331,14 @@ def _outlined_next_position(outline: PageOutline, position: ListPosition, limit:
     return _UNKNOWN
 
 
-def _next_position(answer: dict[str, Any], position: ListPosition, limit: int,
-                   warnings: list[str]) -> tuple[ListPosition | None, set[tuple[str, Any]]]:
-    """Where the crawl goes after this page, and which customers the next page may repeat."""
+def _next_position(answer: dict[str, Any], position: ListPosition, limit: int
+                   ) -> tuple[ListPosition | None, set[tuple[str, Any]], int | None]:
+    """Where the crawl goes after this page, which customers the next page may repeat, and
+    the ``created_at`` it had to step past (a full page of customers created then)."""
     customers = answer["list"]
     plain = _outlined_next_position(PageOutline(answer["next_cursor"], len(customers)), position, limit)
     if plain is not _UNKNOWN:
-        return plain, set()
+        return plain, set(), None
     # A full page without a cursor: Autumn's defect when the last customer has no id.
     last_created = customers[-1].get("created_at") if isinstance(customers[-1], dict) else None
     if not isinstance(last_created, int):
@@ -331,17 +346,13 @@ def _next_position(answer: dict[str, Any], position: ListPosition, limit: int,
             "customers.list returned a full page without next_cursor and its last customer "
             "has no usable created_at, so the crawl cannot continue safely."
         )
-    start = last_created
+    start, stuck_at = last_created, None
     if position.cursor == "" and position.created_at_start == last_created:
         # The whole page shares one created_at: continuing from it again would loop.
-        start = last_created + 1
-        warnings.append(
-            f"More than {limit} customers share created_at={last_created} and the page ended "
-            "on one without an id; some of them may have been missed. Re-run with a larger page size."
-        )
+        start, stuck_at = last_created + 1, last_created
     repeated = {_crawl_key(c) for c in customers
                 if isinstance(c, dict) and c.get("created_at") == start}
-    return ListPosition("", start), repeated
+    return ListPosition("", start), repeated, stuck_at
 
 
 def _crawl_key(customer: Any) -> tuple[str, Any]:

@@ -155,7 +155,9 @@ class _Pass:
         """The run's counters and resume point, last in the page's transaction: pages
         reach this one at a time, in order."""
         run, result, problems = self.run, written.result, prepared.problems
-        self.identified_everyone &= all(problem.key for problem in problems)
+        # A record that might be a mirrored customer garbled must not let that customer
+        # be taken for deleted; one with neither id nor email never was a mirror row.
+        self.identified_everyone &= all(problem.key or not problem.may_be_mirrored for problem in problems)
         run.page_size = prepared.page.limit  # Autumn may have lowered it to the org's maximum
         run.pages += 1
         run.created += len(result.created)
@@ -190,8 +192,9 @@ class _Pass:
         run = self.run
         memos.prune_memos(run.env, run.started_at, self.using)
         if not self.identified_everyone:
-            run.errors.append({"warning": "Records without an id or email were skipped, so no "
-                                          "customer was marked deleted by this run."})
+            run.errors.append({"warning": "Records that might stand for a mirrored customer (not "
+                                          "an object, or an id that is not text) were skipped, so "
+                                          "no customer was marked deleted by this run."})
             runs.finish_run(run)
             return
         with transaction.atomic(using=self.using):

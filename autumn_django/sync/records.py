@@ -37,19 +37,34 @@ LIST_PRODUCT_CAP = 15
 
 
 class RecordError(ValueError):
-    """A customer object that cannot be mirrored; ``key`` identifies it when possible."""
+    """A customer object that cannot be mirrored; ``key`` identifies it when possible.
 
-    def __init__(self, problem: str, key: tuple[str, str] | None) -> None:
+    ``keyless`` says the object has neither an id nor an email: no mirror row can be
+    keyed so (rows are keyed by id, else by email), so it cannot be one the sync would
+    wrongly take for deleted. An object without a usable key for another reason (not an
+    object, an id of the wrong type) might be a mirrored customer garbled."""
+
+    def __init__(self, problem: str, key: tuple[str, str] | None, *, keyless: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.key = key
+        self.keyless = keyless
 
     def __reduce__(self):
-        return RecordError, (self.problem, self.key)
+        return _record_error, (self.problem, self.key, self.keyless)
+
+    @property
+    def may_be_mirrored(self) -> bool:
+        """Whether this record could stand for a customer the mirror holds."""
+        return not self.keyless
 
     def describe(self) -> str:
         who = f"{self.key[0]} {self.key[1]!r}" if self.key else "a customer with no id or email"
         return f"{who}: {self.problem}"
+
+
+def _record_error(problem: str, key: tuple[str, str] | None, keyless: bool) -> RecordError:
+    return RecordError(problem, key, keyless=keyless)
 
 
 @dataclass(slots=True)
@@ -117,7 +132,8 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
     if not isinstance(data, dict):
         raise RecordError(f"expected an object, got {type(data).__name__}", None)
     if key is None:
-        raise RecordError("it has neither an id nor an email, so it cannot be keyed", None)
+        keyless = data.get("id") is None and data.get("email") is None
+        raise RecordError("it has neither an id nor an email, so it cannot be keyed", None, keyless=keyless)
     to_time = (TIME_FORMS[time_style] if time_style else DATETIMES).from_offset
     try:
         values = {
