@@ -1,7 +1,7 @@
 """Signals the app sends when the mirror changes, so a project can react without polling.
 
-All are sent with ``sender=Customer`` after the change is committed, once per real change:
-a re-sync that finds a customer unchanged sends nothing.
+The mirror's changes are sent with ``sender=Customer`` after the change is committed, once
+per real change: a re-sync that finds a customer unchanged sends nothing.
 
 - ``customer_created(customer)``: a customer appeared in the mirror.
 - ``customer_updated(customer)``: its data changed (an undeleted customer counts).
@@ -17,6 +17,55 @@ a re-sync that finds a customer unchanged sends nothing.
         ran_out = current and not current["unlimited"] and current["remaining"] <= 0
         if ran_out and (previous or {}).get("remaining", 1) > 0:
             ...
+
+Autumn's webhooks (``sender=WebhookEvent``): one signal per event type, sent once per event,
+after the event is stored, processed and committed (with Celery, in the worker that
+processed it), so a project can mail an upgrade or an ended trial without parsing JSON.
+Every one carries:
+
+- ``event``: the ``WebhookEvent`` row (``event.payload`` is the body as received);
+- ``customer_id``, ``entity_id``: the ids the event names, or ``None``;
+- ``customer``: the customer's mirror row as this event refreshed it, ``None`` when the type
+  refreshes nothing, the event names no customer, or Autumn no longer has the customer;
+- ``data``: the event's whole ``data`` object;
+
+and the fields of its type, taken from ``data`` (``None`` when absent; lists default to
+``[]``). Which types refresh the customer, and why, is in
+``autumn_django.webhooks.processing``.
+
+Each signal is the event type with its dots as underscores; its own arguments:
+
+- ``billing_updated``: ``plan_changes`` (``[{action, subscription | purchase, ...}]``),
+  ``tags`` (``trial_ended``, ``phase_changed``, ``reconciled``).
+- ``balances_limit_reached``: ``feature_id``, ``limit_type``, ``filter``.
+- ``balances_usage_alert_triggered``: ``feature_id``, ``usage_alert``.
+- ``billing_auto_topup_succeeded``: ``feature_id``, ``quantity_granted``, ``threshold``,
+  ``balance_after``, ``invoice_mode``, ``invoice``.
+- ``billing_auto_topup_failed``: ``feature_id``, ``reason``, ``quantity``, ``threshold``,
+  ``balance``, ``invoice_mode``, ``error``.
+- ``invoice_finalized``: ``invoice``.
+- ``customer_products_updated`` (legacy): ``scenario``, ``updated_product``, ``entity``.
+- ``customer_threshold_reached`` (legacy): ``threshold_type``, ``feature``.
+- ``vercel_resources_provisioned``: ``resource``, ``installation_id``, ``access_token``.
+- ``vercel_resources_deleted``: ``resource``, ``installation_id``.
+- ``vercel_resources_rotate_secrets``: ``resource``, ``installation_id``,
+  ``vercel_request_body``.
+- ``vercel_webhooks_event``: ``installation_id``, ``vercel_event`` (``data.event``: the name
+  ``event`` is the row's).
+
+``webhook_received`` is sent for every event, after its typed signal, and alone for types
+this version does not know (stored, acknowledged with 200, status "ignored"): the common
+arguments above and ``event_type``.
+
+Not sent for an event that failed (it is sent once a redelivery or "Process again"
+processes it), nor for one refused because its body names the other Autumn environment.
+A receiver that raises is logged (``autumn_django.webhooks``) and never fails the delivery,
+nor keeps the other receivers from running.
+
+    @receiver(billing_updated)
+    def mail_upgrades(sender, event, customer, plan_changes, tags, **kwargs):
+        if "trial_ended" in tags and customer and customer.user:
+            send_trial_ended_mail(customer.user)
 """
 
 from django.dispatch import Signal
@@ -25,3 +74,19 @@ customer_created = Signal()
 customer_updated = Signal()
 customer_deleted = Signal()
 balance_changed = Signal()
+
+# Autumn's webhooks: one per event type (autumn_django.webhooks.processing.EVENT_TYPES).
+billing_updated = Signal()
+balances_limit_reached = Signal()
+balances_usage_alert_triggered = Signal()
+billing_auto_topup_succeeded = Signal()
+billing_auto_topup_failed = Signal()
+invoice_finalized = Signal()
+customer_products_updated = Signal()
+customer_threshold_reached = Signal()
+vercel_resources_provisioned = Signal()
+vercel_resources_deleted = Signal()
+vercel_resources_rotate_secrets = Signal()
+vercel_webhooks_event = Signal()
+# Every event, typed or not.
+webhook_received = Signal()

@@ -57,6 +57,16 @@ def sync_customer_task(customer_id: str) -> str:
     return "deleted" if row is None else "synced"
 
 
+@shared_task(name="autumn_django.process_webhook_event", **RETRY_OPTIONS)
+def process_webhook_event_task(event_pk: int) -> str:
+    """Process a stored Autumn webhook (``webhooks.processing.process_event``): refresh its
+    customer, then send its signals here, in the worker. Autumn's transient errors are
+    retried with backoff; past the retries the event stays failed for "Process again"."""
+    from .webhooks.processing import process_event
+
+    return process_event(event_pk, reraise=TRANSIENT_ERRORS).status
+
+
 @shared_task(name="autumn_django.create_customer_for_user", acks_late=True, **RETRY_OPTIONS)
 def create_customer_for_user_task(user_pk: Any) -> str | None:
     """``customers.get_or_create`` for a new user, stored and linked. Idempotent, so it is

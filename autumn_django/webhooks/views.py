@@ -28,7 +28,7 @@ except ImportError:  # Django before 5.1 has no LoginRequiredMiddleware to be ex
 
 from ..conf import autumn_settings
 from ..models import WebhookEvent
-from .processing import FINAL_STATUSES, process_event, record_event
+from .processing import FINAL_STATUSES, deliver_event, record_event
 from .signature import SecretError, SignatureError, verify
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,10 @@ SVIX_ID_MAX_LENGTH = WebhookEvent._meta.get_field("svix_id").max_length
 @require_POST
 @transaction.non_atomic_requests  # the event must be stored even when processing fails
 def receive_webhook(request: HttpRequest) -> JsonResponse:
-    """Verify, store, process. 200 when the event is handled (processed, ignored, or a
-    repeat of one that was), 400 when the request is not a valid delivery, 500 when
-    processing failed (Svix then delivers it again) or the secret is not set up."""
+    """Verify, store, process. 200 when the event is handled (processed, ignored, queued
+    for a Celery worker, or a repeat of one that was), 400 when the request is not a valid
+    delivery, 500 when processing failed (Svix then delivers it again) or the secret is not
+    set up."""
     secret = autumn_settings.WEBHOOK_SECRET
     if not secret:
         logger.error("Refused an Autumn webhook: AUTUMN_WEBHOOK_SECRET is not set.")
@@ -71,6 +72,6 @@ def receive_webhook(request: HttpRequest) -> JsonResponse:
     event, created = record_event(delivery.svix_id, delivery.timestamp, payload)
     if not created and event.status in FINAL_STATUSES:
         return JsonResponse({"id": event.svix_id, "status": event.status, "duplicate": True})
-    event = process_event(event.pk)
+    event = deliver_event(event.pk)
     failed = event.status == WebhookEvent.Status.FAILED
     return JsonResponse({"id": event.svix_id, "status": event.status}, status=500 if failed else 200)
