@@ -13,9 +13,9 @@ from rest_framework.permissions import BasePermission
 from ..features import check_feature
 
 
-def HasFeature(feature_id: str) -> type[BasePermission]:
+def HasFeature(feature_id: str, required: float = 1) -> type[BasePermission]:
     """A permission class that lets a request through when its user's customer may use
-    ``feature_id`` (``autumn_django.features.check_feature``). Denials say why.
+    ``required`` of ``feature_id`` (``autumn_django.features.check_feature``). Denials say why.
 
     A factory because ``permission_classes`` takes classes, which DRF instantiates without
     arguments. The classes compose with DRF's ``&``, ``|`` and ``~``.
@@ -26,10 +26,11 @@ def HasFeature(feature_id: str) -> type[BasePermission]:
         message = f"Your plan does not include {feature_id}."
 
         def has_permission(self, request: Any, view: Any) -> bool:
-            result = check_feature(request.user, feature_id)
+            result = check_feature(request.user, feature_id, required)
             if not result:
                 self.message = result.message  # per instance: DRF builds one per request
             return result.allowed
 
-    HasFeaturePermission.__name__ = HasFeaturePermission.__qualname__ = f"HasFeature({feature_id!r})"
+    name = f"HasFeature({feature_id!r})" if required == 1 else f"HasFeature({feature_id!r}, {required!r})"
+    HasFeaturePermission.__name__ = HasFeaturePermission.__qualname__ = name
     return HasFeaturePermission

@@ -2,6 +2,7 @@
 
     {% load autumn %}
     {% has_feature "sso" as sso %}{% if sso %}...{% endif %}
+    {% has_feature "ai_tokens" required=500 as tokens %}{% if not tokens %}{{ tokens.message }}{% endif %}
     {% if request.user|has_feature:"analytics" %}...{% endif %}
 
 Each use is one query; for many checks on one page, compute them in the view instead.
@@ -19,14 +20,16 @@ register = template.Library()
 
 
 @register.simple_tag(name="has_feature", takes_context=True)
-def has_feature_tag(context: template.Context, feature_id: str, user: Any = None) -> FeatureCheck:
-    """The check for ``user``, by default the signed-in user (``request.user``, else the
-    ``user`` that the auth context processor puts in the context). The result is true when
-    allowed and has ``reason`` and ``message`` for the template to show."""
+def has_feature_tag(context: template.Context, feature_id: str, user: Any = None,
+                    required: float = 1) -> FeatureCheck:
+    """The check of ``required`` (default 1) for ``user``, by default the signed-in user
+    (``request.user``, else the ``user`` that the auth context processor puts in the
+    context). The result is true when allowed and has ``reason`` and ``message`` for the
+    template to show."""
     if user is None:
         request = context.get("request")
         user = getattr(request, "user", None) or context.get("user")
-    return check_feature(user, feature_id)
+    return check_feature(user, feature_id, required)
 
 
 @register.filter(name="has_feature")
