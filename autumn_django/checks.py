@@ -5,6 +5,9 @@ order and stop at its first problem; a rule that reads several settings (W002) r
 when none of them has a problem. No rule raises, whatever a value's type: a value that makes
 one fail is reported under that rule's id. The user receivers run the same rules at run time
 (``setting_problems``) to say what to fix instead of failing a save.
+
+One check reads the database, ``check_sync_freshness`` (W004: the last complete sync is
+older than ``AUTUMN_SYNC_STALE_AFTER_SECONDS``), and only the databases Django passes it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
+from django.utils.timesince import timesince
 
 from .conf import DEFAULTS, ENV_BY_KEY_PREFIX, TASK_MODES, autumn_settings
 from .users import CUSTOMER_ID_PATTERN
@@ -191,6 +195,10 @@ RULES: tuple[Rule, ...] = (
          "It must exceed the longest a single page can take, retries included."),
     Rule("SYNC_PREFETCH_PROCESS", "E016", _must_be("True or False", lambda v: isinstance(v, bool)),
          _BOOL_HINT),
+    Rule("SYNC_STALE_AFTER_SECONDS", "E019",
+         _must_be("a positive number of seconds", lambda v: _seconds(v) and v > 0),
+         "The default, 90000 (25 hours), leaves a daily sync an hour to run before "
+         "autumn_django.W004 and the customer list say the mirror may be stale."),
     Rule("SYNC_DB_CONNECTIONS", "E008",
          _must_be("a whole number from 1 to 8", lambda v: _whole(v) and 1 <= v <= 8),
          "2 (the default) overlaps one page's commit with the next page's writes on "
@@ -272,3 +280,39 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 def check_setting_names(app_configs: Sequence[AppConfig] | None = None,
                         **kwargs: Any) -> list[CheckMessage]:
     return unknown_setting_warnings()
+
+
+STALE_HINT = ("Run `manage.py autumn_sync`, and schedule it (autumn_django.schedules.sync_schedule): "
+              "webhooks refresh the customers they name, but only a full sync sees every change "
+              "and deletion. Failed runs are listed under Sync runs in the admin.")
+
+
+@register(TAG)
+def check_sync_freshness(app_configs: Sequence[AppConfig] | None = None,
+                         databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W004: the last complete sync of the key's env finished longer ago than
+    ``AUTUMN_SYNC_STALE_AFTER_SECONDS``, or none has. Reads only the databases Django
+    passes (none: nothing is read), and says nothing when it cannot read them (no table
+    before ``migrate``, a database that is down) or the settings it needs are bad (their own
+    checks say so). Never raises."""
+    try:
+        if not databases or setting_problems("SECRET_KEY", "SYNC_STALE_AFTER_SECONDS"):
+            return []
+        from .freshness import freshness_in, key_env
+
+        env = key_env()
+        state = freshness_in(env, databases) if env else None
+        if state is None or not state.stale:
+            return []
+        if state.finished_at is None:
+            text = (f"No complete sync of the {env} customers has finished yet: the mirror may be "
+                    "stale or empty.")
+        else:
+            text = (f"The last complete sync of the {env} customers finished "
+                    f"{timesince(state.finished_at, state.now).replace(chr(0xA0), ' ')} ago "
+                    f"({state.finished_at.isoformat(timespec='minutes')}, run #{state.last_complete.pk}), "
+                    f"longer ago than AUTUMN_SYNC_STALE_AFTER_SECONDS "
+                    f"({state.stale_after.total_seconds():g} s): the mirror may be stale.")
+        return [Warning(text, hint=STALE_HINT, id="autumn_django.W004")]
+    except Exception:  # a check never raises
+        return []

@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # commit one by one, in order; with 2 the server checks one page's foreign keys while
     # it copies the next page's rows. 1 writes one page at a time. SQLite always uses 1.
     "SYNC_DB_CONNECTIONS": 2,
+    # The mirror may be stale when the last complete sync of the key's env finished longer
+    # ago than this: the system check autumn_django.W004 and a banner on the admin's
+    # customer list say so. 25 hours leaves a daily sync an hour to run.
+    "SYNC_STALE_AFTER_SECONDS": 25 * 3600,
     # How the app's own background work runs (signup, profile updates, admin refreshes,
     # webhook refreshes): "celery" queues tasks, "inline" runs them in-process after the
     # transaction commits (projects without a worker), "off" stops the app from calling

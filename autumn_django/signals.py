@@ -18,6 +18,15 @@ per real change: a re-sync that finds a customer unchanged sends nothing.
         if ran_out and (previous or {}).get("remaining", 1) > 0:
             ...
 
+The full sync:
+
+- ``sync_finished(run, counts, using)``, ``sender=SyncRun``: a full sync succeeded and its
+  last write is committed. ``run`` is the ``SyncRun`` row, ``counts`` a dict of its
+  ``created``, ``updated``, ``unchanged``, ``deleted``, ``undeleted``, ``skipped`` and
+  ``reread``, ``using`` the database it wrote. A run that fails sends nothing: its counts
+  are partial and the mirror is not complete; the run that resumes it sends the signal when
+  it succeeds. A receiver that raises is logged and the run stays succeeded.
+
 Autumn's webhooks (``sender=WebhookEvent``): one signal per event type, sent once per event,
 after the event is stored, processed and committed (with Celery, in the worker that
 processed it), so a project can mail an upgrade or an ended trial without parsing JSON.
@@ -74,6 +83,8 @@ customer_created = Signal()
 customer_updated = Signal()
 customer_deleted = Signal()
 balance_changed = Signal()
+
+sync_finished = Signal()
 
 # Autumn's webhooks: one per event type (autumn_django.webhooks.processing.EVENT_TYPES).
 billing_updated = Signal()

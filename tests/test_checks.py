@@ -110,6 +110,12 @@ def ids() -> list[str]:
     ("AUTUMN_WEBHOOK_TOLERANCE_SECONDS", -300, ["autumn_django.E018"]),
     ("AUTUMN_WEBHOOK_TOLERANCE_SECONDS", math.inf, ["autumn_django.E018"]),
     ("AUTUMN_WEBHOOK_TOLERANCE_SECONDS", 0.5, []),
+    # E019 AUTUMN_SYNC_STALE_AFTER_SECONDS: a positive number of seconds.
+    ("AUTUMN_SYNC_STALE_AFTER_SECONDS", "90000", ["autumn_django.E019"]),
+    ("AUTUMN_SYNC_STALE_AFTER_SECONDS", 0, ["autumn_django.E019"]),
+    ("AUTUMN_SYNC_STALE_AFTER_SECONDS", None, ["autumn_django.E019"]),
+    ("AUTUMN_SYNC_STALE_AFTER_SECONDS", math.nan, ["autumn_django.E019"]),
+    ("AUTUMN_SYNC_STALE_AFTER_SECONDS", 3600.5, []),
 ])
 def test_check(settings, monkeypatch, name, value, expected):
     monkeypatch.delenv("AUTUMN_SECRET_KEY", raising=False)
@@ -231,6 +237,6 @@ def test_manage_py_check_tag_autumn_runs_the_app_checks(settings, capsys):
 def test_the_checks_are_exactly_the_autumn_tag():
     registered = {check.__name__ for check in checks.registry.registry.get_checks()
                   if TAG in check.tags}
-    assert registered == {"check_settings", "check_setting_names"}
+    assert registered == {"check_settings", "check_setting_names", "check_sync_freshness"}
     assert all(check.tags == (TAG,) for check in checks.registry.registry.get_checks()
                if check.__module__ == "autumn_django.checks")

@@ -14,13 +14,15 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import router
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Balance, Customer, Flag, Purchase, Subscription
+from .. import freshness
+from ..models import Balance, Customer, Flag, Purchase, Subscription, SyncRun
 from . import actions, display
 from .base import ReadOnlyAdmin
 from .filters import DeletedFilter, PastDueFilter, PlanFilter, StatusFilter
@@ -272,10 +274,20 @@ class CustomerAdmin(ReadOnlyAdmin):
             args=[customer.pk]))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
-        extra_context = {**(extra_context or {}), "autumn_can_sync": self.has_sync_permission(request)}
+        extra_context = {**(extra_context or {}), "autumn_can_sync": self.has_sync_permission(request),
+                         "autumn_freshness": _freshness()}
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None):
         extra_context = {**(extra_context or {}), "autumn_can_sync": self.has_sync_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _freshness() -> freshness.Freshness | None:
+    """When the key's env was last synced completely, for the list's banner (one query);
+    None without a valid key (the system checks say so)."""
+    env = freshness.key_env()
+    if env is None:
+        return None
+    return freshness.freshness(env, using=router.db_for_read(SyncRun))

@@ -6,14 +6,20 @@ neither the queries nor the comparisons.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
 
-from ..models import Balance, Customer
-from ..signals import balance_changed, customer_created, customer_deleted, customer_updated
+from ..models import Balance, Customer, SyncRun
+from ..signals import balance_changed, customer_created, customer_deleted, customer_updated, sync_finished
 from .writer import WriteResult
+
+logger = logging.getLogger(__name__)
+
+# The counts ``sync_finished`` carries: the run's fields of those names.
+RUN_COUNTS = ("created", "updated", "unchanged", "deleted", "undeleted", "skipped", "reread")
 
 # The balance fields whose change is a change of the balance (breakdown detail is not).
 COMPARED_FIELDS = ("granted", "remaining", "usage", "unlimited", "overage_allowed",
@@ -89,3 +95,20 @@ def _send_balance_changes(customer: Customer, previous: Balances, current: Balan
         if before != after:
             balance_changed.send(sender=Customer, customer=customer, feature_id=feature_id,
                                  previous=before, current=after)
+
+
+def send_sync_finished_on_commit(run: SyncRun, using: str) -> None:
+    """``sync_finished`` for a run that succeeded, once its last write is committed (at
+    once outside a transaction). A receiver that raises is logged: the run stays succeeded
+    and the caller gets it back."""
+    def send() -> None:
+        counts = {name: getattr(run, name) for name in RUN_COUNTS}
+        for receiver, result in sync_finished.send_robust(sender=SyncRun, run=run, counts=counts,
+                                                          using=using):
+            if isinstance(result, Exception):
+                logger.error("A receiver of sync_finished (run #%s), %s, raised %s: %s. The run "
+                             "stays succeeded.", run.pk, getattr(receiver, "__qualname__", receiver),
+                             type(result).__name__, result,
+                             exc_info=(type(result), result, result.__traceback__))
+
+    transaction.on_commit(send, using=using)

@@ -48,7 +48,8 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
 
     Resumes the env's last unfinished run from its last committed page unless ``restart``.
     Raises ``SyncAlreadyRunning`` when another run holds the lock, and any ``AutumnError``
-    that stopped the run (the run is then recorded as failed, its progress kept).
+    that stopped the run (the run is then recorded as failed, its progress kept). A run
+    that succeeds sends ``signals.sync_finished`` once its last write is committed.
     """
     client = client or AutumnClient()
     page_size = page_size or autumn_settings.SYNC_PAGE_SIZE
@@ -61,6 +62,8 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
         else:
             runs.finish_run(run, failure=_failure_text(exc))
         raise
+    # Succeeded runs only: a failed one's counts are partial; the run resuming it sends it.
+    events.send_sync_finished_on_commit(run, using)
     return run
 
 
