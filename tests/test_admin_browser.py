@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -24,10 +25,29 @@ DOCS_SCREENSHOT = REPO_ROOT / "docs" / "admin-customer.png"
 
 
 @pytest.fixture
-def admin_server(live_server):
-    """pytest-django's live server (it serves static files through the staticfiles app)."""
+def admin_server(live_server, settings):
+    """pytest-django's live server, which serves static files through the staticfiles app,
+    by their names in the source. Under ManifestStaticFilesStorage (scripts/test.sh's
+    django52 leg) pages name hashed files that only collectstatic's STATIC_ROOT holds:
+    then a live server of Django's own handler, which serves STATIC_ROOT as a production
+    web server would, so the page gets exactly what collectstatic gathered from the wheel."""
     require_chromium()
-    return live_server
+    if "Manifest" not in settings.STORAGES["staticfiles"]["BACKEND"]:
+        yield live_server
+        return
+    from django.test.testcases import LiveServerThread, _StaticFilesHandler
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
+    thread = LiveServerThread("127.0.0.1", static_handler=_StaticFilesHandler, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{thread.port}")
+    finally:
+        thread.terminate()
 
 
 def realistic_customer(base: dict) -> dict:
