@@ -314,6 +314,22 @@ def test_events_in_the_admin(client, server):
     assert client.get(reverse("admin:autumn_django_webhookevent_add")).status_code == 403
 
 
+def test_a_third_partys_credential_in_an_event_is_never_shown_in_the_admin(client, server):
+    payload = {"type": "vercel.resources.provisioned",
+               "data": {"resource": {"id": "res_1"}, "installation_id": "icfg_1",
+                        "access_token": "vercel-secret-token-123"}}
+    deliver(client, payload, svix_id="msg_vercel")
+    event = WebhookEvent.objects.get(svix_id="msg_vercel")
+    assert event.payload["data"]["access_token"] == "vercel-secret-token-123", "kept as received"
+    client.force_login(get_user_model().objects.create_superuser("admin", "admin@example.com", "pw"))
+
+    page = client.get(reverse("admin:autumn_django_webhookevent_change", args=[event.pk]))
+
+    assert page.status_code == 200
+    assert b"vercel-secret-token-123" not in page.content
+    assert b"icfg_1" in page.content and b"*** (hidden)" in page.content
+
+
 @pytest.mark.django_db
 def test_webhook_events_are_listed_in_the_admin(client, django_user_model):
     admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "x")

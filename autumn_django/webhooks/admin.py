@@ -25,6 +25,21 @@ from .processing import FINAL_STATUSES, deliver_event
 # Inline, each event may take the inline budget (seconds): keep a request's worth.
 MAX_PROCESS_AGAIN = 20
 
+# Keys whose values are credentials of someone else's (Vercel's installation token, for
+# one): kept as received, for the project's signal receivers, but never shown.
+SECRET_KEYS = frozenset({"access_token", "secret", "client_secret", "api_key", "token"})
+HIDDEN = "*** (hidden)"
+
+
+def without_secrets(value: object) -> object:
+    """``value`` with every secret-named key's value hidden, at any depth."""
+    if isinstance(value, dict):
+        return {key: HIDDEN if key in SECRET_KEYS and item is not None else without_secrets(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(item) for item in value]
+    return value
+
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
@@ -47,7 +62,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("body as received"))
     def formatted_payload(self, obj: WebhookEvent) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+        shown = without_secrets(obj.payload)
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, ensure_ascii=False))
 
     def has_process_permission(self, request: HttpRequest) -> bool:
         from ..admin.actions import has_sync_permission
