@@ -16,7 +16,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 import requests
 
@@ -77,6 +78,9 @@ class ListPage:
     digest: bytes | None = None
     outline: PageOutline | None = None  # of a decoded page; None when the crawl is off its cursor
     recalled: bool = False  # not decoded (``customers`` is empty): the caller knew these bytes
+    # When the request that returned this page was sent (UTC): what the page says was true
+    # then or later. None only for a page built by hand.
+    requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,17 @@ class PageOutline:
 
 
 Recall = Callable[[bytes], PageOutline | None]
+
+
+class CustomerRead(NamedTuple):
+    """A customer as one call answered it, and when that call's request was sent (UTC).
+
+    Autumn has no version or ``updated_at`` on a customer: the time a client asked is all
+    it can know of how fresh an answer is, and the mirror never lets data read earlier
+    overwrite data read later."""
+
+    customer: dict[str, Any]
+    read_at: datetime
 
 
 class AutumnClient:
@@ -164,7 +179,8 @@ class AutumnClient:
 
     def post_for_response(self, endpoint: str, body: dict[str, Any]) -> requests.Response:
         """POST ``body`` to ``/v1/<endpoint>``, retrying what is worth it; the successful
-        response, its body not yet decoded (``decode_answer``)."""
+        response, its body not yet decoded (``decode_answer``). Its ``requested_at`` is
+        when the attempt that got it was sent (an aware UTC datetime)."""
         url = f"{self.api_url}/v1/{endpoint}"
         payload = jsonlib.dumps_bytes(body)
         deadline = time.monotonic() + self.retry_max_seconds
@@ -172,6 +188,7 @@ class AutumnClient:
         while True:
             attempt += 1
             started = time.monotonic()
+            requested_at = datetime.now(timezone.utc)
             try:
                 response = self._session.post(url, data=payload, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout,
@@ -188,6 +205,7 @@ class AutumnClient:
                 logger.debug("%s -> %s in %.0f ms", endpoint, response.status_code,
                              (time.monotonic() - started) * 1000)
                 if response.status_code < 400:
+                    response.requested_at = requested_at
                     return response
                 error = _api_error(response, endpoint)
                 if response.status_code not in RETRYABLE_STATUSES:
@@ -257,8 +275,10 @@ class CustomersAPI:
                 page_digest = hashlib.sha256(response.content).digest()
                 outline = recall(page_digest)
             next_position = _outlined_next_position(outline, position, limit) if outline else _UNKNOWN
+            requested_at = response.requested_at
             if next_position is not _UNKNOWN:
-                yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True)
+                yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True,
+                               requested_at=requested_at)
             else:
                 answer = _list_answer(response)
                 customers = answer["list"]
@@ -267,7 +287,8 @@ class CustomersAPI:
                 next_position, skip_keys, stuck_at = _next_position(answer, position, limit)
                 warnings = [] if stuck_at is None else self._crowding_warnings(stuck_at, limit, filters)
                 outline = PageOutline(answer["next_cursor"], len(answer["list"])) if page_digest else None
-                yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline)
+                yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline,
+                               requested_at=requested_at)
             if next_position is None:
                 return
             position = next_position
@@ -287,24 +308,39 @@ class CustomersAPI:
                 "on one without an id; some of them may have been missed. Re-run with a larger page size."]
 
     def get(self, customer_id: str, *, expand: list[str] | None = None) -> dict[str, Any]:
+        return self.get_read(customer_id, expand=expand).customer
+
+    def get_read(self, customer_id: str, *, expand: list[str] | None = None) -> CustomerRead:
+        """``get``, with when its request was sent."""
         body: dict[str, Any] = {"customer_id": customer_id}
         if expand:
             body["expand"] = list(expand)
-        return _customer(self._client.post("customers.get", body), "customers.get")
+        return self._customer_read("customers.get", body)
 
     def get_or_create(self, customer_id: str | None, *, expand: list[str] | None = None,
                       **fields: Any) -> dict[str, Any]:
         """Fetch the customer, creating it if needed. An existing customer is returned as it
         is: name and email given here are not applied to it (use ``update``)."""
+        return self.get_or_create_read(customer_id, expand=expand, **fields).customer
+
+    def get_or_create_read(self, customer_id: str | None, *, expand: list[str] | None = None,
+                           **fields: Any) -> CustomerRead:
+        """``get_or_create``, with when its request was sent."""
         body: dict[str, Any] = {"customer_id": customer_id, **fields}
         if expand:
             body["expand"] = list(expand)
-        return _customer(self._client.post("customers.get_or_create", body),
-                         "customers.get_or_create")
+        return self._customer_read("customers.get_or_create", body)
 
     def update(self, customer_id: str, **fields: Any) -> dict[str, Any]:
-        body = {"customer_id": customer_id, **fields}
-        return _customer(self._client.post("customers.update", body), "customers.update")
+        return self.update_read(customer_id, **fields).customer
+
+    def update_read(self, customer_id: str, **fields: Any) -> CustomerRead:
+        """``update``, with when its request was sent."""
+        return self._customer_read("customers.update", {"customer_id": customer_id, **fields})
+
+    def _customer_read(self, endpoint: str, body: dict[str, Any]) -> CustomerRead:
+        response = self._client.post_for_response(endpoint, body)
+        return CustomerRead(_customer(decode_answer(response, endpoint), endpoint), response.requested_at)
 
 
 def _list_answer(response: requests.Response) -> dict[str, Any]:
