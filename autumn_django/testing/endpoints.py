@@ -271,7 +271,7 @@ def list_customers(ctx: Ctx, body: dict) -> Reply:
     match, lo, hi = _filters(body)
     if offset_paged:
         offset = _int(body, "offset", 0, 2**53, 0)
-        rows, total = ctx.store.offset_page(
+        rows, total = ctx.store.listed().offset_page(
             offset=offset, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi,
             patches=ctx.patches,
         )  # fmt: skip
@@ -286,7 +286,7 @@ def list_customers(ctx: Ctx, body: dict) -> Reply:
         after = decode_cursor(cursor)
         if after is None:
             raise ApiError(400, "invalid_cursor", "Invalid cursor: could not decode start_cursor")
-    rows, next_cursor = ctx.store.cursor_page(
+    rows, next_cursor = ctx.store.listed().cursor_page(
         after=after, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi, patches=ctx.patches
     )
     return Reply(200, b'{"list":[' + b",".join(rows) + b'],"next_cursor":' + dumps(next_cursor) + b"}")

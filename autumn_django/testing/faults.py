@@ -50,6 +50,7 @@ class Faults:
         self._queue: list[Fault] = []
         self._delays: dict[str | None, float] = {}
         self._corrupt: dict[str, dict[Any, dict]] = {}
+        self._stale: dict[str, dict[str, dict]] = {}
 
     def _arm(self, fault: Fault) -> None:
         _check_endpoint(fault.endpoint)
@@ -125,12 +126,26 @@ class Faults:
         with self._lock:
             self._corrupt.setdefault(env, {})[customer_id] = dict(patch)
 
+    def stale_get_cache(self, plan_id: str, fields: dict, env: str = "sandbox") -> None:
+        """customers.get answers every subscription to ``plan_id`` with ``fields`` merged
+        in, while customers.list shows the store's values: Autumn's per-customer cache after
+        a catalogue change that did not reach it (seen for days on a plan's ``auto_enable``).
+        An empty ``fields`` ends it for that plan."""
+        if not isinstance(fields, dict):
+            raise TypeError("fields must be a dict")
+        with self._lock:
+            if fields:
+                self._stale.setdefault(env, {})[plan_id] = dict(fields)
+            else:
+                self._stale.get(env, {}).pop(plan_id, None)
+
     def clear(self) -> None:
-        """Disarm everything: queued faults, delays and corrupted customers."""
+        """Disarm everything: queued faults, delays, corrupted customers and stale caches."""
         with self._lock:
             self._queue.clear()
             self._delays.clear()
             self._corrupt.clear()
+            self._stale.clear()
 
     # -- used by the server ---------------------------------------------------------
     def take(self, endpoint: str) -> Fault | None:
@@ -155,3 +170,14 @@ class Faults:
         """``{customer_id: patch}`` for ``env`` (a snapshot, safe to read unlocked)."""
         with self._lock:
             return dict(self._corrupt.get(env) or {})
+
+    def through_get_cache(self, env: str, customer: dict) -> dict:
+        """``customer`` as customers.get answers it under ``stale_get_cache``."""
+        with self._lock:
+            stale = dict(self._stale.get(env) or {})
+        subscriptions = customer.get("subscriptions")
+        if not stale or not isinstance(subscriptions, list):
+            return customer
+        return {**customer, "subscriptions": [
+            {**item, **stale[item["plan_id"]]} if isinstance(item, dict) and item.get("plan_id") in stale
+            else item for item in subscriptions]}

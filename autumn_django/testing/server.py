@@ -26,7 +26,7 @@ from typing import Any
 from . import control as control_channel
 from .endpoints import HANDLERS, ApiError, Ctx, Reply, error_reply
 from .faults import Fault, Faults
-from .store import Store
+from .store import Store, dumps
 
 ENVS = ("sandbox", "live")
 API_VERSIONS = ("2.1", "2.2", "2.3")
@@ -249,6 +249,15 @@ class AutumnStandIn:
                 raise KeyError(customer_id)
             store.remove(rec)
 
+    def lag_list(self, milliseconds: float, env: str | None = None) -> None:
+        """From now on customers.list (of ``env``, default both) reads a copy of the store
+        that shows every change ``milliseconds`` late: updates, creations, renames and
+        deletions, whether made through the API, the helpers above or the control channel,
+        as Autumn's list reads a replica that lags its primary. customers.get and the
+        helpers above see the store itself. 0 ends the lag."""
+        for name in (_check_env(env),) if env is not None else ENVS:
+            self._stores[name].set_list_lag(milliseconds)
+
     @property
     def requests(self) -> list[tuple[str, dict]]:
         """``(endpoint, body)`` of every API request received, oldest first (a snapshot)."""
@@ -299,12 +308,21 @@ class AutumnStandIn:
             return self._text_429(endpoint, 1)
         ctx = Ctx(self._stores[env], env, version, self.org_max_limit, self.faults.patches(env))
         try:
-            return HANDLERS[endpoint](ctx, body)
+            return self._cached(endpoint, env, HANDLERS[endpoint](ctx, body))
         except ApiError as e:
             return error_reply(e.status, e.code, e.message, env)
         except Exception:  # a stand-in bug: answer like the real server, but say why
             traceback.print_exc(file=sys.stderr)
             return error_reply(500, "internal_error", "Internal server error", env)
+
+    def _cached(self, endpoint: str, env: str, reply: Reply) -> Reply:
+        """customers.get's answer as Autumn's per-customer cache gives it
+        (``faults.stale_get_cache``)."""
+        if endpoint != "customers.get" or reply.status != 200:
+            return reply
+        customer = json.loads(reply.body)
+        cached = self.faults.through_get_cache(env, customer)
+        return reply if cached is customer else Reply(200, dumps(cached), reply.content_type, reply.headers)
 
     def _limited(self, env: str) -> bool:
         """Sliding one-second window of customers.list calls per env."""

@@ -10,7 +10,8 @@ are built by joining those bytes. A sorted key list plus ``bisect`` finds a curs
 
 Stored objects are never mutated in place: a change builds a new top-level dict, and nested
 values are replaced, not edited. That is what lets the store keep (shallow copies of) the
-caller's seed objects without a costly deep copy of 100k customers.
+caller's seed objects without a costly deep copy of 100k customers, and a lagging replica
+share them (``set_list_lag``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import math
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -121,6 +123,11 @@ class Store:
         self._keys: list[tuple] = []
         self._by_id: dict[str, Record] = {}
         self._idless: dict[str, list[Record]] = {}  # email -> id-less customers
+        # customers.list's lagging copy (``set_list_lag``), and the changes it has not
+        # applied yet: (monotonic time it sees them, seq, the new data; None: removed).
+        self._replica: Store | None = None
+        self._lag_seconds = 0.0
+        self._unseen: deque[tuple[float, int, dict | None]] = deque()
         self._next_seq = 0
 
     # -- indexing -------------------------------------------------------------------
@@ -164,6 +171,10 @@ class Store:
     # -- writes ---------------------------------------------------------------------
     def seed(self, customers: Iterable[dict]) -> None:
         """Add many customers at once: one sort instead of an insort per customer."""
+        if self._replica is not None:  # each must reach the replica late
+            for customer in customers:
+                self.add(customer)
+            return
         was_enabled = gc.isenabled()
         gc.disable()  # 100k new objects would trigger repeated full-heap GC scans
         try:
@@ -186,6 +197,7 @@ class Store:
             self._next_seq += 1
             self._recs[rec.seq] = rec
             insort(self._keys, rec.key)
+            self._to_replica(rec.seq, rec.data)
             return rec
 
     def replace(self, rec: Record, data: dict) -> None:
@@ -205,6 +217,7 @@ class Store:
                 del self._keys[bisect_left(self._keys, old_key)]
                 insort(self._keys, rec.key)
             self._index(rec)
+            self._to_replica(rec.seq, data)
 
     def remove(self, rec: Record) -> None:
         with self.lock:
@@ -212,6 +225,61 @@ class Store:
                 return
             self._unindex(rec)
             del self._keys[bisect_left(self._keys, rec.key)]
+            self._to_replica(rec.seq, None)
+
+    # -- the list's lagging replica -------------------------------------------------------
+    def set_list_lag(self, milliseconds: float) -> None:
+        """From now on ``listed()`` is a copy of the store that shows every change
+        (creations, updates, renames, deletions) ``milliseconds`` late, as the replica
+        Autumn's customers.list reads can; 0 makes it the store itself again."""
+        with self.lock:
+            if milliseconds <= 0:
+                self._replica, self._lag_seconds, self._unseen = None, 0.0, deque()
+                return
+            if self._replica is None:
+                replica = Store(self.env)
+                replica.lock = self.lock  # one lock: the replica changes only under the store's
+                for rec in self._recs.values():
+                    replica._put(rec.seq, rec.data)
+                replica._keys.sort()
+                self._replica = replica
+            self._lag_seconds = milliseconds / 1000
+
+    def listed(self) -> Store:
+        """What customers.list reads: this store, or its replica with the changes that are
+        due by now (``set_list_lag``)."""
+        replica = self._replica
+        if replica is None:
+            return self
+        with self.lock:
+            now = time.monotonic()
+            while self._unseen and self._unseen[0][0] <= now:
+                _, seq, data = self._unseen.popleft()
+                replica._copy_change(seq, data)
+            return replica
+
+    def _to_replica(self, seq: int, data: dict | None) -> None:
+        if self._replica is not None:
+            self._unseen.append((time.monotonic() + self._lag_seconds, seq, data))
+
+    def _put(self, seq: int, data: dict) -> Record:
+        rec = Record(seq, data)
+        self._index(rec)
+        self._recs[seq] = rec
+        self._keys.append(rec.key)
+        return rec
+
+    def _copy_change(self, seq: int, data: dict | None) -> None:
+        """Apply, to this replica, a change its store made to customer ``seq``."""
+        rec = self._recs.get(seq)
+        if data is None:
+            if rec is not None:
+                self.remove(rec)
+        elif rec is None:
+            self._put(seq, data)
+            self._keys.sort()
+        else:
+            self.replace(rec, data)
 
     # -- reads ----------------------------------------------------------------------
     def find(self, customer_id: str) -> Record | None:
