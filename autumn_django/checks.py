@@ -203,6 +203,11 @@ RULES: tuple[Rule, ...] = (
          _must_be("a whole number from 1 to 8", lambda v: _whole(v) and 1 <= v <= 8),
          "2 (the default) overlaps one page's commit with the next page's writes on "
          "PostgreSQL; 1 writes one page at a time, on one connection."),
+    Rule("SYNC_REPLICA_LAG_SECONDS", "E020",
+         _must_be("a number of seconds, 0 or more", lambda v: _seconds(v) and v >= 0),
+         "The default, 60, re-reads with customers.get a customer whose list row disagrees "
+         "with a customers.get answer stored less than a minute before its page was "
+         "requested; 0 turns that off."),
     Rule("TASK_MODE", "E012", _not_a_task_mode,
          "'celery' queues the app's work for your Celery worker, 'inline' runs it in-process "
          "after the commit (no worker), 'off' stops the app from calling Autumn on its own."),

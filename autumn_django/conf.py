@@ -36,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
     # Fetch, decode and parse pages in a child process while this one writes (about twice
     # as fast on two cores); False keeps all of a sync in one process.
     "SYNC_PREFETCH_PROCESS": True,
+    # customers.list reads a replica that can lag behind customers.get. A list row that
+    # disagrees with a customers.get answer the mirror stored less than this many seconds
+    # before its page was requested is not written: the sync reads that customer again
+    # with customers.get. 0 trusts the list whenever it was read later.
+    "SYNC_REPLICA_LAG_SECONDS": 60,
     # PostgreSQL: how many connections a full sync writes pages on at once. Pages still
     # commit one by one, in order; with 2 the server checks one page's foreign keys while
     # it copies the next page's rows. 1 writes one page at a time. SQLite always uses 1.

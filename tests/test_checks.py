@@ -99,6 +99,13 @@ def ids() -> list[str]:
     ("AUTUMN_SYNC_PREFETCH_PROCESS", "False", ["autumn_django.E016"]),
     ("AUTUMN_SYNC_PREFETCH_PROCESS", 0, ["autumn_django.E016"]),
     ("AUTUMN_SYNC_PREFETCH_PROCESS", False, []),
+    # E020 AUTUMN_SYNC_REPLICA_LAG_SECONDS: a number of seconds, 0 (off) or more.
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", "60", ["autumn_django.E020"]),
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", -1, ["autumn_django.E020"]),
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", None, ["autumn_django.E020"]),
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", math.inf, ["autumn_django.E020"]),
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", 0, []),
+    ("AUTUMN_SYNC_REPLICA_LAG_SECONDS", 2.5, []),
     # E017 AUTUMN_DASHBOARD_URL: an http(s) URL (plain http is only a link: no warning).
     ("AUTUMN_DASHBOARD_URL", 3, ["autumn_django.E017"]),
     ("AUTUMN_DASHBOARD_URL", "app.useautumn.com", ["autumn_django.E017"]),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from autumn_django.exceptions import AutumnResponseError, ServerError
 from autumn_django.models import Balance, Customer, Subscription, SyncRun
@@ -331,8 +333,10 @@ def test_a_customer_stored_by_a_signup_while_its_page_is_written_is_updated_not_
         if not signups and any(record.key == ("id", newcomer["id"]) for record in plan.new):
             signups.append(newcomer["id"])
             # What a signup's get_or_create does between the page's lookup and its insert:
-            # the customer is stored, children and all.
-            store_customer({**newcomer, "name": "Stored by a signup"}, env="sandbox")
+            # the customer is stored, children and all. Its answer was read before the
+            # page (else the page's older rows would be left out: test_sync_read_order).
+            store_customer({**newcomer, "name": "Stored by a signup"}, env="sandbox",
+                           read_at=timezone.now() - timedelta(minutes=5))
         return plan
 
     monkeypatch.setattr(MirrorWriter, "_plan", look_up_then_a_signup_stores_it)

@@ -5,11 +5,19 @@ Why: the ORM's per-value preparation costs ~10 µs a value, which made
 for plain SQL (design.md, "Performance notes", 100,000 customers, 2 cores). Every table
 and column name here comes from the models' ``_meta``; every value is a parameter.
 
+Data read earlier never overwrites data read later: every upsert updates a stored row
+only where the database finds it holds data read no later (``Customer.read_at``; see
+``_upsert_sql`` and ``trust``), in the statement itself, so a refresh committing at the
+same moment is never overwritten by an older page, whatever the timing. The upserts say
+which rows they inserted or updated (``RETURNING``); the others were left as they were.
+
 Each backend gets what it does fastest, measured with ``benchmarks/run.sh``:
 - SQLite: ``executemany`` of one single-row statement. sqlite3 loops over the rows in C,
   and a single statement text keeps its statement cache small (multi-row statements of
   varying length filled it with up to 128 programs of thousands of parameters each:
-  +91% peak memory from 2,000 to 10,000 customers).
+  +91% peak memory from 2,000 to 10,000 customers). Upserts run one row at a time, with
+  ``RETURNING`` (which ``executemany`` cannot give): only changed customers are upserted,
+  a few per page after the first sync, whose new customers are plain inserts.
 - PostgreSQL: ``COPY`` (psycopg 3). New customers go straight into the table, changed
   ones into a temporary staging table and then one ``INSERT ... SELECT ... ON CONFLICT
   DO UPDATE RETURNING``; children by ``COPY`` too. Rows come as COPY text formatted in the
@@ -83,6 +91,21 @@ class BulkWriter:
             for (raw_hash,) in rows:
                 yield raw_hash
 
+    def read_by_get_between(self, cursor, env: str, ids: Sequence[str], after: Any,
+                            until: Any) -> Iterator[tuple]:
+        """``(autumn_id, raw_hash, deleted_at)`` of these customers whose stored data was
+        read by ``customers.get`` after ``after`` and no later than ``until`` (parameters)."""
+        col = self.col
+        for chunk in chunks(ids, self.max_params - 3):
+            cursor.execute(
+                f"SELECT {col['autumn_id']}, {col['raw_hash']}, {col['deleted_at']} "
+                f"FROM {self.customer_table} WHERE {col['env']} = %s AND {col['read_via']} = 'get' "
+                f"AND {col['read_at']} > %s AND {col['read_at']} <= %s "
+                f"AND {col['autumn_id']} IN ({marks(len(chunk))})",
+                [env, after, until, *chunk],
+            )
+            yield from cursor.fetchall()
+
     # -- writing --------------------------------------------------------------------------
 
     def claim(self, cursor, claims: Sequence[tuple[str, int]]) -> None:
@@ -106,7 +129,7 @@ class BulkWriter:
                 self._insert_customers(cursor, names, rows)
         except (IntegrityError, self.connection.Database.IntegrityError):
             raise AppearedMeanwhile from None
-        return self._pks_of(cursor, env, keys)
+        return self.pks_of(cursor, env, keys)
 
     def _insert_customers(self, cursor, names: Sequence[str], rows: Rows) -> None:
         cursor.executemany(
@@ -116,17 +139,26 @@ class BulkWriter:
         )
 
     def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
-                         keys: Sequence[Key]) -> dict[Key, int]:
-        """Insert or update customers (``rows`` and ``keys`` as for ``insert_new_customers``);
-        returns the primary key of each by its record key."""
+                         keys: Sequence[Key], *, lag_seconds: float) -> dict[Key, int]:
+        """Insert or update customers (``rows`` and ``keys`` as for ``insert_new_customers``,
+        ``read_at`` and ``read_via`` among the names); returns the primary key of each it
+        inserted or updated, by record key. A stored customer whose data was read later, or
+        by ``customers.get`` less than ``lag_seconds`` before a list row, is left as it was
+        and is not in the answer (``_upsert_sql``)."""
         if not keys:
             return {}
-        by_kind = _split_by_key_kind(names, rows)
-        for kind, kind_rows in by_kind.items():
-            if kind_rows:
-                cursor.executemany(self._upsert_sql(names, kind, values=self._placeholders(Customer, names)),
-                                   kind_rows)
-        return self._pks_of(cursor, env, keys)
+        written: dict[Key, int] = {}
+        lag = self._lag_parameter(lag_seconds)
+        for kind, kind_rows in _split_by_key_kind(names, rows).items():
+            if not kind_rows:
+                continue
+            sql = self._upsert_sql(names, kind, values=self._placeholders(Customer, names))
+            sql += f" RETURNING {self.col['id']}, {self.col[_KEY_FIELDS[kind]]}"
+            for row in kind_rows:
+                cursor.execute(sql, [*row, lag])
+                for pk, key_value in cursor.fetchall():
+                    written[(kind, key_value)] = pk
+        return written
 
     def delete_children(self, cursor, model: type[models.Model], customer_pks: Sequence[int]) -> None:
         table, fk = self.qn(model._meta.db_table), self.qn(model._meta.get_field("customer").column)
@@ -145,16 +177,38 @@ class BulkWriter:
     # -- SQL ------------------------------------------------------------------------------
 
     def _upsert_sql(self, names: Sequence[str], kind: str, *, values: str) -> str:
-        key_field = "autumn_id" if kind == "id" else "email"
+        """The upsert of customers keyed by ``kind``; its one parameter after ``values``'
+        is the replica-lag margin (``_lag_parameter``).
+
+        A stored row is updated only if it holds data read no later than the new data, and
+        a list row never replaces one that ``customers.get`` read less than the margin
+        before it: the list's replica may not have caught up yet (``trust``). A row written
+        before read times were kept (``read_at`` null) is always updated.
+        """
+        key_field = _KEY_FIELDS[kind]
         conflict = f"({self.col['env']}, {self.col[key_field]})"
         if kind == "email":
             conflict += f" WHERE {self.col['autumn_id']} IS NULL"
         updates = ", ".join(f"{self.col[n]} = EXCLUDED.{self.col[n]}"
                             for n in names if n not in ("env", key_field))
+        read_at, read_via = (f"{self.customer_table}.{self.col['read_at']}",
+                             f"{self.customer_table}.{self.col['read_via']}")
+        new_read_at, new_read_via = f"EXCLUDED.{self.col['read_at']}", f"EXCLUDED.{self.col['read_via']}"
         return (f"INSERT INTO {self.customer_table} ({self._columns(Customer, names)}) {values} "
-                f"ON CONFLICT {conflict} DO UPDATE SET {updates}")
+                f"ON CONFLICT {conflict} DO UPDATE SET {updates} "
+                f"WHERE {read_at} IS NULL OR ({read_at} <= {new_read_at} AND ("
+                f"{new_read_via} <> 'list' OR {read_via} <> 'get' "
+                f"OR {read_at} < {self._minus_lag(new_read_at)}))")
 
-    def _pks_of(self, cursor, env: str, keys: Sequence[Key]) -> dict[Key, int]:
+    def _minus_lag(self, read_at: str) -> str:
+        """SQL for the time ``read_at`` (a stored time) less the lag parameter. SQLite keeps
+        times as text ("2024-05-01 12:00:00.123456"), which strftime reads and writes."""
+        return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', {read_at}, %s)"
+
+    def _lag_parameter(self, lag_seconds: float) -> Any:
+        return f"{-float(lag_seconds)} seconds"  # an SQLite date modifier
+
+    def pks_of(self, cursor, env: str, keys: Sequence[Key]) -> dict[Key, int]:
         ids = [value for kind, value in keys if kind == "id"]
         emails = [value for kind, value in keys if kind == "email"]
         pks: dict[Key, int] = {}
@@ -205,12 +259,23 @@ class PostgresBulkWriter(BulkWriter):
         self._copy(cursor, self.customer_table, self._columns(Customer, names), rows)
         return None
 
+    def read_by_get_between(self, cursor, env: str, ids: Sequence[str], after: Any,
+                            until: Any) -> Iterator[tuple]:
+        col = self.col
+        cursor.execute(
+            f"SELECT {col['autumn_id']}, {col['raw_hash']}, {col['deleted_at']} "
+            f"FROM {self.customer_table} WHERE {col['env']} = %s AND {col['read_via']} = 'get' "
+            f"AND {col['read_at']} > %s AND {col['read_at']} <= %s AND {col['autumn_id']} = ANY(%s)",
+            [env, after, until, list(ids)],
+        )
+        yield from cursor.fetchall()
+
     def upsert_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
-                         keys: Sequence[Key]) -> dict[Key, int]:
+                         keys: Sequence[Key], *, lag_seconds: float) -> dict[Key, int]:
         if not keys:
             return {}
         if not self.takes_copy_text:
-            return super().upsert_customers(cursor, env, names, rows, keys)
+            return super().upsert_customers(cursor, env, names, rows, keys, lag_seconds=lag_seconds)
         columns = self._columns(Customer, names)
         # A session-private table that empties itself at each commit.
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.STAGE} ON COMMIT DELETE ROWS "
@@ -219,10 +284,11 @@ class PostgresBulkWriter(BulkWriter):
         self._copy(cursor, self.STAGE, columns, rows)
         pks: dict[Key, int] = {}
         for kind, condition in (("id", "IS NOT NULL"), ("email", "IS NULL")):
-            key_field = "autumn_id" if kind == "id" else "email"
             select = f"SELECT {columns} FROM {self.STAGE} WHERE {self.col['autumn_id']} {condition}"
+            # Only the rows it inserted or updated come back.
             cursor.execute(self._upsert_sql(names, kind, values=select)
-                           + f" RETURNING {self.col['id']}, {self.col[key_field]}")
+                           + f" RETURNING {self.col['id']}, {self.col[_KEY_FIELDS[kind]]}",
+                           [self._lag_parameter(lag_seconds)])
             for pk, key_value in cursor.fetchall():
                 pks[(kind, key_value)] = pk
         return pks
@@ -232,6 +298,12 @@ class PostgresBulkWriter(BulkWriter):
         if not self.takes_copy_text:
             return super().insert_children(cursor, model, names, rows)
         self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), rows)
+
+    def _minus_lag(self, read_at: str) -> str:
+        return f"{read_at} - %s * INTERVAL '1 second'"
+
+    def _lag_parameter(self, lag_seconds: float) -> Any:
+        return float(lag_seconds)
 
     def _placeholders(self, model: type[models.Model], names: Sequence[str]) -> str:
         # Only for the psycopg2 fallback: JSON arrives as text that must be read as JSON.
@@ -249,6 +321,9 @@ class PostgresBulkWriter(BulkWriter):
                 return
             for row in rows:
                 copy.write_row(row)
+
+
+_KEY_FIELDS = {"id": "autumn_id", "email": "email"}  # the column each kind of key is in
 
 
 def _split_by_key_kind(names: Sequence[str], rows: Sequence[list[Any]]) -> dict[str, list]:

@@ -42,6 +42,22 @@ def escape(text: str) -> str:
     return text
 
 
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def unescape(text: str) -> str:
+    """A text value of a COPY line as it was before ``escape``."""
+    if "\\" not in text:
+        return text
+    parts, at = [], 0
+    while (found := text.find("\\", at)) != -1:
+        parts.append(text[at:found])
+        parts.append(_UNESCAPES.get(text[found + 1:found + 2], text[found + 1:found + 2]))
+        at = found + 2
+    parts.append(text[at:])
+    return "".join(parts)
+
+
 def copy_line(values: Sequence[Any]) -> str:
     """A row's values, tab-separated, without the line's end."""
     return "\t".join([copy_value(value) for value in values])

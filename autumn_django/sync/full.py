@@ -1,4 +1,12 @@
-"""The full sync: every customer of the key's env, page by page, into the mirror."""
+"""The full sync: every customer of the key's env, page by page, into the mirror.
+
+A page is written a while after it was read (seconds, minutes behind a slow database),
+from a replica that lags Autumn's primary. Its rows never overwrite data read later (a
+refresh in between: the writer's upsert decides), and a list row that disagrees with a
+``customers.get`` answer read less than ``AUTUMN_SYNC_REPLICA_LAG_SECONDS`` before the page
+was requested is not written: that customer is read again with ``customers.get`` and the
+answer written instead (``SyncRun.reread``; the rules are in ``trust``).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ from django.utils import timezone
 
 from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
-from ..exceptions import InvalidCursorError, StopRequested
+from ..exceptions import InvalidCursorError, NotFoundError, StopRequested
 from ..models import SyncRun
 from ..users import link_users_to_customers
 from . import events, memos, runs
@@ -22,7 +30,8 @@ from .fingerprints import Fingerprints
 from .lanes import CommitLanes, lane_count
 from .prefetch import prepared_pages
 from .preparer import PagePreparer, PreparedPage
-from .records import EPOCH
+from .records import EPOCH, CustomerRecord, RecordError, as_copy_text, parse_customer
+from .trust import record_catalogue, with_list_catalogue
 from .writer import MirrorWriter, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -71,6 +80,7 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
 class _Written:
     result: WriteResult
     balances: events.BalanceChanges | None
+    deleted: list[int]  # read again and not found
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,9 @@ class _Pass:
         position = ListPosition(self.run.cursor, self.run.created_at_start)
         while True:
             try:
-                yield from self._page_source(position)
+                for prepared in self._page_source(position):
+                    self._read_again_where_fresher(prepared)
+                    yield prepared
                 return
             except InvalidCursorError:
                 if position == ListPosition():
@@ -143,6 +155,48 @@ class _Pass:
         return PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
                             time_style=style, child_text=child_text).pages(position, self.run.page_size)
 
+    def _read_again_where_fresher(self, prepared: PreparedPage) -> None:
+        """Before the page is written, outside its transaction: its list rows that
+        disagree with a ``customers.get`` answer the mirror holds, read less than the
+        replica-lag margin before the page was requested, are replaced by a new
+        ``customers.get`` answer (with the page's catalogue fields, ``trust``). Rows read
+        after the page are left to the writer, which keeps them."""
+        lag = autumn_settings.SYNC_REPLICA_LAG_SECONDS
+        listed = [record for record in prepared.records
+                  if record.read_via == "list" and record.key[0] == "id"]
+        if not lag or not listed or prepared.read_at is None:
+            return
+        stored = self.writer.read_by_get_between(
+            listed, prepared.read_at - timedelta(seconds=lag), prepared.read_at)
+        again = [record for record in listed if (row := stored.get(record.key)) is not None
+                 and (row.raw_hash != record.raw_hash or row.deleted)]
+        if not again:
+            return
+        prepared.reread += len(again)
+        answers = {record.key: self._read_again(record, prepared) for record in again}
+        records = (answers.get(record.key, record) for record in prepared.records)
+        prepared.records = [record for record in records if record is not None]
+
+    def _read_again(self, listed: CustomerRecord, prepared: PreparedPage) -> CustomerRecord | None:
+        """The record of ``customers.get``'s answer for a list row's customer; None (and the
+        page told why) when Autumn no longer has it or the answer does not parse."""
+        asked_at = timezone.now()
+        try:
+            read = self.client.customers.get_read(listed.key[1])
+        except NotFoundError:
+            prepared.gone.append((listed.key[1], asked_at))
+            return None
+        data = with_list_catalogue(read.customer, record_catalogue(listed))
+        try:
+            record = parse_customer(data, time_style=self.writer.time_style, read_at=read.read_at,
+                                    read_via="get")
+        except RecordError as exc:
+            prepared.problems.append(exc)
+            return None
+        if self.writer.child_text:
+            as_copy_text(record)
+        return record
+
     def _write(self, prepared: PreparedPage, writer: MirrorWriter) -> _Written:
         """A page's rows and memo, in its transaction (on ``writer``'s connection)."""
         balances = events.balance_recorder(self.using)
@@ -151,8 +205,11 @@ class _Pass:
                               before_replace=balances and balances.before_replace)
         if balances is not None:
             balances.after_write(result)
+        deleted = []
+        for autumn_id, asked_at in prepared.gone:
+            deleted += writer.mark_deleted_by_get([autumn_id], read_at=asked_at, now=now)
         memos.save_memo(self.run.env, prepared, now, self.using)
-        return _Written(result, balances)
+        return _Written(result, balances, deleted)
 
     def _record(self, prepared: PreparedPage, written: _Written) -> _Stored:
         """The run's counters and resume point, last in the page's transaction: pages
@@ -166,7 +223,10 @@ class _Pass:
         run.created += len(result.created)
         run.updated += len(result.updated)
         run.undeleted += len(result.undeleted)
-        run.unchanged += len(result.unchanged) + prepared.unchanged
+        # Rows kept because they hold data read later did not change either.
+        run.unchanged += len(result.unchanged) + len(result.kept) + prepared.unchanged
+        run.deleted += len(written.deleted)
+        run.reread += prepared.reread
         run.skipped += len(problems)
         run.errors += [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
         run.errors += [{"warning": warning} for warning in prepared.page.warnings]
@@ -181,6 +241,7 @@ class _Pass:
 
     def _send_events(self, stored: _Stored) -> None:
         events.send_write_events(stored.written.result, stored.written.balances, self.using)
+        events.send_deleted_events(stored.written.deleted, self.using)
 
     def _report(self, prepared: PreparedPage, stored: _Stored) -> None:
         """After the page committed."""
@@ -204,7 +265,7 @@ class _Pass:
             deleted = self.writer.mark_missing_deleted(
                 self.seen, pass_started_at=run.started_at, crawled_after=self.crawled_after,
                 now=timezone.now())
-            run.deleted = len(deleted)
+            run.deleted += len(deleted)
             runs.finish_run(run)
             transaction.on_commit(lambda: events.send_deleted_events(deleted, self.using),
                                   using=self.using)
@@ -217,7 +278,8 @@ class _Pass:
 def _customers_of(prepared: PreparedPage) -> set[tuple[str, str]]:
     """The customer rows a page may write: by key, and by email (an id-less row it claims)."""
     return ({record.key for record in prepared.records}
-            | {("email", record.email) for record in prepared.records if record.email})
+            | {("email", record.email) for record in prepared.records if record.email}
+            | {("id", autumn_id) for autumn_id, _ in prepared.gone})
 
 
 def _key_text(key: tuple[str, str] | None) -> str | None:

@@ -4,7 +4,9 @@ Equal bytes hold equal customers. So when a run reads bytes it has seen before a
 mirror still holds every state they showed, it needs neither to decode the page nor to hash
 any of its customers: the memo says where the crawl goes next, which customers the page
 named, and which of them only ``customers.get`` shows in full (those at the list's
-product cap, whose products past the cap can change while the page stays the same).
+product cap, whose products past the cap can change while the page stays the same), with
+the catalogue fields the page showed for them (``trust``: ``get``'s answer is stored with
+the list's).
 """
 
 from __future__ import annotations
@@ -17,19 +19,20 @@ from ..client import PageOutline
 from .fingerprints import Fingerprints
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
-_FORMAT = b"autumn_django page memo 2\n"
+_FORMAT = b"autumn_django page memo 3\n"
 
 
 class PageMemo:
     """The key and state fingerprints of a page's customers (but those at the product
-    cap), with the page's outline, the ids of its capped customers and the latest
-    ``created_at`` (epoch ms) it reached."""
+    cap), with the page's outline, the ids of its capped customers and their catalogue
+    fields (``trust.Catalogue`` by id), and the latest ``created_at`` (epoch ms) it reached."""
 
     def __init__(self, outline: PageOutline, *, reached_created_at: int | None = None,
-                 capped_ids: Iterable[str] = (), keys: Iterable[int] = (),
-                 states: Iterable[int] = ()) -> None:
+                 capped_ids: Iterable[str] = (), capped_catalogues: dict | None = None,
+                 keys: Iterable[int] = (), states: Iterable[int] = ()) -> None:
         self.outline, self.reached_created_at = outline, reached_created_at
         self.capped_ids = list(capped_ids)
+        self.capped_catalogues = capped_catalogues or {}
         self.keys, self.states = array("Q", keys), array("Q", states)
 
     def add(self, key: int, state: int) -> None:
@@ -46,6 +49,7 @@ class PageMemo:
         header = jsonlib.dumps_bytes({
             "next_cursor": self.outline.next_cursor, "count": self.outline.count,
             "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
+            "capped_catalogues": self.capped_catalogues,
         })
         return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes()
 
@@ -64,6 +68,7 @@ class PageMemo:
             outline = PageOutline(header["next_cursor"], header["count"])
             half = len(both) // 2
             return cls(outline, reached_created_at=header["reached_created_at"],
-                       capped_ids=header["capped_ids"], keys=both[:half], states=both[half:])
+                       capped_ids=header["capped_ids"], capped_catalogues=header["capped_catalogues"],
+                       keys=both[:half], states=both[half:])
         except (ValueError, KeyError, TypeError):
             return None

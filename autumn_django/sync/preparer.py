@@ -2,7 +2,9 @@
 
 For each ``customers.list`` page: decode it (unless its bytes are known, see
 ``pagememo``), hash each customer's JSON, and parse only those whose state the mirror
-does not hold; customers at the list's product cap are read in full. The crawl runs one
+does not hold; customers at the list's product cap are read in full (with the list's
+catalogue fields, ``trust``). Every record carries when and through which call it was
+read: the page's request time, or that of its ``customers.get``. The crawl runs one
 page ahead on a thread. ``prefetch`` runs this in a child process, overlapped with the
 writes; ``PagePreparer`` runs it anywhere.
 """
@@ -14,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from ..client import AutumnClient, ListPage, ListPosition, PageOutline
+from ..client import AutumnClient, CustomerRead, ListPage, ListPosition, PageOutline
 from ..exceptions import NotFoundError
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo
@@ -29,6 +32,7 @@ from .records import (
     parse_customer,
     record_key,
 )
+from .trust import Catalogue, list_catalogue, with_list_catalogue
 
 
 @dataclass
@@ -41,6 +45,14 @@ class PreparedPage:
     reached_created_at: int | None = None  # epoch ms of the page's last customer, changed or not
     memo: bytes | None = None  # a new PageMemo of the page, to store under page.digest
     memo_reused: bool = False  # the stored PageMemo of page.digest was still right
+    reread: int = 0  # customers of the page read again with customers.get
+    # (autumn_id, when asked) of customers read again that customers.get no longer has
+    gone: list[tuple[str, datetime]] = field(default_factory=list)
+
+    @property
+    def read_at(self) -> datetime | None:
+        """When the page's request was sent: what its list rows say was true then or later."""
+        return self.page.requested_at
 
 
 # Customers at the list's product cap are re-read with customers.get; these requests wait
@@ -94,13 +106,18 @@ class PagePreparer:
             prepared.unchanged, prepared.memo_reused = len(stored), True
             prepared.seen.extend(stored.keys)
             rows, capped_ids, reached = [], stored.capped_ids, stored.reached_created_at
+            catalogues = stored.capped_catalogues
         else:
             rows = page.customers
             capped_ids = [data["id"] for data in rows if _needs_get(data)]
+            reread = set(capped_ids)  # the list's catalogue fields of each customer read again
+            catalogues = {data["id"]: list_catalogue(data) for data in rows
+                          if type(data) is dict and data.get("id") in reread}
             reached = _reached_created_at(rows)
             if page.digest and page.outline:
-                new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids)
-        if self._classify(rows, capped_ids, prepared, new_memo) and new_memo is not None:
+                new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids,
+                                    capped_catalogues=catalogues)
+        if self._classify(rows, capped_ids, prepared, new_memo, catalogues) and new_memo is not None:
             prepared.memo = new_memo.to_bytes()
         prepared.reached_created_at = reached
         page.customers = []
@@ -135,12 +152,14 @@ class PagePreparer:
         return stored if stored is not None and stored.held_by(self._known) else None
 
     def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
-                  memo: PageMemo | None) -> bool:
+                  memo: PageMemo | None, catalogues: dict[str, Catalogue]) -> bool:
         """Parse the new and changed customers of ``rows`` (list rows) and of ``capped_ids``
-        (read in full) into ``prepared``, counting the others as unchanged, and note each
-        uncapped one's fingerprints in ``memo``. False when a customer did not parse: such
-        a page is never skipped, so it is reported every run."""
+        (read in full, with the list's ``catalogues`` by id) into ``prepared``, counting the
+        others as unchanged, and note each uncapped one's fingerprints in ``memo``. False
+        when a customer did not parse: such a page is never skipped, so it is reported
+        every run."""
         reading = self._read_in_full(capped_ids)
+        prepared.reread += len(reading)
         # A capped customer's full answer stands in for its list row (a page that was not
         # decoded has only those). The others come first: the answers arrive meanwhile.
         entries: list[tuple[Any, Any]] = [
@@ -150,15 +169,20 @@ class PagePreparer:
         for key, data in entries:
             capped = isinstance(data, Future)
             state = None
+            read_at, read_via = prepared.read_at, "list"
             try:
                 if capped:
-                    data = data.result()
-                    if isinstance(data, NotFoundError):
-                        raise data
+                    answer = data.result()
+                    if isinstance(answer, NotFoundError):
+                        raise answer
+                    # The list is trusted for catalogue fields: its row's stand in get's.
+                    data = with_list_catalogue(answer.customer, catalogues.get(key[1], {}))
+                    read_at, read_via = answer.read_at, "get"
                 if key is None:
-                    record = parse_customer(data, time_style=self.time_style)
+                    record = parse_customer(data, time_style=self.time_style, read_at=read_at,
+                                            read_via=read_via)
                 else:
-                    state, record = self._parse_if_changed(data)
+                    state, record = self._parse_if_changed(data, read_at, read_via)
             except RecordError as exc:
                 prepared.problems.append(exc)
                 parsed_all = False
@@ -181,7 +205,7 @@ class PagePreparer:
     def _read_in_full(self, ids: list[str]) -> dict[tuple[str, str], Future]:
         """Start reading each customer at the list's product cap with ``customers.get``
         (only that answer has all its subscriptions and purchases); each future gives the
-        answer, or the NotFoundError of a customer deleted since the page was read."""
+        ``CustomerRead``, or the NotFoundError of a customer deleted since the page was read."""
         if not ids:
             return {}
         if self._readers is None:
@@ -189,19 +213,21 @@ class PagePreparer:
                                                thread_name_prefix="autumn-capped")
         return {("id", customer_id): self._readers.submit(self._read_one, customer_id) for customer_id in ids}
 
-    def _read_one(self, customer_id: str) -> Any:
+    def _read_one(self, customer_id: str) -> CustomerRead | NotFoundError:
         try:
-            return self.client.customers.get(customer_id)
+            return self.client.customers.get_read(customer_id)
         except NotFoundError as exc:
             return exc
 
-    def _parse_if_changed(self, data: dict) -> tuple[int, CustomerRecord | None]:
+    def _parse_if_changed(self, data: dict, read_at: datetime | None,
+                          read_via: str) -> tuple[int, CustomerRecord | None]:
         """The customer's state fingerprint, and its record unless the mirror holds exactly this."""
         canonical = canonical_json(data)
         state = state_fingerprint(canonical[1])
         if state in self._known:
             return state, None
-        return state, parse_customer(data, canonical, time_style=self.time_style)
+        return state, parse_customer(data, canonical, time_style=self.time_style, read_at=read_at,
+                                     read_via=read_via)
 
 
 class _OneAhead(Generic[T]):

@@ -83,13 +83,20 @@ class CustomerRecord:
     # With child_text: CUSTOMER_FIELDS, raw and raw_hash as one COPY line; raw_json is then
     # emptied, so a customer's JSON crosses the prefetch pipe once.
     customer_text: str | None = None
+    # When the request that returned this data was sent (aware UTC; None: now, as far as
+    # the writer knows) and through which call: "list" (customers.list, a replica) or
+    # "get" (customers.get, get_or_create or update: the primary and its cache).
+    read_at: datetime | None = None
+    read_via: str = ""
 
     def __reduce__(self):
         # The prefetch process pickles ~1,000 of these a page: a plain tuple of fields
-        # pickles in 9 µs a record where the dataclass's own state methods take 13.
+        # pickles in 9 µs a record where the dataclass's own state methods take 13. A
+        # page's records share one read_at object, which pickle sends once.
         return CustomerRecord, (self.key, self.values, self.raw_json, self.raw_hash, self.subscriptions,
                                 self.purchases, self.balances, self.flags, self.created_at_ms,
-                                self.time_style, self.child_text, self.customer_text)
+                                self.time_style, self.child_text, self.customer_text,
+                                self.read_at, self.read_via)
 
     @property
     def autumn_id(self) -> str | None:
@@ -124,10 +131,12 @@ def canonical_json(data: Any) -> tuple[bytes, str]:
 
 
 def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
-                   time_style: str | None = None) -> CustomerRecord:
+                   time_style: str | None = None, read_at: datetime | None = None,
+                   read_via: str = "") -> CustomerRecord:
     """Validate ``data`` and build its rows; raises ``RecordError`` naming the bad field.
     ``canonical`` is ``canonical_json(data)`` when the caller has it already; times come
-    as aware datetimes, or in the form ``time_style`` names (a key of ``TIME_FORMS``)."""
+    as aware datetimes, or in the form ``time_style`` names (a key of ``TIME_FORMS``).
+    ``read_at`` and ``read_via`` say when and through which call it was read."""
     key = record_key(data)
     if not isinstance(data, dict):
         raise RecordError(f"expected an object, got {type(data).__name__}", None)
@@ -163,6 +172,8 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
         flags=flags,
         created_at_ms=int(data["created_at"]),
         time_style=time_style,
+        read_at=read_at,
+        read_via=read_via,
     )
 
 

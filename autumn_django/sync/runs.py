@@ -99,7 +99,8 @@ def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
     run.heartbeat_at = timezone.now()
     run.errors = run.errors[-MAX_RECORDED_ERRORS:]
     _save_if_ours(run, ["cursor", "created_at_start", "reached_created_at", "heartbeat_at", "pages",
-                        "created", "updated", "unchanged", "undeleted", "skipped", "errors", "page_size"])
+                        "created", "updated", "unchanged", "undeleted", "skipped", "errors", "page_size",
+                        "deleted", "reread"])
 
 
 def finish_run(run: SyncRun, *, failure: str = "") -> None:

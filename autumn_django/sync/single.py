@@ -1,8 +1,16 @@
 """One customer at a time: refresh from Autumn, or store what Autumn answered to a call
-the app made (get_or_create, update, rename), so the mirror follows at once."""
+the app made (get_or_create, update, rename), so the mirror follows at once.
+
+Each answer is stored with the time its request was sent, and never over data read
+later: of two refreshes of one customer, the one that asked last wins, whichever
+finishes first. The answer comes from Autumn's primary store and per-customer cache,
+which is trusted for everything but a plan's catalogue fields: those are kept as the
+mirror's row has them from the list (``trust``).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -13,8 +21,9 @@ from ..client import AutumnClient
 from ..exceptions import AutumnResponseError, NotFoundError
 from ..models import Customer
 from . import events
-from .records import RecordError, parse_customer
-from .writer import MirrorWriter
+from .records import RecordError, parse_customer, record_key
+from .trust import Catalogue, list_catalogue, with_list_catalogue
+from .writer import MirrorWriter, mark_deleted_by_get
 
 
 def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
@@ -22,20 +31,19 @@ def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
     """Refresh one customer through ``customers.get`` (fresher than the list for balances).
 
     Returns the mirror row, or None when Autumn no longer has the customer: its row, if
-    any, is then marked deleted.
+    any, is then marked deleted (unless it holds data read after this refresh asked).
     """
     client = client or AutumnClient()
+    asked_at = timezone.now()
     try:
-        data = client.customers.get(customer_id)
+        read = client.customers.get_read(customer_id)
     except NotFoundError:
-        present = Customer.objects.using(using).filter(
-            env=client.env, autumn_id=customer_id, deleted_at__isnull=True)
-        pks = list(present.values_list("pk", flat=True))
         with transaction.atomic(using=using):
-            present.filter(pk__in=pks).update(deleted_at=timezone.now())
+            pks = mark_deleted_by_get(client.env, [customer_id], read_at=asked_at, now=timezone.now(),
+                                      using=using)
             transaction.on_commit(lambda: events.send_deleted_events(pks, using), using=using)
         return None
-    return store_customer(data, env=client.env, using=using)
+    return store_customer(read.customer, env=client.env, using=using, read_at=read.read_at)
 
 
 def get_or_create_customer(customer_id: str | None, *, user: AbstractBaseUser | None = None,
@@ -43,8 +51,8 @@ def get_or_create_customer(customer_id: str | None, *, user: AbstractBaseUser | 
                            **fields: Any) -> Customer:
     """``customers.get_or_create`` and store the answer, linked to ``user`` if given."""
     client = client or AutumnClient()
-    data = client.customers.get_or_create(customer_id, **fields)
-    return store_customer(data, env=client.env, user=user, using=using)
+    read = client.customers.get_or_create_read(customer_id, **fields)
+    return store_customer(read.customer, env=client.env, user=user, using=using, read_at=read.read_at)
 
 
 def update_customer(customer_id: str, *, client: AutumnClient | None = None,
@@ -52,16 +60,26 @@ def update_customer(customer_id: str, *, client: AutumnClient | None = None,
     """``customers.update`` and store the answer. A rename (``new_customer_id``) keeps the
     mirror row, and with it the link to the user."""
     client = client or AutumnClient()
-    data = client.customers.update(customer_id, **fields)
+    read = client.customers.update_read(customer_id, **fields)
     rename_from = customer_id if fields.get("new_customer_id") else None
-    return store_customer(data, env=client.env, rename_from=rename_from, using=using)
+    return store_customer(read.customer, env=client.env, rename_from=rename_from, using=using,
+                          read_at=read.read_at)
 
 
 def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
-                   rename_from: str | None = None, using: str = DEFAULT_DB_ALIAS) -> Customer:
-    """Write one customer object as Autumn sent it into the mirror and return its row."""
+                   rename_from: str | None = None, using: str = DEFAULT_DB_ALIAS,
+                   read_at: datetime | None = None) -> Customer:
+    """Write one customer object as Autumn answered it to a single-customer call (get,
+    get_or_create, update) into the mirror, and return its row.
+
+    ``read_at`` is when that call's request was sent (default: now). A row holding data
+    read later is left as it is, and returned. The plan fields the list is trusted for
+    are stored as the mirror's row has them (``trust``).
+    """
+    if isinstance(data, dict):
+        data = with_list_catalogue(data, _stored_catalogue(data, env, rename_from, using))
     try:
-        record = parse_customer(data)
+        record = parse_customer(data, read_at=read_at or timezone.now(), read_via="get")
     except RecordError as exc:
         raise AutumnResponseError(
             f"Autumn sent a customer the mirror cannot store: {exc.describe()}"
@@ -81,3 +99,18 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
             customers.filter(pk=pk).update(user=user)
         events.send_write_events_on_commit(result, balances, using)
     return customers.get(pk=pk)
+
+
+def _stored_catalogue(data: dict, env: str, rename_from: str | None, using: str) -> Catalogue:
+    """The catalogue fields of the mirror's row of this customer (``trust.list_catalogue``)."""
+    key = record_key(data)
+    if key is None:
+        return {}
+    rows = Customer.objects.using(using).filter(env=env)
+    if key[0] == "email":
+        rows = rows.filter(autumn_id__isnull=True, email=key[1])
+    else:
+        rows = rows.filter(autumn_id__in=[key[1], rename_from] if rename_from else [key[1]])
+    raws = list(rows.values_list("autumn_id", "raw"))
+    raws.sort(key=lambda row: row[0] != key[1])  # its own row before the one it was renamed from
+    return list_catalogue(raws[0][1]) if raws else {}

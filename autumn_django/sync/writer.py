@@ -6,8 +6,14 @@ Per page, inside the caller's transaction:
 2. customers whose hash is unchanged are not written at all;
 3. new customers are inserted; should a signup have stored one since step 1, nothing is
    written and the page is looked up again;
-4. changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``), undeleting them;
-5. the children of changed customers are replaced; new customers have none to delete.
+4. changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``), undeleting them,
+   except where the stored row holds data read later: the database leaves those as they
+   are (``bulk``; the rules are in ``trust``), and they are counted as kept, not updated;
+5. the children of the customers written are replaced; new customers have none to delete.
+
+Each row records when its data was read from Autumn and through which call
+(``Customer.read_at``, ``read_via``): the record's, or the write's time for a record
+that does not say.
 
 The SQL itself, and why it bypasses the ORM, is in ``bulk.py``.
 """
@@ -21,8 +27,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Q
 from django.utils import timezone
 
+from ..conf import autumn_settings
 from ..models import Balance, Customer, Flag, Purchase, Subscription
 from .bulk import AppearedMeanwhile, BulkWriter, Rows, chunks
 from .copytext import NULL, copy_line, copy_value, in_pieces
@@ -43,7 +51,7 @@ from .records import (
 ONE_MS = timedelta(milliseconds=1)
 
 # Columns every upsert writes besides CUSTOMER_FIELDS.
-_BOOKKEEPING_FIELDS = ("raw", "raw_hash", "env", "synced_at", "deleted_at")
+_BOOKKEEPING_FIELDS = ("raw", "raw_hash", "env", "synced_at", "deleted_at", "read_at", "read_via")
 _CHILDREN = (
     (Subscription, SUBSCRIPTION_FIELDS, "subscriptions"),
     (Purchase, PURCHASE_FIELDS, "purchases"),
@@ -58,6 +66,9 @@ class WriteResult:
     updated: list[int] = field(default_factory=list)
     undeleted: list[int] = field(default_factory=list)  # also counted in ``updated``
     unchanged: list[int] = field(default_factory=list)
+    # Rows holding data read later than the record's (or by customers.get less than the
+    # replica-lag margin before a list row): left as they were, children and all.
+    kept: list[int] = field(default_factory=list)
     pk_by_key: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
@@ -86,6 +97,7 @@ class MirrorWriter:
         self.time_style, self._adapt_time = _time_adapter(self.connection)
         # Whether child rows go to the database as COPY text (PostgreSQL with psycopg 3).
         self.child_text = self._bulk.takes_copy_text
+        self.lag_seconds = autumn_settings.SYNC_REPLICA_LAG_SECONDS
         # Claims concern id-less rows the mirror held before; with none, skip their lookup
         # (on a first sync it would look up every page's emails for nothing).
         self._claims_possible = Customer.objects.using(using).filter(
@@ -95,7 +107,8 @@ class MirrorWriter:
 
     def write(self, records: Sequence[CustomerRecord], *, now: datetime,
               before_replace: Callable[[list[int]], None] | None = None) -> WriteResult:
-        """Bring these customers' rows in line with ``records``. Call inside a transaction.
+        """Bring these customers' rows in line with ``records``, but where a row holds data
+        read later. Call inside a transaction.
 
         ``before_replace`` is called with the primary keys of changed customers before
         their children are replaced (to read what they were).
@@ -104,6 +117,8 @@ class MirrorWriter:
         for record in records:
             if record.time_style is None:  # not parsed in this writer's form
                 convert_times(record, self._adapt_time, self.time_style or "database")
+            if record.read_at is None:
+                record.read_at = now
         names = [*CUSTOMER_FIELDS, *_BOOKKEEPING_FIELDS]
         with self.connection.cursor() as cursor:
             plan = self._plan(records)
@@ -114,27 +129,40 @@ class MirrorWriter:
                 # A signup stored one of them after the lookup (nothing of this page is
                 # written yet): look again, and upsert whatever is still new.
                 plan = self._plan(records)
-                written = self._bulk.upsert_customers(
-                    cursor, self.env, names, self._customer_rows(plan.new, now), _keys(plan.new))
+                written = self._upsert(cursor, names, plan.new, now)
             if plan.claims:
                 # An id-less customer that Autumn gave an id keeps its row (and user link).
                 self._bulk.claim(cursor, plan.claims)
             changed = [record for record, _ in plan.changed]
-            written.update(self._bulk.upsert_customers(
-                cursor, self.env, names, self._customer_rows(changed, now), _keys(changed)))
+            written.update(self._upsert(cursor, names, changed, now))
             result = plan.result
+            kept_new = [record.key for record in plan.new if record.key not in written]
+            stored = self._bulk.pks_of(cursor, self.env, kept_new) if kept_new else {}
             for record in plan.new:
-                result.pk_by_key[record.key] = written[record.key]
-                result.created.append(written[record.key])
+                if record.key in written:
+                    result.created.append(written[record.key])
+                else:  # stored meanwhile, with data read later
+                    result.kept.append(stored[record.key])
+                result.pk_by_key[record.key] = written.get(record.key) or stored[record.key]
             for record, row in plan.changed:
-                result.pk_by_key[record.key] = written[record.key]
-                result.updated.append(written[record.key])
+                result.pk_by_key[record.key] = row.pk
+                if record.key not in written:
+                    result.kept.append(row.pk)
+                    continue
+                result.updated.append(row.pk)
                 if row.deleted:
-                    result.undeleted.append(written[record.key])
+                    result.undeleted.append(row.pk)
             if before_replace is not None:
-                before_replace([row.pk for _, row in plan.changed])
+                before_replace([row.pk for record, row in plan.changed if record.key in written])
             self._replace_children(cursor, plan, written)
         return result
+
+    def _upsert(self, cursor, names: list[str], records: Sequence[CustomerRecord],
+                now: datetime) -> dict[tuple[str, str], int]:
+        """Upsert ``records``; the primary key of each one written (the others' stored rows
+        hold data read later)."""
+        return self._bulk.upsert_customers(cursor, self.env, names, self._customer_rows(records, now),
+                                           _keys(records), lag_seconds=self.lag_seconds)
 
     def _plan(self, records: Sequence[CustomerRecord]) -> _Plan:
         """Which customers are new, changed or unchanged, from what the mirror holds now."""
@@ -160,6 +188,24 @@ class MirrorWriter:
                            for raw_hash in self._bulk.present_hashes(cursor, self.env))
         return found
 
+    def read_by_get_between(self, records: Sequence[CustomerRecord], after: datetime,
+                            until: datetime) -> dict[tuple[str, str], _Existing]:
+        """The stored rows of these (id'd) customers whose data ``customers.get`` read after
+        ``after`` and no later than ``until``, by key (``pk`` is not looked up: 0)."""
+        ids = [record.key[1] for record in records if record.key[0] == "id"]
+        found: dict[tuple[str, str], _Existing] = {}
+        with self.connection.cursor() as cursor:
+            for autumn_id, raw_hash, deleted_at in self._bulk.read_by_get_between(
+                    cursor, self.env, ids, self._adapt_time(after), self._adapt_time(until)):
+                found[("id", autumn_id)] = _Existing(0, raw_hash, deleted_at is not None)
+        return found
+
+    def mark_deleted_by_get(self, autumn_ids: Sequence[str], *, read_at: datetime,
+                            now: datetime) -> list[int]:
+        """Customers ``customers.get`` answered 404 for, at ``read_at``: see ``mark_deleted_by_get``."""
+        return mark_deleted_by_get(self.env, autumn_ids, read_at=read_at, now=now,
+                                   using=self.connection.alias)
+
     def mark_missing_deleted(self, seen: Fingerprints, *, pass_started_at: datetime,
                              crawled_after: datetime | None, now: datetime) -> list[int]:
         """After a completed pass: present customers it did not see are gone from Autumn.
@@ -168,10 +214,14 @@ class MirrorWriter:
         (``created_at`` after ``crawled_after``, the point a resumed attempt started from;
         an earlier attempt's sightings died with its process). Rows written after the pass
         began (a signup's ``get_or_create``) are spared: the crawl may have passed their
-        place before they existed. Seen customers are never rewritten to say so.
+        place before they existed. So are rows ``customers.get`` read less than the
+        replica-lag margin before the pass began: the list's replica may not show them
+        yet. Seen customers are never rewritten to say so.
         """
         customers = Customer.objects.using(self.connection.alias)
         present = customers.filter(env=self.env, deleted_at__isnull=True, synced_at__lt=pass_started_at)
+        present = present.exclude(read_via="get",
+                                  read_at__gt=pass_started_at - timedelta(seconds=self.lag_seconds))
         if crawled_after is not None:
             present = present.filter(created_at__gt=crawled_after)
         missing = [
@@ -235,16 +285,28 @@ class MirrorWriter:
         """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order: value lists,
         or COPY text where the backend takes it."""
         synced = self._adapt_time(now)
+        reads: dict[tuple[datetime | None, str], Any] = {}  # a page's records share one
+
+        def read_of(record: CustomerRecord) -> Any:
+            read = (record.read_at, record.read_via)
+            if read not in reads:
+                read_at = self._adapt_time(record.read_at)
+                reads[read] = (f"\t{copy_value(read_at)}\t{copy_value(record.read_via)}\n"
+                               if self.child_text else (read_at, record.read_via))
+            return reads[read]
+
         if self.child_text:
-            bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}\n"
-            return in_pieces(customer_copy_line(record) + bookkeeping for record in records)
+            bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}"
+            return in_pieces(customer_copy_line(record) + bookkeeping + read_of(record) for record in records)
         return [[*(record.values[name] for name in CUSTOMER_FIELDS),
-                 record.raw_json, record.raw_hash, self.env, synced, None] for record in records]
+                 record.raw_json, record.raw_hash, self.env, synced, None, *read_of(record)]
+                for record in records]
 
     def _replace_children(self, cursor, plan: _Plan, written: dict[tuple[str, str], int]) -> None:
-        # New customers have no children to delete.
-        stale = [written[record.key] for record, _ in plan.changed]
-        records = [*plan.new, *(record for record, _ in plan.changed)]
+        # New customers have no children to delete; rows left as they were keep theirs.
+        stale = [written[record.key] for record, _ in plan.changed if record.key in written]
+        records = [record for record in (*plan.new, *(record for record, _ in plan.changed))
+                   if record.key in written]
         for model, fields, attribute in _CHILDREN:
             if stale:
                 self._bulk.delete_children(cursor, model, stale)
@@ -259,6 +321,20 @@ class MirrorWriter:
                 rows = [(written[record.key], *child)
                         for record in records for child in getattr(record, attribute)]
             self._bulk.insert_children(cursor, model, fields, rows)
+
+
+def mark_deleted_by_get(env: str, autumn_ids: Sequence[str], *, read_at: datetime, now: datetime,
+                        using: str = DEFAULT_DB_ALIAS) -> list[int]:
+    """Customers ``customers.get`` answered 404 for, at ``read_at``: their present rows
+    are marked deleted, and read then, unless one holds data read later (the condition is
+    the UPDATE's own). Returns the primary keys marked. Call inside a transaction."""
+    customers = Customer.objects.using(using)
+    customers.filter(env=env, autumn_id__in=autumn_ids, deleted_at__isnull=True).filter(
+        Q(read_at__isnull=True) | Q(read_at__lte=read_at)
+    ).update(deleted_at=now, read_at=read_at, read_via="get")
+    # The rows this transaction just marked, which no one else can change before it ends.
+    return list(customers.filter(env=env, autumn_id__in=autumn_ids, deleted_at=now, read_at=read_at,
+                                 read_via="get").values_list("pk", flat=True))
 
 
 def _time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
