@@ -13,7 +13,7 @@ from autumn_django.testing.store import LIST_ITEM_CAP
 def test_the_stand_in_can_serve_the_list_from_a_replica_that_lags(make_standin):
     server = make_standin(5)
     first, second = [c["id"] for c in server.list_customers() if c["id"]][:2]
-    server.lag_list(400)
+    server.lag_list(1500)  # long enough for a loaded machine to list before it is over
     server.modify_customer(first, name="Late")
     server.delete_customer(second)
     added = server.add_customer({"id": "cus_late", "email": "late@example.com"})
@@ -22,7 +22,7 @@ def test_the_stand_in_can_serve_the_list_from_a_replica_that_lags(make_standin):
         listed = {c["id"]: c for c in client.customers.list(limit=100)["list"]}
         assert listed[first]["name"] != "Late" and second in listed and added["id"] not in listed
         assert client.customers.get(first)["name"] == "Late"  # get reads the store itself
-        time.sleep(0.5)
+        time.sleep(1.6)
         listed = {c["id"]: c for c in client.customers.list(limit=100)["list"]}
         assert listed[first]["name"] == "Late" and second not in listed and added["id"] in listed
         server.modify_customer(first, name="Later")
