@@ -25,7 +25,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 from django.utils.timesince import timesince
 
-from .conf import DEFAULTS, ENV_BY_KEY_PREFIX, TASK_MODES, autumn_settings
+from .conf import DEFAULTS, ENV_BY_KEY_PREFIX, ENVS, TASK_MODES, autumn_settings, project_env, secret_keys
 from .users import CUSTOMER_ID_PATTERN
 from .webhooks.signature import SECRET_PREFIX, SecretError, secret_bytes
 
@@ -106,18 +106,86 @@ def _clear_text(url: str) -> str | None:
     return f"{_shown(url)} does not use https: the secret key would cross the network in clear text"
 
 
-def _no_key(key: Any) -> str | None:
-    return None if key else "is not set, in the settings or in the environment"
+def _no_key(key: Any, keys: Any) -> str | None:
+    if key or (isinstance(keys, dict) and keys):
+        return None  # AUTUMN_SECRET_KEYS alone will do: its own rules check it
+    return "is not set, in the settings or in the environment"
 
 
 def _not_a_key(key: Any) -> str | None:
-    if isinstance(key, str) and key.startswith(tuple(ENV_BY_KEY_PREFIX)):
-        return None
+    if key is None or (isinstance(key, str) and key.startswith(tuple(ENV_BY_KEY_PREFIX))):
+        return None  # None: AUTUMN_SECRET_KEYS gives the keys (E001 when neither does)
     return "is not an Autumn secret key"  # never the value: it may be a real secret
 
 
-def _white_space(key: str) -> str | None:
-    return "contains white space" if any(ch.isspace() for ch in key) else None
+def _white_space(key: Any) -> str | None:
+    return "contains white space" if isinstance(key, str) and any(ch.isspace() for ch in key) else None
+
+
+def _not_per_env(value: Any) -> str | None:
+    """A per-environment setting: None, or a dict whose keys are "sandbox" and "live"."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"must be a dict of 'sandbox' and/or 'live' to values, not {_shown(value)}"
+    unknown = [name for name in value if name not in ENVS]
+    if not unknown:
+        return None
+    name = unknown[0]
+    close = (difflib.get_close_matches(name.strip().lower(), ENVS, n=1, cutoff=0.5)
+             if isinstance(name, str) else [])
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"names an unknown environment {_shown(name)}{hint}: Autumn's are 'sandbox' and 'live'"
+
+
+def _key_of_another_env(keys: Any) -> str | None:
+    """Each key of AUTUMN_SECRET_KEYS is an Autumn secret key of the env it is given for."""
+    for env, key in (keys or {}).items():
+        if not isinstance(key, str) or not key.startswith(tuple(ENV_BY_KEY_PREFIX)):
+            return f"[{env!r}] is not an Autumn secret key"  # never the value
+        if any(ch.isspace() for ch in key):
+            return f"[{env!r}] contains white space"
+        key_env = next(e for prefix, e in ENV_BY_KEY_PREFIX.items() if key.startswith(prefix))
+        if key_env != env:
+            return f"[{env!r}] is a {key_env} key: its prefix decides its environment"
+    return None
+
+
+def _two_keys_for_one_env(keys: Any, key: Any) -> str | None:
+    """AUTUMN_SECRET_KEY counts for the env its prefix names: it must not differ from that
+    env's entry in AUTUMN_SECRET_KEYS."""
+    if not keys or not isinstance(key, str):
+        return None
+    for prefix, env in ENV_BY_KEY_PREFIX.items():
+        if key.startswith(prefix) and keys.get(env) and keys[env] != key:
+            return (f"[{env!r}] and AUTUMN_SECRET_KEY (settings or environment) are two different "
+                    f"{env} keys")
+    return None
+
+
+def _not_an_env(env: Any) -> str | None:
+    if env is None or env in ENVS:
+        return None
+    close = (difflib.get_close_matches(env.strip().lower(), ENVS, n=1, cutoff=0.5)
+             if isinstance(env, str) else [])
+    problem = f"must be 'sandbox' or 'live', not {_shown(env)}"
+    return f"{problem} (did you mean {close[0]!r}?)" if close else problem
+
+
+def _env_without_key(env: Any, keys: Any, key: Any) -> str | None:
+    """AUTUMN_ENV (or its default) has a key. Read through conf, as the app reads them."""
+    main = project_env()
+    if main in secret_keys():
+        return None
+    return (f"is {main!r}{'' if env else ' (its default)'} but no {main} secret key is configured "
+            "(AUTUMN_SECRET_KEYS, AUTUMN_SECRET_KEY)")
+
+
+def _not_signing_secrets(secrets: Any) -> str | None:
+    for env, secret in (secrets or {}).items():
+        if _not_a_signing_secret(secret):
+            return f"[{env!r}] is not a webhook signing secret: every {env} webhook would be refused"
+    return None
 
 
 def _not_a_signing_secret(secret: Any) -> str | None:
@@ -167,13 +235,31 @@ _BOOL_HINT = "Use the Python values True or False: a string such as 'False' coun
 
 RULES: tuple[Rule, ...] = (
     Rule("SECRET_KEY", "E001", _no_key,
-         "Set AUTUMN_SECRET_KEY in your settings or in the environment "
-         "(an API key from the Autumn dashboard)."),
+         "Set AUTUMN_SECRET_KEY in your settings or in the environment (an API key from the "
+         "Autumn dashboard), or AUTUMN_SECRET_KEYS with one key per environment.",
+         needs=("SECRET_KEYS",)),
     Rule("SECRET_KEY", "E002", _not_a_key,
          "Secret keys start with 'am_sk_test_' (sandbox) or 'am_sk_live_' (live). "
          "A publishable key or a key of another service will not work."),
     Rule("SECRET_KEY", "E003", _white_space,
          "Copy the key again without surrounding spaces or line breaks."),
+    Rule("SECRET_KEYS", "E021", _not_per_env,
+         "Give {'sandbox': 'am_sk_test_...', 'live': 'am_sk_live_...'}, either or both."),
+    Rule("SECRET_KEYS", "E022", _key_of_another_env,
+         "A key's prefix decides its environment: 'am_sk_test_' keys are sandbox's, "
+         "'am_sk_live_' keys live's. Copy each key from that environment's API keys page."),
+    Rule("SECRET_KEYS", "E023", _two_keys_for_one_env,
+         "Give each environment one key: drop AUTUMN_SECRET_KEY (or unset the environment "
+         "variable), or make it the same key as the entry in AUTUMN_SECRET_KEYS.",
+         needs=("SECRET_KEY",)),
+    Rule("ENV", "E024", _not_an_env,
+         "AUTUMN_ENV is the environment the project runs in: 'sandbox' or 'live'; unset, "
+         "'live' when a live key is configured, else 'sandbox'."),
+    Rule("ENV", "E025", _env_without_key,
+         "Add that environment's key to AUTUMN_SECRET_KEYS, or set AUTUMN_ENV to an "
+         "environment whose key is configured: feature checks, me/, signups and the webhook "
+         "endpoint without an env in its URL use AUTUMN_ENV.",
+         needs=("SECRET_KEYS", "SECRET_KEY")),
     Rule("API_URL", "E004", _not_http_url, "Leave it unset for https://api.useautumn.com."),
     Rule("API_URL", "W001", _clear_text,
          "Use an https:// URL; plain http is only fine for a local stand-in.", level=Warning),
@@ -223,6 +309,12 @@ RULES: tuple[Rule, ...] = (
     Rule("WEBHOOK_SECRET", "E007", _not_a_signing_secret,
          "Copy the endpoint's signing secret from Autumn's webhook settings: 'whsec_' "
          "followed by base64, without spaces or line breaks."),
+    Rule("WEBHOOK_SECRETS", "E026", _not_per_env,
+         "Give {'sandbox': 'whsec_...', 'live': 'whsec_...'}: each environment's endpoint "
+         "has its own signing secret."),
+    Rule("WEBHOOK_SECRETS", "E027", _not_signing_secrets,
+         "Copy each endpoint's signing secret from that environment's webhook settings (or "
+         "from `manage.py autumn_webhook`): 'whsec_' followed by base64."),
     Rule("WEBHOOK_TOLERANCE_SECONDS", "E018",
          _must_be("a positive number of seconds", lambda v: _seconds(v) and v > 0),
          "The default, 300, accepts deliveries signed up to five minutes before or after now."),
@@ -295,29 +387,33 @@ STALE_HINT = ("Run `manage.py autumn_sync`, and schedule it (autumn_django.sched
 @register(TAG)
 def check_sync_freshness(app_configs: Sequence[AppConfig] | None = None,
                          databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """W004: the last complete sync of the key's env finished longer ago than
+    """W004: the last complete sync of a configured env finished longer ago than
     ``AUTUMN_SYNC_STALE_AFTER_SECONDS``, or none has. Reads only the databases Django
     passes (none: nothing is read), and says nothing when it cannot read them (no table
     before ``migrate``, a database that is down) or the settings it needs are bad (their own
     checks say so). Never raises."""
     try:
-        if not databases or setting_problems("SECRET_KEY", "SYNC_STALE_AFTER_SECONDS"):
+        if not databases or setting_problems("SECRET_KEY", "SECRET_KEYS", "ENV", "SYNC_STALE_AFTER_SECONDS"):
             return []
-        from .freshness import freshness_in, key_env
-
-        env = key_env()
-        state = freshness_in(env, databases) if env else None
-        if state is None or not state.stale:
-            return []
-        if state.finished_at is None:
-            text = (f"No complete sync of the {env} customers has finished yet: the mirror may be "
-                    "stale or empty.")
-        else:
-            text = (f"The last complete sync of the {env} customers finished "
-                    f"{timesince(state.finished_at, state.now).replace(chr(0xA0), ' ')} ago "
-                    f"({state.finished_at.isoformat(timespec='minutes')}, run #{state.last_complete.pk}), "
-                    f"longer ago than AUTUMN_SYNC_STALE_AFTER_SECONDS "
-                    f"({state.stale_after.total_seconds():g} s): the mirror may be stale.")
-        return [Warning(text, hint=STALE_HINT, id="autumn_django.W004")]
+        return [warning for env in secret_keys() if (warning := _stale_warning(env, databases))]
     except Exception:  # a check never raises
         return []
+
+
+def _stale_warning(env: str, databases: Sequence[str]) -> CheckMessage | None:
+    """W004 for one configured env, or None when its mirror is fresh or cannot be read."""
+    from .freshness import freshness_in
+
+    state = freshness_in(env, databases)
+    if state is None or not state.stale:
+        return None
+    if state.finished_at is None:
+        text = (f"No complete sync of the {env} customers has finished yet: the mirror may be "
+                "stale or empty.")
+    else:
+        text = (f"The last complete sync of the {env} customers finished "
+                f"{timesince(state.finished_at, state.now).replace(chr(0xA0), ' ')} ago "
+                f"({state.finished_at.isoformat(timespec='minutes')}, run #{state.last_complete.pk}), "
+                f"longer ago than AUTUMN_SYNC_STALE_AFTER_SECONDS "
+                f"({state.stale_after.total_seconds():g} s): the mirror may be stale.")
+    return Warning(text, hint=STALE_HINT, id="autumn_django.W004")

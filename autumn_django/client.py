@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import requests
 
 from . import __version__, jsonlib
-from .conf import autumn_settings, env_for_key
+from .conf import autumn_settings, configured_envs, env_for_key, project_env, secret_key_for
 from .exceptions import (
     AuthenticationError,
     AutumnAPIError,
@@ -109,29 +109,34 @@ class CustomerRead(NamedTuple):
 class AutumnClient:
     """A client for Autumn's customers API.
 
-    Arguments left out come from the ``AUTUMN_*`` settings. Use as a context manager, or
-    call ``close()``, to release pooled connections.
+    Arguments left out come from the ``AUTUMN_*`` settings. Without ``secret_key``, the key
+    is ``env``'s ("sandbox" or "live"; default ``AUTUMN_ENV``): ``AUTUMN_SECRET_KEYS[env]``,
+    or ``AUTUMN_SECRET_KEY`` when it is of that env. Use as a context manager, or call
+    ``close()``, to release pooled connections.
     """
 
     def __init__(
         self,
         secret_key: str | None = None,
         *,
+        env: str | None = None,
         api_url: str | None = None,
         timeout: tuple[float, float] | float | None = None,
         max_retries: int | None = None,
         retry_max_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        secret_key = secret_key or autumn_settings.SECRET_KEY
         if not secret_key:
-            raise AutumnConfigurationError(
-                "No Autumn secret key: set AUTUMN_SECRET_KEY in your Django settings or environment."
-            )
+            secret_key = _configured_key(env)
         try:
             self.env = env_for_key(secret_key)
         except Exception as exc:
             raise AutumnConfigurationError(str(exc)) from None
+        if env is not None and env != self.env:
+            raise AutumnConfigurationError(
+                f"The secret key given for the {env} environment is a {self.env} key "
+                f"({'am_sk_live_' if env == 'live' else 'am_sk_test_'}... is {env}'s prefix)."
+            )
         self.api_url = (api_url or autumn_settings.API_URL).rstrip("/")
         if timeout is None:
             timeout = autumn_settings.TIMEOUT
@@ -216,6 +221,31 @@ class AutumnClient:
                 raise error
             logger.warning("Autumn %s failed (%s); retry %d in %.1f s", endpoint, error, attempt, wait)
             self._sleep(wait)
+
+
+def _configured_key(env: str | None) -> str:
+    """The configured key of ``env`` (default ``AUTUMN_ENV``), or an actionable error."""
+    if env is None and not configured_envs() and not autumn_settings.SECRET_KEY:
+        raise AutumnConfigurationError(
+            "No Autumn secret key: set AUTUMN_SECRET_KEY in your Django settings or environment."
+        )
+    try:
+        env = env or project_env()
+    except Exception as exc:  # AUTUMN_ENV is neither "sandbox" nor "live"
+        raise AutumnConfigurationError(str(exc)) from None
+    if env not in ("sandbox", "live"):
+        raise AutumnConfigurationError(f"Unknown Autumn environment {env!r}: 'sandbox' or 'live'.")
+    key = secret_key_for(env)
+    if key:
+        return key
+    single = autumn_settings.SECRET_KEY
+    if single and not configured_envs():  # a key of no known env: env_for_key says so
+        return single
+    raise AutumnConfigurationError(
+        f"No Autumn secret key for the {env} environment: set AUTUMN_SECRET_KEYS = "
+        f"{{'{env}': '{'am_sk_live_' if env == 'live' else 'am_sk_test_'}...'}} (or an "
+        f"AUTUMN_SECRET_KEY of that environment)."
+    )
 
 
 class CustomersAPI:

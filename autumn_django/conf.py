@@ -18,6 +18,13 @@ from django.core.exceptions import ImproperlyConfigured
 DEFAULTS: dict[str, Any] = {
     # The secret key decides the environment (sandbox or live) by its prefix.
     "SECRET_KEY": None,
+    # One key per environment, {"sandbox": "am_sk_test_...", "live": "am_sk_live_..."}, for
+    # a project that mirrors both. AUTUMN_SECRET_KEY counts as well, for the env it names.
+    "SECRET_KEYS": None,
+    # The environment the project runs in: feature checks, me/, signups, the webhook
+    # endpoint without an env in its URL, and syncs not told otherwise. None: "live" when a
+    # live key is configured, else "sandbox".
+    "ENV": None,
     "API_URL": "https://api.useautumn.com",
     # Autumn's web dashboard, for the admin's links to a customer's page there.
     "DASHBOARD_URL": "https://app.useautumn.com",
@@ -64,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
     # The signing secret of the webhook endpoint in Autumn's dashboard ("whsec_..."). Unset,
     # the webhook view accepts nothing: an unsigned request could be anyone.
     "WEBHOOK_SECRET": None,
+    # One signing secret per environment's endpoint, {"sandbox": "whsec_...", "live": ...}:
+    # Autumn sends each env's events from its own Svix app. AUTUMN_WEBHOOK_SECRET is
+    # AUTUMN_ENV's.
+    "WEBHOOK_SECRETS": None,
     # How far a webhook's signed timestamp may be from now, either way, in seconds. Older
     # deliveries are refused so that a captured request cannot be replayed later.
     "WEBHOOK_TOLERANCE_SECONDS": 300,
@@ -74,6 +85,7 @@ TASK_MODES = ("celery", "inline", "off")
 SECRETS_FROM_ENVIRONMENT = ("SECRET_KEY", "WEBHOOK_SECRET")
 
 ENV_BY_KEY_PREFIX = {"am_sk_test_": "sandbox", "am_sk_live_": "live"}
+ENVS = ("sandbox", "live")
 
 
 class AutumnSettings:
@@ -110,3 +122,60 @@ def mask_key(secret_key: str | None) -> str:
         if secret_key.startswith(prefix):
             return prefix + "***"
     return "***"
+
+
+def _per_env(value: Any) -> dict[str, Any]:
+    """The entries of a per-environment setting that name a known env (the checks report
+    the rest)."""
+    if not isinstance(value, dict):
+        return {}
+    return {env: value[env] for env in ENVS if value.get(env)}
+
+
+def secret_keys() -> dict[str, str]:
+    """The configured secret key of each environment, in ``ENVS`` order: the entries of
+    ``AUTUMN_SECRET_KEYS``, and ``AUTUMN_SECRET_KEY`` (settings or environment variable) for
+    the env its prefix names unless ``AUTUMN_SECRET_KEYS`` gives that env a key of its own
+    (two different keys for one env: the check autumn_django.E023 says so)."""
+    keys = {env: key for env, key in _per_env(autumn_settings.SECRET_KEYS).items() if isinstance(key, str)}
+    single = autumn_settings.SECRET_KEY
+    if isinstance(single, str):
+        for prefix, env in ENV_BY_KEY_PREFIX.items():
+            if single.startswith(prefix):
+                keys.setdefault(env, single)
+    return {env: keys[env] for env in ENVS if env in keys}
+
+
+def configured_envs() -> tuple[str, ...]:
+    """The environments that have a secret key, sandbox first."""
+    return tuple(secret_keys())
+
+
+def secret_key_for(env: str) -> str | None:
+    """The secret key of ``env`` ("sandbox" or "live"), or None when it has none."""
+    return secret_keys().get(env)
+
+
+def project_env() -> str:
+    """``AUTUMN_ENV``: the environment the project runs in; unset, "live" when a live key
+    is configured, else "sandbox". Raises ImproperlyConfigured for another value."""
+    env = autumn_settings.ENV
+    if env is None:
+        return "live" if "live" in secret_keys() else "sandbox"
+    if env not in ENVS:
+        raise ImproperlyConfigured(f"AUTUMN_ENV must be 'sandbox' or 'live', not {env!r}.")
+    return env
+
+
+def webhook_secret_for(env: str) -> str | None:
+    """The signing secret of ``env``'s webhook endpoint: ``AUTUMN_WEBHOOK_SECRETS[env]``, or
+    ``AUTUMN_WEBHOOK_SECRET`` (settings or environment variable) when ``env`` is
+    ``AUTUMN_ENV``."""
+    secret = _per_env(autumn_settings.WEBHOOK_SECRETS).get(env)
+    if secret:
+        return secret
+    try:
+        main = project_env()
+    except ImproperlyConfigured:
+        return None
+    return autumn_settings.WEBHOOK_SECRET if env == main else None

@@ -33,7 +33,7 @@ from django.db.models import Case, F, FilteredRelation, Func, Q, QuerySet, When
 from django.utils import timezone
 
 from . import jsonlib
-from .conf import autumn_settings, env_for_key
+from .conf import project_env
 from .models import Customer
 
 logger = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ class FeatureCheck:
 
 
 def mirror_env() -> str:
-    """The environment this project reads: the configured secret key's (sandbox or live)."""
-    return env_for_key(autumn_settings.SECRET_KEY or "")
+    """The environment this project runs in and reads: ``AUTUMN_ENV`` (by default "live"
+    when a live key is configured, else "sandbox")."""
+    return project_env()
 
 
 class _RawMember(Func):
@@ -415,7 +416,7 @@ def _queue_refresh(env: str, customer_id: str, due_at: int) -> None:
         from .dispatch import dispatch
         from .tasks import sync_customer_task
 
-        dispatch(sync_customer_task, customer_id)
+        dispatch(sync_customer_task, customer_id, env)
     except Exception as exc:  # a cache or broker problem must not fail a feature check
         logger.warning("Could not queue the refresh of customer %s after its balance reset: %s",
                        customer_id, exc)

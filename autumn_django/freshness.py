@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, router, transaction
 from django.utils import timezone
 
-from .conf import DEFAULTS, autumn_settings, env_for_key
+from .conf import DEFAULTS, autumn_settings, project_env, secret_key_for
 from .models import SyncRun
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,10 @@ def stale_after() -> timedelta:
 
 
 def key_env() -> str | None:
-    """The env of the configured secret key, or None when there is no valid one."""
+    """``AUTUMN_ENV`` when its secret key is configured, else None."""
     try:
-        return env_for_key(autumn_settings.SECRET_KEY or "")
+        env = project_env()
+        return env if secret_key_for(env) else None
     except Exception:
         return None
 

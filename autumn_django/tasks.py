@@ -39,32 +39,38 @@ RETRY_OPTIONS: dict[str, Any] = {
 
 
 @shared_task(name="autumn_django.sync_all_customers")
-def sync_all_customers_task(restart: bool = False) -> dict[str, Any]:
-    """The full sync. A run that finds another running ends at once and says so; a run
-    that fails is resumed by the next one, so this task is not retried."""
+def sync_all_customers_task(restart: bool = False, env: str | None = None) -> dict[str, Any]:
+    """The full sync of ``env`` ("sandbox" or "live"; default ``AUTUMN_ENV``). A run that
+    finds another of its env running ends at once and says so; a run that fails is resumed
+    by the next one, so this task is not retried."""
     try:
-        run = sync_all_customers(restart=restart)
+        with AutumnClient(env=env) as client:
+            run = sync_all_customers(client=client, restart=restart)
     except SyncAlreadyRunning as exc:
         logger.info("Full sync skipped: %s", exc.message)
         return {"status": "skipped", "reason": exc.message}
-    return {"status": run.status, "run": run.pk, "created": run.created, "updated": run.updated,
-            "unchanged": run.unchanged, "deleted": run.deleted, "skipped": run.skipped}
+    return {"status": run.status, "run": run.pk, "env": run.env, "created": run.created,
+            "updated": run.updated, "unchanged": run.unchanged, "deleted": run.deleted,
+            "skipped": run.skipped}
 
 
 @shared_task(name="autumn_django.sync_customer", **RETRY_OPTIONS)
-def sync_customer_task(customer_id: str) -> str:
-    row = sync_customer(customer_id)
+def sync_customer_task(customer_id: str, env: str | None = None) -> str:
+    """Refresh one customer of ``env`` (default ``AUTUMN_ENV``) through customers.get."""
+    with AutumnClient(env=env) as client:
+        row = sync_customer(customer_id, client=client)
     return "deleted" if row is None else "synced"
 
 
 @shared_task(name="autumn_django.process_webhook_event", **RETRY_OPTIONS)
-def process_webhook_event_task(event_pk: int) -> str:
+def process_webhook_event_task(event_pk: int, env: str | None = None) -> str:
     """Process a stored Autumn webhook (``webhooks.processing.process_event``): refresh its
-    customer, then send its signals here, in the worker. Autumn's transient errors are
-    retried with backoff; past the retries the event stays failed for "Process again"."""
+    customer in ``env``, the environment of the endpoint that received it (default
+    ``AUTUMN_ENV``), then send its signals here, in the worker. Autumn's transient errors
+    are retried with backoff; past the retries the event stays failed for "Process again"."""
     from .webhooks.processing import process_event
 
-    return process_event(event_pk, reraise=TRANSIENT_ERRORS).status
+    return process_event(event_pk, env=env, reraise=TRANSIENT_ERRORS).status
 
 
 @shared_task(name="autumn_django.create_customer_for_user", acks_late=True, **RETRY_OPTIONS)

@@ -468,7 +468,7 @@ def test_celery_mode_queues_and_runs_nothing(admin_client, showcase, mirror, set
     refresh = post_action(admin_client, "refresh_from_autumn", [showcase.pk])
     sync = admin_client.post(SYNC_NOW, follow=True)
 
-    assert _published(celery_app) == [("autumn_django.sync_customer", f"('{SHOWCASE_ID}',)"),
+    assert _published(celery_app) == [("autumn_django.sync_customer", f"('{SHOWCASE_ID}', 'sandbox')"),
                                       ("autumn_django.sync_all_customers", "()")]
     assert mirror.requests == [], "nothing ran in the request"
     assert SyncRun.objects.count() == 1

@@ -430,7 +430,8 @@ def test_a_balance_past_its_reset_is_allowed_and_refreshed_once(make_standin, se
 
     assert first == second == FeatureCheck(CREDITS, Reason.BALANCE_REMAINING, 100, reset_due=True)
     assert has_feature(user, CREDITS, 100)
-    assert [(task.name, args) for task, args in queued] == [("autumn_django.sync_customer", (row.autumn_id,))]
+    assert [(task.name, args) for task, args in queued] == [
+        ("autumn_django.sync_customer", (row.autumn_id, "sandbox"))]
 
 
 def test_a_refresh_that_fails_never_fails_the_check(make_standin, settings, user, clock, monkeypatch):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from ..conf import autumn_settings, env_for_key
+from ..conf import autumn_settings, configured_envs, env_for_key, project_env, secret_key_for
 from ..dispatch import dispatch, task_mode
 from ..exceptions import AutumnConfigurationError
 from ..models import SyncRun
@@ -38,18 +38,25 @@ def has_sync_permission(request: HttpRequest) -> bool:
 
 
 def configured_env() -> str:
-    """The env the secret key belongs to: the only env a refresh can reach."""
-    key = autumn_settings.SECRET_KEY
-    if not key:
-        raise ImproperlyConfigured(_("No Autumn secret key is configured (AUTUMN_SECRET_KEY)."))
-    return env_for_key(key)
+    """``AUTUMN_ENV``, the env "Sync now" syncs, when its key is configured."""
+    if not configured_envs():
+        key = autumn_settings.SECRET_KEY
+        if not key:
+            raise ImproperlyConfigured(_("No Autumn secret key is configured (AUTUMN_SECRET_KEY)."))
+        return env_for_key(key)  # not an Autumn key: says so
+    env = project_env()
+    if secret_key_for(env) is None:
+        raise ImproperlyConfigured(_("No Autumn secret key is configured for AUTUMN_ENV (%(env)s).")
+                                   % {"env": env})
+    return env
 
 
 def refresh_customers(customers: Iterable[tuple[str | None, str]]) -> list[Message]:
     """Refresh ``(autumn_id, env)`` customers through ``customers.get``; say how it went.
 
     Customers without an id cannot be looked up (customers.get takes an id), and customers
-    of the other env cannot be reached with this key: both are skipped, and said so.
+    of an env without a configured key cannot be reached: both are skipped, and said so.
+    Each other customer is refreshed with its own env's key.
     """
     customers = list(customers)
     if len(customers) > MAX_REFRESH:
@@ -61,12 +68,14 @@ def refresh_customers(customers: Iterable[tuple[str | None, str]]) -> list[Messa
         mode = task_mode()
     except (ImproperlyConfigured, AutumnConfigurationError) as exc:
         return [(ERROR, str(exc))]
-    ids = [autumn_id for autumn_id, row_env in customers if autumn_id and row_env == env]
+    envs = configured_envs() or (env,)
+    ids = [(autumn_id, row_env) for autumn_id, row_env in customers if autumn_id and row_env in envs]
     idless = sum(1 for autumn_id, _env in customers if not autumn_id)
     elsewhere = len(customers) - len(ids) - idless
+    env = " and ".join(envs)
     outcomes: Counter[str] = Counter()
-    for done, autumn_id in enumerate(ids):
-        outcome = dispatch(sync_customer_task, autumn_id, explicit=True)
+    for done, (autumn_id, row_env) in enumerate(ids):
+        outcome = dispatch(sync_customer_task, autumn_id, row_env, explicit=True)
         outcomes[outcome] += 1
         if outcome == "failed" and mode == "celery":
             # A broker that refused one message refuses the next, each after seconds of

@@ -53,16 +53,20 @@ delivery gets a 500, so Svix delivers it again; staff can also "Process again" i
 Which environment an event is about. Svix's envelope carries none (``{type, data}``, plus
 ``id`` and ``occurred_at`` for auto top-ups: server/src/external/svix/svixHelpers.ts):
 Autumn keeps one Svix app per env and sends each event to the app of the env it happened
-in (svixUtils.ts, ``getSvixAppId``). Only the legacy events say it in their body: the
-customer (and entity) objects they carry have ``env``. So an event whose body names an env
-other than the key's is refused: stored "ignored" with the reason, logged as an error,
-answered 200 (a redelivery would be refused alike), no call to Autumn, no signal, so it can
-never become a refresh in the wrong env, nor a 404 read as a deletion. An event whose body
-names no env is taken to be of the key's env: the endpoint decides, since its signing secret
-(``AUTUMN_WEBHOOK_SECRET``) belongs to one endpoint in one env's app, and the project pairs
-it with that env's key. Pairing the other env's secret with the key cannot be seen in such
-an event; its refresh still reads and writes only the key's env (``customers.get`` with the
-key, a 404 marks only that env's row deleted, which is then true of that env).
+in (svixUtils.ts, ``getSvixAppId``). So the endpoint decides: each env's endpoint
+(``webhooks/sandbox/``, ``webhooks/live/``; ``webhooks/`` is ``AUTUMN_ENV``'s) verifies with
+that env's signing secret alone (``AUTUMN_WEBHOOK_SECRETS``), so a delivery signed by the
+other env's app is refused there (400), and its event is processed in that env: the refresh
+uses that env's key. The env travels with the event's processing (``deliver_event``,
+``process_event`` and the Celery task take ``env``): ``WebhookEvent`` has no column for it
+without a migration, so "Process again" in the admin processes in ``AUTUMN_ENV``. Only the
+legacy events also say the env in their body: the customer (and entity) objects they carry
+have ``env``. An event whose body names an env other than the endpoint's is refused: stored
+"ignored" with the reason, logged as an error, answered 200 (a redelivery would be refused
+alike), no call to Autumn, no signal, so it can never become a refresh in the wrong env, nor
+a 404 read as a deletion. An event whose body names no env is taken to be of the endpoint's
+env; its refresh reads and writes only that env (``customers.get`` with that env's key, a
+404 marks only that env's row deleted, which is then true of that env).
 
 Time. Inline (no worker), the refresh runs inside the delivery, and Svix gives a delivery
 15 s: it gets a client of its own with short timeouts and a short retry budget
@@ -86,7 +90,7 @@ from django.utils import timezone as dj_timezone
 
 from .. import signals
 from ..client import AutumnClient
-from ..conf import autumn_settings, env_for_key
+from ..conf import autumn_settings, project_env
 from ..dispatch import dispatch, task_mode
 from ..exceptions import AutumnConfigurationError, AutumnError, scrub_secrets
 from ..models import Customer, WebhookEvent
@@ -212,9 +216,9 @@ def record_event(svix_id: str, timestamp: int, payload: dict[str, Any]) -> tuple
     )
 
 
-def inline_client() -> AutumnClient:
-    """The client of a refresh that runs inside a request: the inline budget above, or the
-    configured one where that is smaller."""
+def inline_client(env: str | None = None) -> AutumnClient:
+    """The client of a refresh of ``env`` (default ``AUTUMN_ENV``) that runs inside a
+    request: the inline budget above, or the configured one where that is smaller."""
     configured = autumn_settings.TIMEOUT
     pair = tuple(configured) if isinstance(configured, (tuple, list)) else (configured, configured)
     try:
@@ -223,30 +227,36 @@ def inline_client() -> AutumnClient:
         seconds = min(INLINE_RETRY_SECONDS, float(autumn_settings.RETRY_MAX_SECONDS))
     except (TypeError, ValueError):  # a malformed setting (the checks say which): ours
         timeout, retries, seconds = INLINE_TIMEOUT, INLINE_MAX_RETRIES, INLINE_RETRY_SECONDS
-    return AutumnClient(timeout=timeout, max_retries=max(retries, 0), retry_max_seconds=max(seconds, 0.0))
+    return AutumnClient(env=env, timeout=timeout, max_retries=max(retries, 0),
+                        retry_max_seconds=max(seconds, 0.0))
 
 
-def deliver_event(event_pk: int) -> WebhookEvent:
-    """Process a stored event the way ``AUTUMN_TASK_MODE`` says: queue it for a Celery
-    worker, or process it now with the inline budget ("inline", and "off": Autumn asked).
-    Returns the event as it stands: "received" while it waits in the queue."""
+def deliver_event(event_pk: int, env: str | None = None) -> WebhookEvent:
+    """Process a stored event of ``env`` (the endpoint's; default ``AUTUMN_ENV``) the way
+    ``AUTUMN_TASK_MODE`` says: queue it for a Celery worker, or process it now with the
+    inline budget ("inline", and "off": Autumn asked). Returns the event as it stands:
+    "received" while it waits in the queue."""
     try:
         mode = task_mode()
     except AutumnConfigurationError as exc:
         return _fail(event_pk, f"{exc} The event is processed again when Svix delivers it again.")
     if mode != "celery":
-        return process_event(event_pk, make_client=inline_client)
+        return process_event(event_pk, env=env, make_client=partial(inline_client, env))
     from ..tasks import process_webhook_event_task
 
-    if dispatch(process_webhook_event_task, event_pk, explicit=True) == "queued":
+    if dispatch(process_webhook_event_task, event_pk, env, explicit=True) == "queued":
         return WebhookEvent.objects.get(pk=event_pk)
     return _fail(event_pk, "Could not queue the event for a Celery worker (see the "
                            "autumn_django.dispatch log); Svix delivers it again.")
 
 
-def process_event(event_pk: int, *, make_client: Callable[[], AutumnClient] = AutumnClient,
+def process_event(event_pk: int, *, env: str | None = None,
+                  make_client: Callable[[], AutumnClient] | None = None,
                   reraise: tuple[type[Exception], ...] = ()) -> WebhookEvent:
     """Process a stored event unless it is already done; returns it with its outcome.
+
+    ``env`` is the environment of the endpoint that received it (default ``AUTUMN_ENV``):
+    the refresh reads it with that env's key (``make_client``, default ``AutumnClient(env=env)``).
 
     The row is locked for the whole transaction, so two deliveries of one event arriving
     together process it once (on databases with row locks); the refresh runs inside it, so
@@ -262,7 +272,7 @@ def process_event(event_pk: int, *, make_client: Callable[[], AutumnClient] = Au
         event.attempts += 1
         try:
             with transaction.atomic():  # a savepoint: a failure here still gets recorded
-                outcome = _handle(event, make_client)
+                outcome = _handle(event, env, make_client or partial(AutumnClient, env=env))
         except Exception as exc:
             error, outcome = exc, None
             if isinstance(exc, AutumnError):
@@ -290,9 +300,9 @@ class _Outcome:
     signalled: bool = True
 
 
-def _handle(event: WebhookEvent, make_client: Callable[[], AutumnClient]) -> _Outcome:
+def _handle(event: WebhookEvent, env: str | None, make_client: Callable[[], AutumnClient]) -> _Outcome:
     kind = EVENT_TYPES.get(event.event_type)
-    refused = _other_env(event)
+    refused = _other_env(event, env)
     if refused:
         return _Outcome(WebhookEvent.Status.IGNORED, refused, signalled=False)
     if kind is None:
@@ -307,23 +317,23 @@ def _handle(event: WebhookEvent, make_client: Callable[[], AutumnClient]) -> _Ou
     return _Outcome(WebhookEvent.Status.PROCESSED, customer=customer)
 
 
-def _other_env(event: WebhookEvent) -> str:
-    """Why the event is refused when its body names the env the key is not for; ""."""
+def _other_env(event: WebhookEvent, env: str | None) -> str:
+    """Why the event is refused when its body names another env than the endpoint's; ""."""
     named = env_of(event.payload)
     try:
-        key_env = env_for_key(autumn_settings.SECRET_KEY or "")
-    except Exception:  # no key, or not an Autumn key: the checks say so; a refresh fails
+        endpoint_env = env or project_env()
+    except Exception:  # a bad AUTUMN_ENV: the checks say so; a refresh fails
         return ""
-    if named is None or named == key_env:
+    if named is None or named == endpoint_env:
         return ""
     logger.error(
-        "Refused Autumn webhook %s (%s): its body is about the %s environment, and "
-        "AUTUMN_SECRET_KEY is for %s. Each Autumn environment sends its webhooks from its own "
-        "Svix app: give this endpoint the signing secret of the %s environment's endpoint, or "
-        "point the %s endpoint at a site whose key is for %s.",
-        event.svix_id, event.event_type, named, key_env, key_env, named, named)
-    return (f"Refused: the event is about the {named} environment and this mirror's key is for "
-            f"{key_env}. Nothing was refreshed and no signal was sent.")
+        "Refused Autumn webhook %s (%s): its body is about the %s environment, and the endpoint "
+        "that received it is for %s. Each Autumn environment sends its webhooks from its own "
+        "Svix app: point the %s endpoint at webhooks/%s/ and give that URL the %s endpoint's "
+        "signing secret (AUTUMN_WEBHOOK_SECRETS).",
+        event.svix_id, event.event_type, named, endpoint_env, named, named, named)
+    return (f"Refused: the event is about the {named} environment and the endpoint that received "
+            f"it is for {endpoint_env}. Nothing was refreshed and no signal was sent.")
 
 
 def _failure_text(event: WebhookEvent, exc: Exception) -> str:

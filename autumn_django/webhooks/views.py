@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +27,7 @@ except ImportError:  # Django before 5.1 has no LoginRequiredMiddleware to be ex
     def login_not_required(view):
         return view
 
-from ..conf import autumn_settings
+from ..conf import autumn_settings, project_env, webhook_secret_for
 from ..models import WebhookEvent
 from .processing import FINAL_STATUSES, deliver_event, record_event
 from .signature import SecretError, SignatureError, verify
@@ -36,24 +37,43 @@ logger = logging.getLogger(__name__)
 SVIX_ID_MAX_LENGTH = WebhookEvent._meta.get_field("svix_id").max_length
 
 
+def _main() -> str | None:
+    try:
+        return project_env()
+    except ImproperlyConfigured:
+        return None
+
+
 @csrf_exempt
 @login_not_required  # Svix signs, it never logs in: a redirect to the login page is retried forever
 @require_POST
 @transaction.non_atomic_requests  # the event must be stored even when processing fails
-def receive_webhook(request: HttpRequest) -> JsonResponse:
+def receive_webhook(request: HttpRequest, env: str | None = None) -> JsonResponse:
     """Verify, store, process. 200 when the event is handled (processed, ignored, queued
     for a Celery worker, or a repeat of one that was), 400 when the request is not a valid
     delivery, 500 when processing failed (Svix then delivers it again) or the secret is not
-    set up."""
-    secret = autumn_settings.WEBHOOK_SECRET
+    set up.
+
+    ``env`` is the environment the endpoint's URL names (``webhooks/live/``); without one
+    (``webhooks/``) it is ``AUTUMN_ENV``. The delivery is verified with that env's signing
+    secret only, so one signed by the other env's Svix app is refused (400), and its
+    customer is refreshed from that env."""
+    try:
+        env = env or project_env()
+    except ImproperlyConfigured as exc:
+        logger.error("Refused an Autumn webhook: %s", exc)
+        return JsonResponse({"error": "Webhooks are not configured on this server."}, status=500)
+    secret = webhook_secret_for(env)
+    setting = f"AUTUMN_WEBHOOK_SECRETS[{env!r}]" + (" (or AUTUMN_WEBHOOK_SECRET)" if env == _main() else "")
     if not secret:
-        logger.error("Refused an Autumn webhook: AUTUMN_WEBHOOK_SECRET is not set.")
+        logger.error("Refused an Autumn webhook to the %s endpoint: %s is not set.", env, setting)
         return JsonResponse({"error": "Webhooks are not configured on this server."}, status=500)
     try:
         delivery = verify(secret, request.headers, request.body,
                           tolerance=autumn_settings.WEBHOOK_TOLERANCE_SECONDS)
-    except SecretError as exc:
-        logger.error("Refused an Autumn webhook: AUTUMN_WEBHOOK_SECRET is malformed (%s).", exc)
+    except (SecretError, TypeError) as exc:
+        logger.error("Refused an Autumn webhook to the %s endpoint: %s is malformed (%s).", env, setting,
+                     exc if isinstance(exc, SecretError) else "not a string")
         return JsonResponse({"error": "Webhooks are not configured on this server."}, status=500)
     except SignatureError as exc:
         logger.warning("Refused an Autumn webhook (svix-id %r): %s.",
@@ -72,6 +92,6 @@ def receive_webhook(request: HttpRequest) -> JsonResponse:
     event, created = record_event(delivery.svix_id, delivery.timestamp, payload)
     if not created and event.status in FINAL_STATUSES:
         return JsonResponse({"id": event.svix_id, "status": event.status, "duplicate": True})
-    event = deliver_event(event.pk)
+    event = deliver_event(event.pk, env=env)
     failed = event.status == WebhookEvent.Status.FAILED
     return JsonResponse({"id": event.svix_id, "status": event.status}, status=500 if failed else 200)

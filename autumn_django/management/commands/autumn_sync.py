@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from django.core.management.base import BaseCommand, CommandError
 
 from ...client import AutumnClient
-from ...conf import autumn_settings, mask_key
+from ...conf import ENVS, autumn_settings, configured_envs, mask_key, project_env, secret_key_for
 from ...exceptions import (
     AuthenticationError,
     AutumnConfigurationError,
@@ -34,8 +34,9 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 class Command(BaseCommand):
     help = (
-        "Bring the Autumn mirror in step with Autumn: every customer of the secret key's "
-        "environment, or one customer with --customer. An interrupted run is resumed."
+        "Bring the Autumn mirror in step with Autumn: every customer of one environment "
+        "(--env; default AUTUMN_ENV), of each configured one (--env all), or one customer "
+        "with --customer. An interrupted run is resumed."
     )
     # The command checks its own configuration and fails with one actionable line (the
     # same problems the autumn_django.* system checks report under `manage.py check`).
@@ -49,14 +50,36 @@ class Command(BaseCommand):
                                  "AUTUMN_SYNC_PAGE_SIZE; lowered to the org maximum if needed).")
         parser.add_argument("--restart", action="store_true",
                             help="Start a fresh pass instead of resuming an unfinished run.")
+        parser.add_argument("--env", choices=[*ENVS, "all"],
+                            help="The environment to sync, with its key (default AUTUMN_ENV); "
+                                 "'all': each configured environment in turn, each with its own lock.")
 
     def handle(self, *args, customer: str | None = None, page_size: int | None = None,
-               restart: bool = False, **options) -> None:
+               restart: bool = False, env: str | None = None, **options) -> None:
         self.verbosity = options["verbosity"]
         if page_size is not None and not 1 <= page_size <= 5000:
             raise CommandError("--page-size must be between 1 and 5000.", returncode=2)
+        envs: list[str | None] = [env] if env != "all" else list(configured_envs())
+        if not envs:
+            raise CommandError("--env all: no environment has a secret key (AUTUMN_SECRET_KEYS, "
+                               "AUTUMN_SECRET_KEY).", returncode=EXIT_FAILED)
+        failure: CommandError | None = None
+        for one in envs:
+            try:
+                self._sync_env(one, customer, page_size, restart)
+            except CommandError as exc:
+                if len(envs) == 1 or exc.returncode not in (EXIT_FAILED, EXIT_ALREADY_RUNNING):
+                    raise  # one env, or stopped (Ctrl-C, SIGTERM): nothing more runs
+                # --env all: say it, go on with the next env, fail at the end.
+                self.stderr.write(f"{one}: {exc}")
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _sync_env(self, env: str | None, customer: str | None, page_size: int | None,
+                  restart: bool) -> None:
         try:
-            client = AutumnClient()
+            client = AutumnClient(env=env)
             with client, _stop_on_sigterm():
                 if customer:
                     self._sync_one(client, customer)
@@ -65,7 +88,7 @@ class Command(BaseCommand):
         except SyncAlreadyRunning as exc:
             raise CommandError(exc.message, returncode=EXIT_ALREADY_RUNNING) from None
         except AutumnError as exc:
-            raise CommandError(_explain(exc), returncode=EXIT_FAILED) from None
+            raise CommandError(_explain(exc, env), returncode=EXIT_FAILED) from None
         except KeyboardInterrupt as exc:
             by, code = ((exc.signal_name, EXIT_TERMINATED) if isinstance(exc, StopRequested)
                         else ("Ctrl-C", EXIT_INTERRUPTED))
@@ -132,15 +155,22 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _explain(exc: AutumnError) -> str:
+def _explain(exc: AutumnError, env: str | None = None) -> str:
     """One line that says what went wrong and what to do about it."""
     resume = " The next run resumes where this one stopped."
     if isinstance(exc, AuthenticationError):
-        key = mask_key(autumn_settings.SECRET_KEY)
+        try:
+            env = env or project_env()
+        except Exception:
+            env = None
+        secret_key = secret_key_for(env) if env else None
+        key = mask_key(secret_key or autumn_settings.SECRET_KEY)
         if exc.status == 403:
             return (f"Autumn refused the secret key {key}: it lacks a scope ({exc.message}). "
                     "Use a key with customers:read and customers:write.")
-        return f"Autumn rejected the secret key {key} ({exc.code}). Check AUTUMN_SECRET_KEY."
+        where = ("AUTUMN_SECRET_KEY" if secret_key in (None, autumn_settings.SECRET_KEY)
+                 else f"AUTUMN_SECRET_KEYS[{env!r}]")
+        return f"Autumn rejected the secret key {key} ({exc.code}). Check {where}."
     if isinstance(exc, AutumnConnectionError):
         return f"{exc.message}. Check AUTUMN_API_URL and the network.{resume}"
     if isinstance(exc, RateLimitError):
