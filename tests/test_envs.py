@@ -1,6 +1,6 @@
 """Sandbox and live in one project (issue 15): one key per environment, a sync per
 environment, one webhook endpoint and secret per environment, AUTUMN_ENV for what the
-project itself runs in. Against the
+project itself runs in, and ``autumn_webhook`` to register an endpoint. Against the
 stand-in, which serves both environments by the key's prefix."""
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from autumn_django.models import Customer, SyncRun, WebhookEvent
 from autumn_django.schedules import sync_schedule, sync_schedules
 from autumn_django.sync import sync_all_customers
 from autumn_django.testing import make_customers
+from autumn_django.testing.webhook_endpoints import server_endpoints
+from autumn_django.webhooks.endpoints import handled_events
+from autumn_django.webhooks.processing import EVENT_TYPES
 from autumn_django.webhooks.signature import sign
 
 from .conftest import TEST_KEY, assert_mirror_matches
@@ -342,3 +345,31 @@ def test_an_unknown_env_name_suggests_the_closest(settings):
     [message] = checks.run_checks(tags=[TAG])
     assert "did you mean 'live'?" in message.msg
 
+
+# -- autumn_webhook --------------------------------------------------------------------
+
+
+def test_autumn_webhook_registers_once_and_shows_the_secret_once(two_envs, caplog):
+    url = "https://example.com/autumn/webhooks/live/"
+    first = StringIO()
+    call_command("autumn_webhook", "--url", url, stdout=first)
+    [endpoint] = server_endpoints(two_envs, "live")
+    assert endpoint["url"] == url and endpoint["events"] == sorted(EVENT_TYPES) == handled_events()
+    assert server_endpoints(two_envs, "sandbox") == []
+    text = first.getvalue()
+    secret = text.split("AUTUMN_WEBHOOK_SECRETS = {'live': '")[1].split("'")[0]
+    assert secret.startswith("whsec_") and f"Created the live webhook endpoint {endpoint['id']}" in text
+    assert secret not in caplog.text
+
+    second = StringIO()
+    call_command("autumn_webhook", "--url", url, "--env", "live", stdout=second)
+    assert server_endpoints(two_envs, "live") == [endpoint]
+    assert "Updated the live webhook endpoint" in second.getvalue()
+    assert "secret was not changed" in second.getvalue() and "whsec_" not in second.getvalue()
+
+    # The sandbox endpoint is the sandbox key's own.
+    call_command("autumn_webhook", "--url", "https://example.com/autumn/webhooks/sandbox/", stdout=StringIO())
+    assert [e["url"] for e in server_endpoints(two_envs, "sandbox")] == [
+        "https://example.com/autumn/webhooks/sandbox/"]
+    with pytest.raises(CommandError, match="is the live endpoint"):
+        call_command("autumn_webhook", "--url", url, "--env", "sandbox", stdout=StringIO())

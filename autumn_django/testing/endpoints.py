@@ -427,3 +427,9 @@ HANDLERS = {
     "customers.update": update_customer,
     "customers.delete": delete_customer,
 }
+
+# Webhook endpoints (webhooks.create / list / update): webhook_endpoints.py, which builds on
+# this module, so it is imported once everything above is defined.
+from .webhook_endpoints import WEBHOOK_HANDLERS  # noqa: E402
+
+HANDLERS.update(WEBHOOK_HANDLERS)
