@@ -26,7 +26,7 @@ from django.utils.module_loading import import_string
 from django.utils.timesince import timesince
 
 from .conf import DEFAULTS, ENV_BY_KEY_PREFIX, ENVS, TASK_MODES, autumn_settings, project_env, secret_keys
-from .users import CUSTOMER_ID_PATTERN
+from .owners import CUSTOMER_ID_PATTERN
 from .webhooks.signature import SECRET_PREFIX, SecretError, secret_bytes
 
 TAG = "autumn"
@@ -208,6 +208,30 @@ def _not_a_task_mode(mode: Any) -> str | None:
     return f"{problem} (did you mean {close[0]!r}?)" if close else problem
 
 
+def _not_an_installed_model(label: Any) -> str | None:
+    if label is None:
+        return None  # the user model
+    if not isinstance(label, str) or label.count(".") != 1 or not all(label.split(".")):
+        return f"must be 'app_label.Model', not {_shown(label)}"
+    from django.apps import apps
+
+    try:
+        apps.get_model(label, require_ready=False)
+    except LookupError:
+        return f"{_shown(label)} is not an installed model"
+    return None
+
+
+def _owners_are_not_found(path: Any, label: Any) -> str | None:
+    """The default request callable with an owner model other than users: every request's
+    feature checks and me/ would answer as for nobody."""
+    user_model = settings.AUTH_USER_MODEL.lower()
+    if label is None or str(label).lower() == user_model or path != DEFAULTS["OWNER_FROM_REQUEST"]:
+        return None
+    return (f"is not set, and customers belong to {label}, not to users: no request has an owner, "
+            "so feature checks by request and the API's me/ find no customer")
+
+
 def _not_a_mapper(path: Any) -> str | None:
     if callable(path):
         return None
@@ -297,9 +321,21 @@ RULES: tuple[Rule, ...] = (
     Rule("TASK_MODE", "E012", _not_a_task_mode,
          "'celery' queues the app's work for your Celery worker, 'inline' runs it in-process "
          "after the commit (no worker), 'off' stops the app from calling Autumn on its own."),
+    Rule("CUSTOMER_OWNER_MODEL", "E028", _not_an_installed_model,
+         "Give the 'app_label.Model' of an installed model whose instances are your Autumn "
+         "customers, e.g. 'accounts.Organization'; unset, they are users (AUTH_USER_MODEL)."),
     Rule("CUSTOMER_FIELDS", "E013", _not_a_mapper,
-         "Give the dotted path of a function (or the function) that takes a user and returns "
-         "{'customer_id', 'name', 'email'}; unset, it is autumn_django.users.default_customer_fields."),
+         "Give the dotted path of a function (or the function) that takes an owner (a user by "
+         "default) and returns {'customer_id', 'name', 'email'}; unset, it is "
+         "autumn_django.owners.default_customer_fields."),
+    Rule("OWNER_FROM_REQUEST", "E029", _not_a_mapper,
+         "Give the dotted path of a function (or the function) that takes a request and returns "
+         "its owner (an instance of AUTUMN_CUSTOMER_OWNER_MODEL) or None; unset, it is "
+         "autumn_django.owners.default_owner_from_request (the signed-in user)."),
+    Rule("OWNER_FROM_REQUEST", "W005", _owners_are_not_found,
+         "Set AUTUMN_OWNER_FROM_REQUEST to a function (request) -> owner or None, e.g. one "
+         "that returns the signed-in user's organisation.",
+         level=Warning, needs=("CUSTOMER_OWNER_MODEL",)),
     Rule("AUTO_ENABLE_PLAN_ID", "E014",
          _must_be("None or a plan id (letters, digits, '_', ':' and '-')",
                   lambda v: v is None or _autumn_id(v)),

@@ -62,11 +62,18 @@ DEFAULTS: dict[str, Any] = {
     # Autumn on its own (signup and profile signals do nothing; explicit staff actions and
     # webhooks then run inline).
     "TASK_MODE": "celery",
-    # Dotted path to a callable(user) -> {"customer_id", "name", "email"}.
-    "CUSTOMER_FIELDS": "autumn_django.users.default_customer_fields",
+    # The model whose instances are Autumn customers ("app_label.Model"); None: the user
+    # model. Read at import time by the models, as AUTH_USER_MODEL is: see owner_model_label.
+    "CUSTOMER_OWNER_MODEL": None,
+    # Dotted path to a callable(request) -> owner or None: whose customer a request's
+    # feature checks and the API's me/ answer for. The default gives the signed-in user
+    # when the owner model is the user model, and None otherwise.
+    "OWNER_FROM_REQUEST": "autumn_django.owners.default_owner_from_request",
+    # Dotted path to a callable(owner) -> {"customer_id", "name", "email"}.
+    "CUSTOMER_FIELDS": "autumn_django.owners.default_customer_fields",
     # A plan Autumn enables for every customer created at signup (e.g. "free").
     "AUTO_ENABLE_PLAN_ID": None,
-    # Opt-in: a change of a user's name or email calls customers.update.
+    # Opt-in: a change of an owner's mapped name or email calls customers.update.
     "UPDATE_ON_PROFILE_CHANGE": False,
     # The signing secret of the webhook endpoint in Autumn's dashboard ("whsec_..."). Unset,
     # the webhook view accepts nothing: an unsigned request could be anyone.
@@ -102,6 +109,35 @@ class AutumnSettings:
 
 
 autumn_settings = AutumnSettings()
+
+
+def owner_model_label() -> str:
+    """The model whose instances are Autumn customers, as "app_label.Model":
+    ``AUTUMN_CUSTOMER_OWNER_MODEL``, by default ``AUTH_USER_MODEL``.
+
+    The one place the setting is read. Like ``AUTH_USER_MODEL`` it shapes the schema (the
+    target of ``Customer.owner`` and of its migration), so it is read when the models are
+    loaded, and must be set before ``autumn_django``'s migration 0014 first runs."""
+    label = getattr(settings, "AUTUMN_CUSTOMER_OWNER_MODEL", None)
+    return label if isinstance(label, str) and label else settings.AUTH_USER_MODEL
+
+
+def get_owner_model() -> Any:
+    """The owner model class (as ``get_user_model()`` is the user model's), the one
+    ``Customer.owner`` points at."""
+    from django.apps import apps
+
+    label = owner_model_label()
+    try:
+        return apps.get_model(label, require_ready=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"AUTUMN_CUSTOMER_OWNER_MODEL must be of the form 'app_label.Model', not {label!r}."
+        ) from None
+    except LookupError:
+        raise ImproperlyConfigured(
+            f"AUTUMN_CUSTOMER_OWNER_MODEL refers to model {label!r}, which is not installed."
+        ) from None
 
 
 def env_for_key(secret_key: str) -> str:

@@ -1,7 +1,8 @@
 """Feature checks answered from the mirror, without calling Autumn.
 
-``check_feature(request.user, "ai_tokens", required=5)`` reads the user's customer in the
-configured key's environment and answers as Autumn's ``check`` would for that customer as
+``check_feature(request, "ai_tokens", required=5)`` reads the customer of the request's owner
+(``AUTUMN_OWNER_FROM_REQUEST``; an owner or a ``Customer`` may be given instead) in the
+project's environment and answers as Autumn's ``check`` would for that customer as
 the mirror holds it (autumn-api.md, "Local feature checks: Autumn's rules"): a boolean
 feature is usable when its flag is there and has not expired; a metered one by its
 balance, the required amount (default 1), overage and its caps, and the customer's billing
@@ -35,6 +36,7 @@ from django.utils import timezone
 from . import jsonlib
 from .conf import project_env
 from .models import Customer
+from .owners import customer_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class Reason(str, Enum):
     USAGE_LIMIT = "usage_limit"  # a usage limit's window has no room left for it
     FLAG_EXPIRED = "flag_expired"
     NO_FEATURE = "no_feature"  # the customer has neither a balance nor a flag for it
-    NO_CUSTOMER = "no_customer"  # anonymous, or no customer linked to the user in this env
+    NO_CUSTOMER = "no_customer"  # no owner (anonymous), or no customer linked to it in this env
     CUSTOMER_DELETED = "customer_deleted"  # Autumn no longer has the customer
 
 
@@ -125,19 +127,25 @@ class _RawMember(Func):
         return f"JSON_EXTRACT({raw}, %s)", [*params, f"$.{self.member}"]
 
 
-def check_feature(user: Any, feature_id: str, required: float = 1, *,
+def check_feature(subject: Any, feature_id: str, required: float = 1, *,
                   properties: dict[str, Any] | None = None) -> FeatureCheck:
-    """Whether ``user``'s Autumn customer may use ``required`` of ``feature_id`` now, and
-    why, from the mirror, as Autumn's ``check`` answers it. ``properties`` are the event
-    properties a filtered usage limit matches against (as ``check`` takes them).
+    """Whether ``subject``'s Autumn customer may use ``required`` of ``feature_id`` now, and
+    why, from the mirror, as Autumn's ``check`` answers it. ``subject`` is a request (its
+    owner: ``AUTUMN_OWNER_FROM_REQUEST``), an owner (an instance of
+    ``AUTUMN_CUSTOMER_OWNER_MODEL``: by default a user, so ``request.user`` works) or a
+    ``Customer``. ``properties`` are the event properties a filtered usage limit matches
+    against (as ``check`` takes them).
 
-    One query: the user's customer in the key's env, joined to its balance and flag for this
-    feature (each unique per customer, so at most one row comes back), with the customer's
-    billing controls picked out of its JSON only when there is a balance to judge.
+    One query: the owner's customer in the project's env (a ``Customer`` given: that one),
+    joined to its balance and flag for this feature (each unique per customer, so at most
+    one row comes back), with the customer's billing controls picked out of its JSON only
+    when there is a balance to judge.
     """
-    if user is None or not getattr(user, "is_authenticated", False):
+    lookup = customer_lookup(subject)
+    if lookup is None:
         return FeatureCheck(feature_id, Reason.NO_CUSTOMER)
-    found = next(iter(_feature_rows(mirror_env(), feature_id).filter(user=user)[:1]), None)
+    env = subject.env if isinstance(subject, Customer) else mirror_env()
+    found = next(iter(_feature_rows(env, feature_id).filter(**lookup)[:1]), None)
     if found is None:
         return FeatureCheck(feature_id, Reason.NO_CUSTOMER)
     if found["deleted_at"] is not None:
@@ -151,14 +159,14 @@ def check_feature(user: Any, feature_id: str, required: float = 1, *,
         reason = Reason.FLAG_EXPIRED if found["flag__pk"] is not None else Reason.NO_FEATURE
         return FeatureCheck(feature_id, reason)
     result, due_at = _from_balance(feature_id, found, _number(required), properties, now)
-    if due_at is not None and found["autumn_id"]:
-        _queue_refresh(mirror_env(), found["autumn_id"], due_at)
+    if due_at is not None and found["autumn_id"] and env == mirror_env():
+        _queue_refresh(env, found["autumn_id"], due_at)
     return result
 
 
 @functools.lru_cache(maxsize=256)
 def _feature_rows(env: str, feature_id: str) -> QuerySet:
-    """The check's query but for the user, built once per env and feature: building it
+    """The check's query but for the customer, built once per env and feature: building it
     (the joins, the annotations) costs the ORM more than running it."""
     has_balance = Q(balance__isnull=False)
     return (
@@ -175,10 +183,11 @@ def _feature_rows(env: str, feature_id: str) -> QuerySet:
     )
 
 
-def has_feature(user: Any, feature_id: str, required: float = 1, *,
+def has_feature(subject: Any, feature_id: str, required: float = 1, *,
                 properties: dict[str, Any] | None = None) -> bool:
-    """True when ``user``'s customer may use ``required`` of ``feature_id``, per the mirror."""
-    return check_feature(user, feature_id, required, properties=properties).allowed
+    """True when ``subject``'s customer (of a request, an owner, or a ``Customer``) may use
+    ``required`` of ``feature_id``, per the mirror."""
+    return check_feature(subject, feature_id, required, properties=properties).allowed
 
 
 # -- Autumn's rules -------------------------------------------------------------------------

@@ -7,11 +7,11 @@ the admin and the schema. Every customer keeps the JSON exactly as Autumn last s
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .conf import owner_model_label
 from .fields import RawJSONField
 
 
@@ -45,10 +45,12 @@ class Customer(models.Model):
     stripe_id = models.CharField(max_length=255, null=True, blank=True)
     send_email_receipts = models.BooleanField(default=False)
     created_at = models.DateTimeField(_("created in Autumn"), db_index=True)
-    # No index of its own: the partial unique (user, env) below leads with it and serves
-    # every lookup by user, and most customers have no user, so it is also the smaller.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+    # Who the customer is in this project: a user by default, or the model
+    # AUTUMN_CUSTOMER_OWNER_MODEL names (an organisation), read here as AUTH_USER_MODEL is.
+    # No index of its own: the partial unique (owner, env) below leads with it and serves
+    # every lookup by owner, and most customers have no owner, so it is also the smaller.
+    owner = models.ForeignKey(
+        owner_model_label(),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -76,7 +78,7 @@ class Customer(models.Model):
         # and every sync insert pays for.
         indexes = [models.Index(fields=["email"], name="autumn_customer_email_idx")]
         # The admin's "Refresh from Autumn" and "Sync now" call Autumn and rewrite the mirror:
-        # a right of its own, apart from viewing customers and editing their user link.
+        # a right of its own, apart from viewing customers and editing their owner link.
         permissions = [("sync_customers", _("Can sync customers from Autumn"))]
         constraints = [
             models.UniqueConstraint(fields=["env", "autumn_id"], name="autumn_customer_env_id_uniq"),
@@ -86,9 +88,9 @@ class Customer(models.Model):
                 name="autumn_customer_idless_email_uniq",
             ),
             models.UniqueConstraint(
-                fields=["user", "env"],
-                condition=Q(user__isnull=False),
-                name="autumn_customer_user_env_uniq",
+                fields=["owner", "env"],
+                condition=Q(owner__isnull=False),
+                name="autumn_customer_owner_env_uniq",
             ),
         ]
 

@@ -73,8 +73,8 @@ nor keeps the other receivers from running.
 
     @receiver(billing_updated)
     def mail_upgrades(sender, event, customer, plan_changes, tags, **kwargs):
-        if "trial_ended" in tags and customer and customer.user:
-            send_trial_ended_mail(customer.user)
+        if "trial_ended" in tags and customer and customer.owner:
+            send_trial_ended_mail(customer.owner)
 """
 
 from django.dispatch import Signal

@@ -10,10 +10,9 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.contrib.auth import get_user_model
 
 from .client import AutumnClient
-from .conf import autumn_settings
+from .conf import autumn_settings, get_owner_model
 from .exceptions import (
     AutumnConnectionError,
     NotFoundError,
@@ -21,8 +20,8 @@ from .exceptions import (
     ServerError,
     SyncAlreadyRunning,
 )
+from .owners import customer_fields_for, owner_is_user_model
 from .sync import get_or_create_customer, sync_all_customers, sync_customer, update_customer
-from .users import customer_fields_for
 
 logger = logging.getLogger(__name__)
 
@@ -73,40 +72,53 @@ def process_webhook_event_task(event_pk: int, env: str | None = None) -> str:
     return process_event(event_pk, env=env, reraise=TRANSIENT_ERRORS).status
 
 
-@shared_task(name="autumn_django.create_customer_for_user", acks_late=True, **RETRY_OPTIONS)
-def create_customer_for_user_task(user_pk: Any) -> str | None:
-    """``customers.get_or_create`` for a new user, stored and linked. Idempotent, so it is
-    acknowledged late: a worker that dies mid-task leaves it to be run again."""
-    user = get_user_model().objects.filter(pk=user_pk).first()
-    if user is None:
+@shared_task(name="autumn_django.create_customer_for_owner", acks_late=True, **RETRY_OPTIONS)
+def create_customer_for_owner_task(owner_pk: Any) -> str | None:
+    """``customers.get_or_create`` for a new owner (``AUTUMN_CUSTOMER_OWNER_MODEL``: a user
+    by default), stored and linked. Idempotent, so it is acknowledged late: a worker that
+    dies mid-task leaves it to be run again."""
+    owner = get_owner_model()._default_manager.filter(pk=owner_pk).first()
+    if owner is None:
         return None  # deleted before the task ran
-    fields = customer_fields_for(user)
+    fields = customer_fields_for(owner)
     extra = _given(name=fields["name"], email=fields["email"],
                    auto_enable_plan_id=autumn_settings.AUTO_ENABLE_PLAN_ID)
-    return get_or_create_customer(fields["customer_id"], user=user, **extra).autumn_id
+    return get_or_create_customer(fields["customer_id"], owner=owner, **extra).autumn_id
 
 
-@shared_task(name="autumn_django.update_customer_for_user", acks_late=True, **RETRY_OPTIONS)
-def update_customer_for_user_task(user_pk: Any) -> str | None:
-    """Send a user's current name and email to Autumn and refresh the mirror row."""
-    user = get_user_model().objects.filter(pk=user_pk).first()
-    if user is None:
+@shared_task(name="autumn_django.update_customer_for_owner", acks_late=True, **RETRY_OPTIONS)
+def update_customer_for_owner_task(owner_pk: Any) -> str | None:
+    """Send an owner's current name and email to Autumn and refresh the mirror row."""
+    owner = get_owner_model()._default_manager.filter(pk=owner_pk).first()
+    if owner is None:
         return None
-    fields = customer_fields_for(user)
+    fields = customer_fields_for(owner)
     with AutumnClient() as client:
-        # The user's customer in the key's env: a user linked in sandbox and live has one
-        # in each, and only this one's id means anything to the key.
-        linked = (user.autumn_customers.filter(env=client.env).exclude(autumn_id=None)
+        # The owner's customer in the key's env: an owner linked in sandbox and live has
+        # one in each, and only this one's id means anything to the key.
+        linked = (owner.autumn_customers.filter(env=client.env).exclude(autumn_id=None)
                   .values_list("autumn_id", flat=True).first())
         customer_id = linked or fields["customer_id"]
         profile = _given(name=fields["name"], email=fields["email"])
         try:
             row = update_customer(customer_id, client=client, **profile)
         except NotFoundError:  # never created (signup was off or failed): create it now
-            row = get_or_create_customer(fields["customer_id"], user=user, client=client, **profile)
+            row = get_or_create_customer(fields["customer_id"], owner=owner, client=client, **profile)
     return row.autumn_id
 
 
+# The names before owners (0.x): messages an earlier version queued still run, when users
+# are still the owners (a user's pk means nothing to another owner model).
+@shared_task(name="autumn_django.create_customer_for_user", acks_late=True, **RETRY_OPTIONS)
+def create_customer_for_user_task(user_pk: Any) -> str | None:
+    return create_customer_for_owner_task.run(user_pk) if owner_is_user_model() else None
+
+
+@shared_task(name="autumn_django.update_customer_for_user", acks_late=True, **RETRY_OPTIONS)
+def update_customer_for_user_task(user_pk: Any) -> str | None:
+    return update_customer_for_owner_task.run(user_pk) if owner_is_user_model() else None
+
+
 def _given(**fields: Any) -> dict[str, Any]:
-    """Leave out what the user lacks: Autumn reads a null as "remove", or rejects it."""
+    """Leave out what the owner lacks: Autumn reads a null as "remove", or rejects it."""
     return {name: value for name, value in fields.items() if value is not None}

@@ -8,6 +8,10 @@
 #             django-celery-beat, and static files served by ManifestStaticFilesStorage
 #             after collectstatic (as most production sites do)
 #
+# The sqlite and postgres legs also run the owner tests (ORG_TESTS) under
+# tests.settings_org, where customers belong to an organisation model instead of users
+# (AUTUMN_CUSTOMER_OWNER_MODEL), recorded as "sqlite-org" and "postgres-org".
+#
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -k sync -x      # extra arguments go to every pytest run
 #   TEST_LEGS=sqlite bash scripts/test.sh  # only some legs (default: "sqlite postgres django52")
@@ -38,6 +42,9 @@ declare -A LEG_DJANGO=([sqlite]="Django==6.1.*" [postgres]="Django==6.1.*" [djan
 declare -A LEG_DB=([sqlite]=sqlite [postgres]=postgres [django52]=sqlite)
 declare -A LEG_EXTRAS=([sqlite]="test" [postgres]="test" [django52]="test,test-beat")
 declare -A LEG_STATIC=([sqlite]="" [postgres]="" [django52]=manifest)
+# Legs that run ORG_TESTS again with customers owned by organisations (tests.settings_org).
+declare -A LEG_ORG=([sqlite]=1 [postgres]=1 [django52]="")
+ORG_TESTS=(tests/test_owners.py tests/test_migrations.py tests/test_checks.py)
 
 # record NAME EXIT_CODE [VERDICT]
 record() {
@@ -50,7 +57,7 @@ record() {
         esac
     fi
     [[ "$rc" == 0 ]] || FAILED=1
-    RESULTS+=("$(printf '%-9s %s' "$name:" "$verdict")")
+    RESULTS+=("$(printf '%-13s %s' "$name:" "$verdict")")
 }
 
 run_ruff() {
@@ -165,6 +172,33 @@ run_leg() {
     rc=${PIPESTATUS[0]}
     set -e
     record "$leg" "$rc"
+    if [[ -n "${LEG_ORG[$leg]}" ]]; then
+        run_org_tests "$leg" "$dir" "${env[@]}" -- "$@"
+    fi
+}
+
+# The owner tests again, in the leg's venv and staged copy, under tests.settings_org: the
+# schema differs (Customer.owner points at orgapp.Organization), so on its own database.
+# run_org_tests LEG DIR ENV... -- PYTEST_ARGS...
+run_org_tests() {
+    local leg="$1" dir="$2" rc color=no
+    shift 2
+    local -a env=()
+    while (($#)) && [[ "$1" != -- ]]; do
+        env+=("$1")
+        shift
+    done
+    (($#)) && shift
+    env+=(DJANGO_SETTINGS_MODULE=tests.settings_org AUTUMN_TEST_SQLITE="$OUT_DIR/autumn-test-$leg-org.sqlite3")
+    [[ -t 1 ]] && color=yes
+    log "pytest, leg $leg-org: customers owned by orgapp.Organization (tests.settings_org)"
+    set +e
+    (cd "$dir" && env "${env[@]}" "$LEG_PY" -m pytest -p no:cacheprovider --color="$color" \
+        --junitxml="$OUT_DIR/junit-$leg-org.xml" -o junit_suite_name="autumn_django-$leg-org" \
+        "${ORG_TESTS[@]}" "$@") 2>&1 | tee "$OUT_DIR/pytest-$leg-org.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    record "$leg-org" "$rc"
 }
 
 main() {

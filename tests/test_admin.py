@@ -237,9 +237,9 @@ def test_dashboard_link_for_live_customers_and_setting(admin_client, showcase, s
     assert 'href="https://dash.example.com/customers/org%3A7%2Fx"' in html
 
 
-def test_customer_page_links_the_user(admin_client, showcase, django_user_model):
+def test_customer_page_links_the_owner(admin_client, showcase, django_user_model):
     user = django_user_model.objects.create_user("ada", email="ada@example.com")
-    Customer.objects.filter(pk=showcase.pk).update(user=user)
+    Customer.objects.filter(pk=showcase.pk).update(owner=user)
 
     html = admin_client.get(f"{CUSTOMERS}{showcase.pk}/change/").content.decode()
 
@@ -248,12 +248,12 @@ def test_customer_page_links_the_user(admin_client, showcase, django_user_model)
 
 # -- read-only rules --------------------------------------------------------------------
 
-def test_mirror_fields_do_not_change_and_the_user_link_does(admin_client, showcase, django_user_model):
+def test_mirror_fields_do_not_change_and_the_owner_link_does(admin_client, showcase, django_user_model):
     user = django_user_model.objects.create_user("ada")
     url = f"{CUSTOMERS}{showcase.pk}/change/"
     data = _form_data(admin_client.get(url))
     data.update(name="Changed", email="changed@example.com", env="live", autumn_id="other",
-                raw="{}", user=str(user.pk))
+                raw="{}", owner=str(user.pk))
 
     response = admin_client.post(url, data)
 
@@ -261,22 +261,22 @@ def test_mirror_fields_do_not_change_and_the_user_link_does(admin_client, showca
     row = Customer.objects.get(pk=showcase.pk)
     assert (row.name, row.email, row.env, row.autumn_id, row.raw, row.synced_at) == (
         showcase.name, showcase.email, showcase.env, showcase.autumn_id, showcase.raw, showcase.synced_at)
-    assert row.user == user
+    assert row.owner == user
     assert row.balances.count() == 4 and row.subscriptions.count() == 3
 
 
-def test_user_linked_elsewhere_is_refused(admin_client, showcase, django_user_model):
+def test_owner_linked_elsewhere_is_refused(admin_client, showcase, django_user_model):
     user = django_user_model.objects.create_user("ada")
     other = Customer.objects.exclude(pk=showcase.pk).filter(env="sandbox").first()
-    Customer.objects.filter(pk=other.pk).update(user=user)
+    Customer.objects.filter(pk=other.pk).update(owner=user)
     url = f"{CUSTOMERS}{showcase.pk}/change/"
-    data = {**_form_data(admin_client.get(url)), "user": str(user.pk)}
+    data = {**_form_data(admin_client.get(url)), "owner": str(user.pk)}
 
     response = admin_client.post(url, data)
 
     assert response.status_code == 200
     assert "is already linked to the sandbox customer" in response.content.decode()
-    assert Customer.objects.get(pk=showcase.pk).user is None
+    assert Customer.objects.get(pk=showcase.pk).owner is None
 
 
 def test_no_adding_or_deleting(admin_client, showcase):

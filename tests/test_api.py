@@ -32,7 +32,7 @@ def make_user(username: str, **extra):
 
 
 def link(user, autumn_id: str) -> None:
-    Customer.objects.filter(env="sandbox", autumn_id=autumn_id).update(user=user)
+    Customer.objects.filter(env="sandbox", autumn_id=autumn_id).update(owner=user)
 
 
 def rich_customer_id(server) -> str:
@@ -182,7 +182,7 @@ def test_staff_list_pages_newest_first(staff_client, server):
     ids = [row["autumn_id"] for row in first["results"] + second["results"]]
     assert ids == [c["id"] for c in reversed(expected)]
     row = first["results"][0]
-    assert set(row) == {"autumn_id", "env", "user", "synced_at", "deleted_at", "customer"}
+    assert set(row) == {"autumn_id", "env", "owner", "synced_at", "deleted_at", "customer"}
     assert row["customer"] == server.get_customer(row["autumn_id"])
 
 

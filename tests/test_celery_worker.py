@@ -124,8 +124,8 @@ def test_new_user_ends_with_a_linked_mirror_row(make_standin, start_celery):
     user = get_user_model().objects.create_user("grace@example.com", "grace@example.com", "x",
                                                 first_name="Grace", last_name="Hopper")
 
-    assert not Customer.objects.filter(user=user).exists(), "signup must not wait on the worker or Autumn"
-    row = wait_for(lambda: Customer.objects.filter(user=user).first(), what="linked customer", proc=worker)
+    assert not Customer.objects.filter(owner=user).exists(), "signup must not wait on the worker or Autumn"
+    row = wait_for(lambda: Customer.objects.filter(owner=user).first(), what="linked customer", proc=worker)
     assert row.autumn_id == f"user_{user.pk}" and row.name == "Grace Hopper"
     assert row.raw == server.get_customer(f"user_{user.pk}")
 
@@ -138,7 +138,7 @@ def test_signup_task_retries_while_autumn_answers_503(make_standin, start_celery
 
     user = get_user_model().objects.create_user("retry", "retry@example.com", "x")
 
-    wait_for(lambda: Customer.objects.filter(user=user).exists(), what="linked customer", proc=worker)
+    wait_for(lambda: Customer.objects.filter(owner=user).exists(), what="linked customer", proc=worker)
     attempts = [b for e, b in server.requests if e == "customers.get_or_create"]
     assert len(attempts) == 3
 

@@ -81,10 +81,10 @@ def ids() -> list[str]:
     ("AUTUMN_CUSTOMER_FIELDS", None, ["autumn_django.E013"]),
     ("AUTUMN_CUSTOMER_FIELDS", "no.such.module.func", ["autumn_django.E013"]),
     ("AUTUMN_CUSTOMER_FIELDS", "nodots", ["autumn_django.E013"]),
-    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.users.no_such_function", ["autumn_django.E013"]),
-    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.users.CUSTOMER_ID_PATTERN", ["autumn_django.E013"]),
+    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.owners.no_such_function", ["autumn_django.E013"]),
+    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.owners.CUSTOMER_ID_PATTERN", ["autumn_django.E013"]),
     ("AUTUMN_CUSTOMER_FIELDS", lambda user: {"customer_id": "x"}, []),
-    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.users.default_customer_fields", []),
+    ("AUTUMN_CUSTOMER_FIELDS", "autumn_django.owners.default_customer_fields", []),
     # E014 AUTUMN_AUTO_ENABLE_PLAN_ID: None or an id Autumn accepts.
     ("AUTUMN_AUTO_ENABLE_PLAN_ID", 5, ["autumn_django.E014"]),
     ("AUTUMN_AUTO_ENABLE_PLAN_ID", "", ["autumn_django.E014"]),

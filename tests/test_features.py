@@ -75,7 +75,7 @@ def customer(server, user) -> Customer:
     customer_id = next(c["id"] for c in server.list_customers() if c["id"])
     server.modify_customer(customer_id, balances=BALANCES, flags=FLAGS)
     row = sync_customer(customer_id)
-    Customer.objects.filter(pk=row.pk).update(user=user)
+    Customer.objects.filter(pk=row.pk).update(owner=user)
     return row
 
 
@@ -394,7 +394,7 @@ def mirror_one(make_standin, settings, user, **fields: Any) -> tuple[Customer, A
     run = sync_all_customers()
     assert run.created == 1
     row = Customer.objects.get(autumn_id="case_customer")
-    Customer.objects.filter(pk=row.pk).update(user=user)
+    Customer.objects.filter(pk=row.pk).update(owner=user)
     return row, server
 
 

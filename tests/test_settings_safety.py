@@ -120,14 +120,14 @@ def test_a_mapping_that_raises_does_not_break_an_inline_signup(settings, caplog)
     assert User.objects.filter(pk=user.pk).exists()
     [error] = app_errors(caplog)
     assert "ValueError: this mapping is broken" in error
-    assert f"autumn_django.create_customer_for_user({user.pk},) failed" in error
+    assert f"autumn_django.create_customer_for_owner({user.pk},) failed" in error
 
 
 def test_valid_settings_still_send_the_signup(make_standin, settings, caplog):
     server = make_standin(0)
     settings.AUTUMN_TASK_MODE = "inline"
     user = User.objects.create_user("fine", "fine@example.com", "x")
-    assert Customer.objects.get(user=user).autumn_id == f"user_{user.pk}"
+    assert Customer.objects.get(owner=user).autumn_id == f"user_{user.pk}"
     assert server.get_customer(f"user_{user.pk}") is not None
     assert app_errors(caplog) == []
 

@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 
 from autumn_django.exceptions import AutumnConfigurationError
 from autumn_django.models import Customer
+from autumn_django.owners import CUSTOMER_ID_PATTERN, customer_fields_for, default_customer_fields
 from autumn_django.sync import store_customer, sync_all_customers
-from autumn_django.tasks import update_customer_for_user_task
-from autumn_django.users import CUSTOMER_ID_PATTERN, customer_fields_for, default_customer_fields
+from autumn_django.tasks import update_customer_for_owner_task
 
 from .celery_app import app as celery_app
 
@@ -32,7 +32,7 @@ def test_inline_signup_creates_and_links_the_customer(make_standin, settings):
 
     user = User.objects.create_user("zoë", "zoe@example.com", "x", first_name="Zoë", last_name="Ångström")
 
-    row = Customer.objects.get(user=user)
+    row = Customer.objects.get(owner=user)
     assert row.autumn_id == f"user_{user.pk}" and row.name == "Zoë Ångström"
     assert row.raw == server.get_customer(row.autumn_id)
     call = autumn_calls(server, "customers.get_or_create")[0]
@@ -57,8 +57,8 @@ def test_signup_survives_autumn_being_down_inline(make_standin, settings, caplog
     user = User.objects.create_user("unlucky", "unlucky@example.com", "x")
 
     assert User.objects.filter(pk=user.pk).exists()
-    assert not Customer.objects.filter(user=user).exists()
-    assert "autumn_django.create_customer_for_user failed" in caplog.text
+    assert not Customer.objects.filter(owner=user).exists()
+    assert "autumn_django.create_customer_for_owner failed" in caplog.text
 
 
 def test_signup_survives_the_broker_being_down_and_does_not_wait(make_standin, settings, caplog):
@@ -75,7 +75,7 @@ def test_signup_survives_the_broker_being_down_and_does_not_wait(make_standin, s
         celery_app.conf.broker_url = old
     assert User.objects.filter(pk=user.pk).exists()
     assert elapsed < 2.0, f"signup waited {elapsed:.1f} s on a dead broker"
-    assert "Could not queue autumn_django.create_customer_for_user" in caplog.text
+    assert "Could not queue autumn_django.create_customer_for_owner" in caplog.text
 
 
 def test_a_later_full_sync_links_users_whose_signup_never_reached_autumn(make_standin, settings):
@@ -86,7 +86,7 @@ def test_a_later_full_sync_links_users_whose_signup_never_reached_autumn(make_st
 
     sync_all_customers()
 
-    assert Customer.objects.get(autumn_id=f"user_{user.pk}").user == user
+    assert Customer.objects.get(autumn_id=f"user_{user.pk}").owner == user
 
 
 @pytest.mark.parametrize(("username", "email", "expected_email"), [
@@ -108,7 +108,7 @@ def test_default_mapping_is_accepted_by_autumn_for_an_awkward_user(make_standin,
     server = make_standin(0)
     settings.AUTUMN_TASK_MODE = "inline"
     user = User.objects.create_user("ünïcode@example.com", "not an email", "x")
-    row = Customer.objects.get(user=user)
+    row = Customer.objects.get(owner=user)
     assert row.email is None and server.get_customer(f"user_{user.pk}") is not None
 
 
@@ -135,7 +135,7 @@ def test_profile_change_updates_autumn_and_the_mirror(make_standin, settings):
 
     updates = autumn_calls(server, "customers.update")
     assert updates == [{"customer_id": f"user_{user.pk}", "name": "Lin-Manuel", "email": "lm@example.com"}]
-    row = Customer.objects.get(user=user)
+    row = Customer.objects.get(owner=user)
     assert (row.name, row.email) == ("Lin-Manuel", "lm@example.com")
     assert server.get_customer(row.autumn_id)["email"] == "lm@example.com"
 
@@ -159,15 +159,15 @@ def test_profile_change_goes_to_the_customer_of_the_keys_env(make_standin):
     # Linked in both envs, the live row first: "the user's first customer" is the wrong one.
     for env, customer_id in (("live", "sam_live"), ("sandbox", "sam_sandbox")):
         data = server.add_customer({"id": customer_id, "email": "sam@example.com", "name": "Sam"}, env=env)
-        store_customer(data, env=env, user=user)
+        store_customer(data, env=env, owner=user)
     assert list(user.autumn_customers.order_by("pk").values_list("env", flat=True)) == ["live", "sandbox"]
     User.objects.filter(pk=user.pk).update(first_name="Samira")
     server.clear_requests()
 
-    assert update_customer_for_user_task(user.pk) == "sam_sandbox"
+    assert update_customer_for_owner_task(user.pk) == "sam_sandbox"
 
     updates = autumn_calls(server, "customers.update")
     assert updates == [{"customer_id": "sam_sandbox", "name": "Samira", "email": "sam@example.com"}]
     assert autumn_calls(server, "customers.get_or_create") == []
-    assert Customer.objects.get(env="sandbox", user=user).name == "Samira"
-    assert Customer.objects.get(env="live", user=user).name == "Sam"  # another env, untouched
+    assert Customer.objects.get(env="sandbox", owner=user).name == "Samira"
+    assert Customer.objects.get(env="live", owner=user).name == "Sam"  # another env, untouched

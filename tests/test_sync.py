@@ -202,17 +202,17 @@ def test_sync_failing_midway_keeps_committed_pages_and_the_next_run_resumes(make
     assert_mirror_matches(server)
 
 
-def test_user_link_survives_resync(make_standin):
+def test_owner_link_survives_resync(make_standin):
     server = make_standin(30)
     sync_all_customers()
     user = get_user_model().objects.create_user("linked", "linked@example.com", "x")
     customer = next(c for c in server.list_customers() if c["id"])
-    Customer.objects.filter(autumn_id=customer["id"]).update(user=user)
+    Customer.objects.filter(autumn_id=customer["id"]).update(owner=user)
     server.modify_customer(customer["id"], name="Changed so the row is rewritten")
 
     sync_all_customers()
 
-    assert Customer.objects.get(autumn_id=customer["id"]).user == user
+    assert Customer.objects.get(autumn_id=customer["id"]).owner == user
 
 
 @pytest.mark.autumn_standin(customers=12, seed=5)

@@ -209,9 +209,9 @@ def test_get_or_create_stores_and_links_the_user(make_standin):
     server = make_standin(5)
     user = get_user_model().objects.create_user("ada", "ada@example.com", "x")
 
-    row = get_or_create_customer("user_ada", user=user, name="Ada Lovelace", email="ada@example.com")
+    row = get_or_create_customer("user_ada", owner=user, name="Ada Lovelace", email="ada@example.com")
 
-    assert row.user == user and row.autumn_id == "user_ada" and row.name == "Ada Lovelace"
+    assert row.owner == user and row.autumn_id == "user_ada" and row.name == "Ada Lovelace"
     assert row.raw == server.get_customer("user_ada")
 
 
@@ -252,11 +252,11 @@ def test_rename_through_the_app_keeps_the_row_and_user_link(make_standin):
     user = get_user_model().objects.create_user("bob", "bob@example.com", "x")
     old_id = next(c["id"] for c in server.list_customers() if c["id"])
     row = Customer.objects.get(autumn_id=old_id)
-    Customer.objects.filter(pk=row.pk).update(user=user)
+    Customer.objects.filter(pk=row.pk).update(owner=user)
 
     renamed = update_customer(old_id, new_customer_id="bob_renamed", metadata={"tier": "gold"})
 
-    assert renamed.pk == row.pk and renamed.autumn_id == "bob_renamed" and renamed.user == user
+    assert renamed.pk == row.pk and renamed.autumn_id == "bob_renamed" and renamed.owner == user
     assert renamed.metadata["tier"] == "gold"
     run = sync_all_customers()
     assert (run.created, run.deleted) == (0, 0)

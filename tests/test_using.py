@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from autumn_django.client import AutumnClient
 from autumn_django.exceptions import ServerError
 from autumn_django.models import Balance, Customer, Flag, Purchase, Subscription, SyncedPage, SyncRun
+from autumn_django.owners import link_owners_to_customers
 from autumn_django.signals import customer_created
 from autumn_django.sync import (
     get_or_create_customer,
@@ -20,7 +21,6 @@ from autumn_django.sync import (
     sync_customer,
     update_customer,
 )
-from autumn_django.users import link_users_to_customers
 
 from .conftest import assert_mirror_matches
 
@@ -66,7 +66,7 @@ def test_full_sync_writes_every_row_and_the_run_in_that_database_only(make_stand
     assert assert_mirror_matches(server, using=OTHER) == 251
     in_other = rows_in(OTHER)
     assert all(in_other[model.__name__] for model in MODELS), in_other
-    assert Customer.objects.using(OTHER).get(autumn_id=f"user_{late.pk}").user_id == late.pk
+    assert Customer.objects.using(OTHER).get(autumn_id=f"user_{late.pk}").owner_id == late.pk
     assert created == [OTHER] * 251
     assert_default_untouched()
 
@@ -141,7 +141,7 @@ def test_an_idless_customer_given_an_id_keeps_its_row_and_user_there(make_standi
     sync_all_customers(using=OTHER)
     row = Customer.objects.using(OTHER).get()
     user = user_in_other("ada")
-    Customer.objects.using(OTHER).filter(pk=row.pk).update(user=user)
+    Customer.objects.using(OTHER).filter(pk=row.pk).update(owner=user)
     with AutumnClient() as client:  # Autumn gives the id-less customer an id
         client.customers.get_or_create("cus_ada", email="ada@example.com")
 
@@ -149,7 +149,7 @@ def test_an_idless_customer_given_an_id_keeps_its_row_and_user_there(make_standi
 
     assert (run.created, run.updated, run.deleted) == (0, 1, 0)
     claimed = Customer.objects.using(OTHER).get()
-    assert (claimed.pk, claimed.autumn_id, claimed.user_id) == (row.pk, "cus_ada", user.pk)
+    assert (claimed.pk, claimed.autumn_id, claimed.owner_id) == (row.pk, "cus_ada", user.pk)
     assert_mirror_matches(server, using=OTHER)
     assert_default_untouched()
 
@@ -179,12 +179,12 @@ def test_get_or_create_and_update_customer_write_and_link_there(make_standin):
     assert first.autumn_id is None and first.subscriptions.count() == 1
 
     # Autumn gives the id-less customer an id: its row, subscription and all, is kept.
-    claimed = get_or_create_customer("cus_cy", user=user, email="cy@example.com", using=OTHER)
+    claimed = get_or_create_customer("cus_cy", owner=user, email="cy@example.com", using=OTHER)
 
-    assert (claimed.pk, claimed.autumn_id, claimed.user_id) == (first.pk, "cus_cy", user.pk)
+    assert (claimed.pk, claimed.autumn_id, claimed.owner_id) == (first.pk, "cus_cy", user.pk)
     assert claimed.subscriptions.count() == 1
     renamed = update_customer("cus_cy", new_customer_id="cus_cy2", name="Cy", using=OTHER)
-    assert (renamed.pk, renamed.autumn_id, renamed.name, renamed.user_id) == (
+    assert (renamed.pk, renamed.autumn_id, renamed.name, renamed.owner_id) == (
         first.pk, "cus_cy2", "Cy", user.pk)
     assert_mirror_matches(server, using=OTHER)
     assert_default_untouched()
@@ -206,16 +206,16 @@ def test_store_customer_of_an_idless_customer_twice_updates_its_row_there(make_s
     assert_default_untouched()
 
 
-def test_link_users_to_customers_links_there(make_standin):
+def test_link_owners_to_customers_links_there(make_standin):
     server = make_standin(0)
     users = [user_in_other(name) for name in ("eve", "fay")]
     for user in users:
         store_customer(server.add_customer({"id": f"user_{user.pk}", "email": user.email}),
                        env="sandbox", using=OTHER)
 
-    assert link_users_to_customers("sandbox", using=OTHER) == 2
+    assert link_owners_to_customers("sandbox", using=OTHER) == 2
 
-    linked = dict(Customer.objects.using(OTHER).values_list("autumn_id", "user_id"))
+    linked = dict(Customer.objects.using(OTHER).values_list("autumn_id", "owner_id"))
     assert linked == {f"user_{user.pk}": user.pk for user in users}
-    assert link_users_to_customers("sandbox", using=OTHER) == 0
+    assert link_owners_to_customers("sandbox", using=OTHER) == 0
     assert_default_untouched()

@@ -9,7 +9,7 @@
 - Webhook events have their admin beside their view, in ``autumn_django.webhooks.admin``.
 
 The mirror is written by syncs only, so its rows cannot be added, deleted or edited here
-(a customer's link to a Django user is the exception). Browsing needs Django's view (or
+(a customer's link to its owner, a user by default, is the exception). Browsing needs Django's view (or
 change) permission on each model; syncing needs ``autumn_django.sync_customers``.
 """
 

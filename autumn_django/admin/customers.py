@@ -2,8 +2,9 @@
 
 The mirror is Autumn's data, written by syncs only: every mirror field is read-only here,
 customers cannot be added or deleted, and children show as read-only tables. The one
-editable field is ``user``, the link to a Django user: it is this project's data, not
-Autumn's (no sync writes it), and staff need to fix a customer linked to the wrong user.
+editable field is ``owner``, the link to a user (or the ``AUTUMN_CUSTOMER_OWNER_MODEL``): it
+is this project's data, not Autumn's (no sync writes it), and staff need to fix a customer
+linked to the wrong owner.
 """
 
 from __future__ import annotations
@@ -115,19 +116,19 @@ class FlagInline(ChildInline):
 
 
 class CustomerForm(forms.ModelForm):
-    def clean_user(self):
-        # The model's (user, env) constraint is not checked by the form, because env is
+    def clean_owner(self):
+        # The model's (owner, env) constraint is not checked by the form, because env is
         # read-only here; a clash would otherwise be an IntegrityError.
-        user = self.cleaned_data.get("user")
-        if user is not None:
-            other = (Customer.objects.filter(env=self.instance.env, user=user)
+        owner = self.cleaned_data.get("owner")
+        if owner is not None:
+            other = (Customer.objects.filter(env=self.instance.env, owner=owner)
                      .exclude(pk=self.instance.pk).first())
             if other is not None:
                 raise ValidationError(
-                    _("%(user)s is already linked to the %(env)s customer %(customer)s; "
+                    _("%(owner)s is already linked to the %(env)s customer %(customer)s; "
                       "unlink it there first."),
-                    params={"user": user, "env": other.env, "customer": other})
-        return user
+                    params={"owner": owner, "env": other.env, "customer": other})
+        return owner
 
 
 class CustomerChangeList(ChangeList):
@@ -136,14 +137,15 @@ class CustomerChangeList(ChangeList):
         # never the raw JSON (kilobytes per row). Only here: the customer page needs raw.
         active = Subscription.objects.filter(status=Subscription.Status.ACTIVE).order_by(
             "add_on", "plan_id").only("customer_id", "plan_id", "add_on", "past_due", "quantity")
-        return (super().get_queryset(request, *args, **kwargs).defer("raw")
+        # The owner column: joined, so a page costs no query per row.
+        return (super().get_queryset(request, *args, **kwargs).defer("raw").select_related("owner")
                 .prefetch_related(Prefetch("subscriptions", queryset=active, to_attr="active_subscriptions")))
 
 
 @admin.register(Customer)
 class CustomerAdmin(ReadOnlyAdmin):
-    list_display = ("autumn_id", "display_name", "email", "env", "active_plans", "past_due",
-                    "synced_at", "deleted")
+    list_display = ("autumn_id", "display_name", "email", "env", "owner_link", "active_plans",
+                    "past_due", "synced_at", "deleted")
     list_display_links = ("autumn_id", "display_name")
     list_filter = ("env", PlanFilter, StatusFilter, PastDueFilter, DeletedFilter)
     # "=" (exact) for ids; names and emails match in part.
@@ -158,15 +160,15 @@ class CustomerAdmin(ReadOnlyAdmin):
         show_facets = admin.ShowFacets.NEVER
     actions = ("refresh_from_autumn",)
     form = CustomerForm
-    # A raw id, not a dropdown of every user; the widget links to the user's admin page.
-    raw_id_fields = ("user",)
+    # A raw id, not a dropdown of every owner; the widget links to the owner's admin page.
+    raw_id_fields = ("owner",)
     # What support looks for comes first: who it is, then balances and plans (the change
     # form template puts the fieldsets after the first one below the children); paired
     # fields share a row, so the balances show without scrolling.
     inlines = (BalanceInline, SubscriptionInline, FlagInline, PurchaseInline)
     fieldsets = (
         (None, {"fields": (("autumn_id", "env"), ("name", "email"), ("created_at", "dashboard_link"),
-                           ("synced_at", "deleted_at"), "user")}),
+                           ("synced_at", "deleted_at"), "owner")}),
         (_("Billing"), {"fields": (("stripe_id", "fingerprint", "send_email_receipts"),)}),
         (_("Metadata and JSON"), {"fields": ("metadata", "raw_json")}),
     )
@@ -174,7 +176,7 @@ class CustomerAdmin(ReadOnlyAdmin):
                        "stripe_id", "fingerprint", "send_email_receipts", "synced_at",
                        "deleted_at", "metadata", "raw_json")
 
-    # -- permissions: the mirror is written by syncs only; the user link is the project's
+    # -- permissions: the mirror is written by syncs only; the owner link is the project's
     # own data, the one thing staff with the change permission may edit here.
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return admin.ModelAdmin.has_change_permission(self, request, obj)
@@ -186,10 +188,10 @@ class CustomerAdmin(ReadOnlyAdmin):
         return CustomerChangeList
 
     def save_model(self, request: HttpRequest, obj: Customer, form: forms.ModelForm, change: bool) -> None:
-        # Write the user link alone: saving the whole row would put back mirror fields as
+        # Write the owner link alone: saving the whole row would put back mirror fields as
         # they were when this request loaded them, undoing a sync that ran meanwhile.
-        if "user" in form.changed_data:
-            obj.save(update_fields=["user"])
+        if "owner" in form.changed_data:
+            obj.save(update_fields=["owner"])
 
     # -- list columns ------------------------------------------------------------------
     @admin.display(description=_("name"), ordering="name")
@@ -198,6 +200,17 @@ class CustomerAdmin(ReadOnlyAdmin):
             return self.get_empty_value_display()
         # <bdi>: a right-to-left name must not reorder the rest of the row.
         return format_html("<bdi>{}</bdi>", customer.name)
+
+    @admin.display(description=_("owner"), ordering="owner")
+    def owner_link(self, customer: Customer):
+        """The owner, linked to its admin page when its model is registered on this site."""
+        owner = customer.owner  # joined by the list's query
+        if owner is None:
+            return self.get_empty_value_display()
+        url = display.admin_change_url(self.admin_site, owner)
+        if url is None:
+            return str(owner)
+        return format_html('<a href="{}">{}</a>', url, owner)
 
     @admin.display(description=_("active plans"))
     def active_plans(self, customer: Customer):

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.formats import date_format, number_format
 from django.utils.html import format_html
@@ -114,6 +115,17 @@ def dashboard_url(customer: Customer) -> str | None:
     base = autumn_settings.DASHBOARD_URL.rstrip("/")
     prefix = "/sandbox" if customer.env == Env.SANDBOX else ""
     return f"{base}{prefix}/customers/{quote(customer.autumn_id, safe='')}"
+
+
+def admin_change_url(admin_site: Any, obj: Any) -> str | None:
+    """``obj``'s change page on ``admin_site``; None when its model is not registered there."""
+    if not admin_site.is_registered(type(obj)):
+        return None
+    opts = obj._meta
+    try:
+        return reverse(f"{admin_site.name}:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return None
 
 
 def pretty_json(value: Any) -> SafeString:

@@ -14,8 +14,9 @@ from ..features import check_feature
 
 
 def HasFeature(feature_id: str, required: float = 1) -> type[BasePermission]:
-    """A permission class that lets a request through when its user's customer may use
-    ``required`` of ``feature_id`` (``autumn_django.features.check_feature``). Denials say why.
+    """A permission class that lets a request through when the customer of its owner
+    (``AUTUMN_OWNER_FROM_REQUEST``: by default the signed-in user) may use ``required`` of
+    ``feature_id`` (``autumn_django.features.check_feature``). Denials say why.
 
     A factory because ``permission_classes`` takes classes, which DRF instantiates without
     arguments. The classes compose with DRF's ``&``, ``|`` and ``~``.
@@ -26,7 +27,7 @@ def HasFeature(feature_id: str, required: float = 1) -> type[BasePermission]:
         message = f"Your plan does not include {feature_id}."
 
         def has_permission(self, request: Any, view: Any) -> bool:
-            result = check_feature(request.user, feature_id, required)
+            result = check_feature(request, feature_id, required)
             if not result:
                 self.message = result.message  # per instance: DRF builds one per request
             return result.allowed

@@ -32,5 +32,5 @@ class StaffCustomerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Customer
-        fields = ("autumn_id", "env", "user", "synced_at", "deleted_at", "customer")
+        fields = ("autumn_id", "env", "owner", "synced_at", "deleted_at", "customer")
         read_only_fields = fields

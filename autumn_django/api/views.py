@@ -13,12 +13,14 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 
 from ..features import mirror_env
 from ..models import Customer
+from ..owners import owner_from_request
 from .filters import CustomerFilterBackend
 from .serializers import AutumnCustomerSerializer, StaffCustomerSerializer
 
 
 class MeView(generics.RetrieveAPIView):
-    """The signed-in user's customer, as Autumn's ``customers.get`` returns it.
+    """The customer of the request's owner (``AUTUMN_OWNER_FROM_REQUEST``: by default the
+    signed-in user), as Autumn's ``customers.get`` returns it.
 
     There is no id to pass, so no way to ask for someone else's."""
 
@@ -26,9 +28,10 @@ class MeView(generics.RetrieveAPIView):
     serializer_class = AutumnCustomerSerializer
 
     def get_object(self) -> Customer:
-        customer = (
+        owner = owner_from_request(self.request)
+        customer = None if owner is None else (
             Customer.objects.present()
-            .filter(env=mirror_env(), user=self.request.user)
+            .filter(env=mirror_env(), owner=owner)
             .only("raw")
             .first()
         )

@@ -24,7 +24,7 @@ from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
 from ..exceptions import InvalidCursorError, NotFoundError, StopRequested
 from ..models import SyncRun
-from ..users import link_users_to_customers
+from ..owners import link_owners_to_customers
 from . import events, memos, runs
 from .fingerprints import Fingerprints
 from .lanes import CommitLanes, lane_count
@@ -269,10 +269,10 @@ class _Pass:
             runs.finish_run(run)
             transaction.on_commit(lambda: events.send_deleted_events(deleted, self.using),
                                   using=self.using)
-        # Users whose signup task never ran (or that predate the app) get their link now.
-        linked = link_users_to_customers(run.env, using=self.using)
+        # Owners whose signup task never ran (or that predate the app) get their link now.
+        linked = link_owners_to_customers(run.env, using=self.using)
         if linked:
-            logger.info("Linked %d users to their Autumn customers.", linked)
+            logger.info("Linked %d owners to their Autumn customers.", linked)
 
 
 def _customers_of(prepared: PreparedPage) -> set[tuple[str, str]]:

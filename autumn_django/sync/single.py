@@ -10,10 +10,10 @@ mirror's row has them from the list (``trust``).
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
@@ -46,19 +46,21 @@ def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
     return store_customer(read.customer, env=client.env, using=using, read_at=read.read_at)
 
 
-def get_or_create_customer(customer_id: str | None, *, user: AbstractBaseUser | None = None,
+def get_or_create_customer(customer_id: str | None, *, owner: Any = None,
                            client: AutumnClient | None = None, using: str = DEFAULT_DB_ALIAS,
                            **fields: Any) -> Customer:
-    """``customers.get_or_create`` and store the answer, linked to ``user`` if given."""
+    """``customers.get_or_create`` and store the answer, linked to ``owner`` (an instance of
+    ``AUTUMN_CUSTOMER_OWNER_MODEL``) if given."""
+    owner = _owner_or_user(owner, fields.pop("user", None))  # never sent to Autumn
     client = client or AutumnClient()
     read = client.customers.get_or_create_read(customer_id, **fields)
-    return store_customer(read.customer, env=client.env, user=user, using=using, read_at=read.read_at)
+    return store_customer(read.customer, env=client.env, owner=owner, using=using, read_at=read.read_at)
 
 
 def update_customer(customer_id: str, *, client: AutumnClient | None = None,
                     using: str = DEFAULT_DB_ALIAS, **fields: Any) -> Customer:
     """``customers.update`` and store the answer. A rename (``new_customer_id``) keeps the
-    mirror row, and with it the link to the user."""
+    mirror row, and with it the link to the owner."""
     client = client or AutumnClient()
     read = client.customers.update_read(customer_id, **fields)
     rename_from = customer_id if fields.get("new_customer_id") else None
@@ -66,9 +68,9 @@ def update_customer(customer_id: str, *, client: AutumnClient | None = None,
                           read_at=read.read_at)
 
 
-def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
+def store_customer(data: Any, *, env: str, owner: Any = None,
                    rename_from: str | None = None, using: str = DEFAULT_DB_ALIAS,
-                   read_at: datetime | None = None) -> Customer:
+                   read_at: datetime | None = None, user: Any = None) -> Customer:
     """Write one customer object as Autumn answered it to a single-customer call (get,
     get_or_create, update) into the mirror, and return its row.
 
@@ -76,6 +78,7 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
     read later is left as it is, and returned. The plan fields the list is trusted for
     are stored as the mirror's row has them (``trust``).
     """
+    owner = _owner_or_user(owner, user)
     if isinstance(data, dict):
         data = with_list_catalogue(data, _stored_catalogue(data, env, rename_from, using))
     try:
@@ -93,12 +96,20 @@ def store_customer(data: Any, *, env: str, user: AbstractBaseUser | None = None,
         result = MirrorWriter(env, using).write([record], now=timezone.now(),
                                                 before_replace=balances and balances.before_replace)
         pk = result.pk_by_key[record.key]
-        if user is not None:
-            # A user has one customer per env: a new link replaces an old one.
-            customers.filter(env=env, user=user).exclude(pk=pk).update(user=None)
-            customers.filter(pk=pk).update(user=user)
+        if owner is not None:
+            # An owner has one customer per env: a new link replaces an old one.
+            customers.filter(env=env, owner=owner).exclude(pk=pk).update(owner=None)
+            customers.filter(pk=pk).update(owner=owner)
         events.send_write_events_on_commit(result, balances, using)
     return customers.get(pk=pk)
+
+
+def _owner_or_user(owner: Any, user: Any) -> Any:
+    """``user=``, the keyword before owners, still links (with a DeprecationWarning)."""
+    if user is None:
+        return owner
+    warnings.warn("user= is now owner= (AUTUMN_CUSTOMER_OWNER_MODEL)", DeprecationWarning, stacklevel=3)
+    return owner if owner is not None else user
 
 
 def _stored_catalogue(data: dict, env: str, rename_from: str | None, using: str) -> Catalogue:

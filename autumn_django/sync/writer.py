@@ -131,7 +131,7 @@ class MirrorWriter:
                 plan = self._plan(records)
                 written = self._upsert(cursor, names, plan.new, now)
             if plan.claims:
-                # An id-less customer that Autumn gave an id keeps its row (and user link).
+                # An id-less customer that Autumn gave an id keeps its row (and owner link).
                 self._bulk.claim(cursor, plan.claims)
             changed = [record for record, _ in plan.changed]
             written.update(self._upsert(cursor, names, changed, now))

@@ -1,0 +1,5 @@
+from django.contrib import admin
+
+from .models import Organization
+
+admin.site.register(Organization)
