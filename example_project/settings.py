@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "autumn_django",
+    "example_project.accounts",
 ]
 
 MIDDLEWARE = [
@@ -87,10 +88,15 @@ STATIC_URL = "static/"
 STATIC_ROOT = REPO_ROOT / ".run" / "static"
 
 # --- autumn_django -----------------------------------------------------------------------
+# This project bills organisations, not users: each Organization is an Autumn customer
+# (set before the first migrate, as AUTH_USER_MODEL is), and a request acts for the
+# signed-in user's organisation (feature checks, the API's me/).
+AUTUMN_CUSTOMER_OWNER_MODEL = "accounts.Organization"
+AUTUMN_OWNER_FROM_REQUEST = "example_project.accounts.owners.organization_of"
 AUTUMN_API_URL = os.environ.get("AUTUMN_API_URL", "https://api.useautumn.com")
 # AUTUMN_SECRET_KEY is deliberately not set here: autumn_django falls back to the
 # environment variable of the same name, which keeps the key out of the source tree.
-# Signups, profile changes and admin refreshes go through Celery; the demo sets "inline"
+# New organisations, profile changes and admin refreshes go through Celery; the demo sets "inline"
 # because it runs no worker.
 AUTUMN_TASK_MODE = os.environ.get("AUTUMN_TASK_MODE", "celery")
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a local Autumn stand-in with 3000 customers, mirrored into the example project
-# by `manage.py autumn_sync`, browsable in the Django admin.
+# by `manage.py autumn_sync`, browsable in the Django admin. The example project bills
+# organisations (AUTUMN_CUSTOMER_OWNER_MODEL = "accounts.Organization"): the demo creates
+# three, each becoming an Autumn customer as it is created, shown linked in the admin.
 #
 #   bash scripts/demo.sh           # ... then serve the admin until Ctrl-C
 #   bash scripts/demo.sh --smoke   # ... then check that /admin/login/ answers, and stop (CI)
@@ -19,7 +21,7 @@ STANDIN_PID=""
 SERVER_PID=""
 MANAGE=("example_project/manage.py")
 
-usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 manage() { "$PY" "${MANAGE[@]}" "$@"; }
 
@@ -148,14 +150,25 @@ main() {
     manage migrate --noinput
     wait_for_standin
 
-    log "manage.py autumn_sync"
-    manage autumn_sync
-
     local user=admin password
     password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')"
     # --noinput takes the password from the environment; it is set for this command only.
     DJANGO_SUPERUSER_PASSWORD="$password" manage createsuperuser --noinput \
         --username "$user" --email "$user@example.com"
+
+    # Organisations are the example project's Autumn customers: each one created here calls
+    # customers.get_or_create at the stand-in (inline: no worker) and is linked in the mirror.
+    log "creating the demo organisations (admin is a member of each)"
+    manage create_demo_organizations --member "$user"
+
+    log "manage.py autumn_sync"
+    manage autumn_sync
+    local linked
+    # The last line: Django 5.2+ prints how many objects it imported first.
+    linked="$(manage shell -c 'from autumn_django.models import Customer
+print(Customer.objects.exclude(owner=None).count())' | tail -n 1)"
+    ((linked >= 3)) || die "expected the 3 demo organisations linked to their customers, found $linked"
+    log "$linked organisations linked to their Autumn customers (the customer list's owner column)"
     (umask 077 && printf 'url=http://127.0.0.1:%s/admin/\nusername=%s\npassword=%s\n' \
         "$port" "$user" "$password" >"$RUN_DIR/demo-credentials.txt")
 
@@ -179,6 +192,7 @@ main() {
         "Password: $password" \
         "" \
         "Synced from the stand-in at $AUTUMN_API_URL" \
+        "Organisations: $base/admin/accounts/organization/" \
         "(also saved in .run/demo-credentials.txt)"
 
     if ((smoke)); then
