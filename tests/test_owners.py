@@ -14,9 +14,11 @@ from celery import Celery, _state
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.template import Context, Template
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
@@ -342,3 +344,27 @@ def test_the_default_request_callable_is_only_for_user_owners(settings):
     assert _ids("OWNER_FROM_REQUEST", "CUSTOMER_OWNER_MODEL") == expected
     settings.AUTUMN_OWNER_FROM_REQUEST = "tests.orgapp.owners.organization_of"
     assert _ids("OWNER_FROM_REQUEST", "CUSTOMER_OWNER_MODEL") == []
+
+
+# -- the migration -------------------------------------------------------------------------------
+
+
+def test_migration_0014_keeps_user_links_or_clears_them_for_another_owner_model():
+    """Upgrading through 0014: a link to a user stays when users are the owners, and is
+    cleared when the owner model is another (its ids are users', meaningless there); the
+    way back to 0013 works as well."""
+    before = [("autumn_django", "0013_read_marks_and_rereads")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_apps = executor.loader.project_state(before).apps
+        user = User.objects.create_user("upgraded", "", "x")
+        now = timezone.now()
+        old_apps.get_model("autumn_django", "Customer").objects.create(
+            env="sandbox", autumn_id="cus_upgraded", created_at=now, synced_at=now, raw={},
+            raw_hash="0" * 32, user_id=user.pk)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert Customer.objects.get(autumn_id="cus_upgraded").owner_id == (user.pk if BY_USER else None)
