@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -559,6 +560,139 @@ def test_data_access_helpers(small):
     with pytest.raises(ValueError):
         small.add_customer(customer("c1", T0))
     assert small.list_customers(env="live") == []
+
+
+# -- balance resets (lazy, as Autumn: autumn-api.md "Balance resets") -----------------
+DAY = 86_400_000
+
+
+def resetting(cid, *, resets_at, usage=40, interval="month", **extra):
+    """A customer with a monthly-resetting ``messages`` balance (usage ``usage`` of 100,
+    its reset at ``resets_at``) and a ``storage_gb`` balance that never resets."""
+    entry = {"id": f"ent_{cid}", "plan_id": "pro", "included_grant": 100, "prepaid_grant": 0,
+             "remaining": 100 - usage, "usage": usage, "unlimited": False,
+             "reset": {"interval": interval, "resets_at": resets_at}, "price": None, "expires_at": None}
+    storage = {"feature_id": "storage_gb", "granted": 10, "remaining": 7.5, "usage": 2.5,
+               "unlimited": False, "overage_allowed": False, "max_purchase": None,
+               "next_reset_at": None, "breakdown": []}
+    balances = {"messages": {"feature_id": "messages", "granted": 100, "remaining": 100 - usage,
+                             "usage": usage, "unlimited": False, "overage_allowed": False,
+                             "max_purchase": None, "next_reset_at": resets_at, "breakdown": [entry]},
+                "storage_gb": storage}
+    return customer(cid, T0, balances=balances, **extra)
+
+
+def listed(server, cid):
+    return next(c for c in crawl(server, 1000) if c["id"] == cid)
+
+
+def test_list_keeps_a_due_reset_unapplied_while_get_applies_it():
+    due_at = int(time.time() * 1000) - 45 * DAY  # a month and a half ago: one whole interval late
+    with AutumnStandIn(customers=[resetting("r1", resets_at=due_at), resetting("r2", resets_at=due_at)],
+                       reset_lands_after_ms=None) as server:
+        for _ in range(2):  # as stored, every time: the queued reset never lands here
+            row = listed(server, "r1")
+            assert row["balances"]["messages"]["usage"] == 40
+            assert row["balances"]["messages"]["next_reset_at"] == due_at
+
+        got = ok(server, "customers.get", {"customer_id": "r1"})
+        now = int(time.time() * 1000)
+
+        messages = got["balances"]["messages"]
+        assert (messages["usage"], messages["remaining"], messages["granted"]) == (0, 100, 100)
+        entry = messages["breakdown"][0]
+        assert (entry["usage"], entry["remaining"]) == (0, 100)
+        # Moved on by whole months (day of the month kept), to the first time after now.
+        moved = datetime.fromtimestamp(entry["reset"]["resets_at"] / 1000, tz=timezone.utc)
+        was = datetime.fromtimestamp(due_at / 1000, tz=timezone.utc)
+        assert now < entry["reset"]["resets_at"] < now + 32 * DAY
+        assert (moved.day, moved.time()) == (was.day, was.time()) or moved.day < was.day  # a shorter month
+        assert messages["next_reset_at"] == entry["reset"]["resets_at"]
+        assert got["balances"]["storage_gb"] == resetting("x", resets_at=0)["balances"]["storage_gb"]
+        # Stored: the list shows it now, and get answers the same again.
+        assert listed(server, "r1") == got == server.get_customer("r1")
+        assert ok(server, "customers.get", {"customer_id": "r1"}) == got
+        # get_or_create of an existing customer applies them too.
+        made = ok(server, "customers.get_or_create", {"customer_id": "r2", "name": "ignored"})
+        assert made["balances"]["messages"]["usage"] == 0 and made["name"] == "Name r2"
+
+
+def test_the_reset_a_list_queued_lands_after_the_delay_or_never():
+    now = int(time.time() * 1000)
+    people = [resetting("q1", resets_at=now - DAY), resetting("q2", resets_at=now - DAY)]
+    with AutumnStandIn(customers=people, reset_lands_after_ms=300) as server:
+        page = ok(server, "customers.list", {"limit": 1, "sort_order": "asc"})["list"]
+        assert [c["id"] for c in page] == ["q1"] and page[0]["balances"]["messages"]["usage"] == 40
+        time.sleep(0.4)
+        rows = {c["id"]: c for c in crawl(server, 1000)}
+        assert rows["q1"]["balances"]["messages"]["usage"] == 0  # landed: the list shows it
+        assert rows["q2"]["balances"]["messages"]["usage"] == 40  # listed just now: queued
+        time.sleep(0.4)
+        assert server.get_customer("q2")["balances"]["messages"]["usage"] == 0
+
+        server.make_reset_due("q1")
+        server.reset_lands_after_ms = None  # never
+        listed(server, "q1")
+        time.sleep(0.4)
+        assert listed(server, "q1")["balances"]["messages"]["usage"] == 0  # nothing used since
+        assert listed(server, "q1")["balances"]["messages"]["next_reset_at"] <= int(time.time() * 1000)
+
+
+def test_lazy_resets_off_applies_due_resets_on_list_too():
+    now = int(time.time() * 1000)
+    with AutumnStandIn(customers=[resetting("e1", resets_at=now - 1)], lazy_resets=False) as server:
+        row = listed(server, "e1")
+        assert row["balances"]["messages"]["usage"] == 0
+        assert row["balances"]["messages"]["next_reset_at"] > now
+        server.lazy_resets = True
+        server.make_reset_due("e1")
+        assert listed(server, "e1")["balances"]["messages"]["next_reset_at"] < now + 1000
+
+
+def test_make_reset_due_and_whole_intervals():
+    now = int(time.time() * 1000)
+    daily = resetting("d1", resets_at=now + 5 * DAY, interval="day", usage=70)
+    with AutumnStandIn(customers=[daily]) as server:
+        assert server.get_customer("d1")["balances"]["messages"]["usage"] == 70
+        ok(server, "customers.get", {"customer_id": "d1"})  # nothing due: nothing changes
+        assert server.get_customer("d1")["balances"]["messages"]["next_reset_at"] == now + 5 * DAY
+
+        at = now - int(2.5 * DAY)
+        stored = server.make_reset_due("d1", "messages", at=at)
+        assert stored["balances"]["messages"]["next_reset_at"] == at
+        assert stored["balances"]["messages"]["breakdown"][0]["reset"]["resets_at"] == at
+        assert stored["balances"]["storage_gb"]["next_reset_at"] is None  # never resets: left alone
+        assert listed(server, "d1")["balances"]["messages"]["usage"] == 70
+
+        got = ok(server, "customers.get", {"customer_id": "d1"})["balances"]["messages"]
+        assert got["usage"] == 0 and got["next_reset_at"] == at + 3 * DAY  # three whole days on
+        with pytest.raises(KeyError):
+            server.make_reset_due("nobody")
+
+
+def test_generated_due_resets_are_deterministic_and_apply_on_get():
+    people = make_customers(3000, seed=1)
+    now = int(time.time() * 1000)
+    tomorrow = (now // DAY + 1) * DAY
+
+    def due(c):
+        times = [b["next_reset_at"] for b in c["balances"].values() if b["next_reset_at"]]
+        times += [e["reset"]["resets_at"] for b in c["balances"].values()
+                  for e in b["breakdown"] if e["reset"]]
+        return bool(times) and min(times) <= now
+
+    overdue = [c["id"] for c in people if due(c)]
+    assert 10 <= len(overdue) <= 60  # about 1%
+    assert overdue == [c["id"] for c in make_customers(3000, seed=1) if due(c)]  # the same ones
+    assert overdue != [c["id"] for c in make_customers(3000, seed=2) if due(c)]
+    # The others reset after tomorrow's midnight, whatever the time of day.
+    assert all(b["next_reset_at"] >= tomorrow for c in people if not due(c)
+               for b in c["balances"].values() if b["next_reset_at"])
+    with AutumnStandIn(customers=people[:600]) as server:
+        victim = next(c for c in people[:600] if due(c) and c["id"])
+        got = ok(server, "customers.get", {"customer_id": victim["id"]})
+        assert not due(got) and got != victim
+        assert all(b["usage"] == 0 for f, b in got["balances"].items() if b["next_reset_at"])
 
 
 # -- control channel (/_standin/*) ---------------------------------------------------

@@ -80,12 +80,16 @@ def test_unchanged_resync_rewrites_nothing(make_standin):
 
 def test_unchanged_page_costs_a_constant_number_of_queries(make_standin):
     # Counted on every connection: on PostgreSQL pages are written on the lanes' own.
+    # Twice first: the first pass reads the customers due to reset through customers.get,
+    # which resets them at Autumn, so their pages change once.
     make_standin(300)
-    sync_all_customers(page_size=100)
+    for _ in range(2):
+        sync_all_customers(page_size=100)
     with all_queries() as small:
         small_run = sync_all_customers(page_size=100)
     make_standin(900, seed=8)
-    sync_all_customers(page_size=300)
+    for _ in range(2):
+        sync_all_customers(page_size=300)
     with all_queries() as large:
         large_run = sync_all_customers(page_size=300)
     assert large_run.pages == small_run.pages

@@ -29,11 +29,15 @@ class PageMemo:
 
     def __init__(self, outline: PageOutline, *, reached_created_at: int | None = None,
                  capped_ids: Iterable[str] = (), capped_catalogues: dict | None = None,
-                 keys: Iterable[int] = (), states: Iterable[int] = ()) -> None:
+                 keys: Iterable[int] = (), states: Iterable[int] = (),
+                 due_at: int | None = None) -> None:
         self.outline, self.reached_created_at = outline, reached_created_at
         self.capped_ids = list(capped_ids)
         self.capped_catalogues = capped_catalogues or {}
         self.keys, self.states = array("Q", keys), array("Q", states)
+        # The earliest balance reset (epoch ms) among the page's customers that are not
+        # read again: once it is due, that row needs customers.get, so the memo is stale.
+        self.due_at = due_at
 
     def add(self, key: int, state: int) -> None:
         self.keys.append(key)
@@ -49,6 +53,7 @@ class PageMemo:
         header = jsonlib.dumps_bytes({
             "next_cursor": self.outline.next_cursor, "count": self.outline.count,
             "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
+            "due_at": self.due_at,
             "capped_catalogues": self.capped_catalogues,
         })
         return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes()
@@ -65,9 +70,11 @@ class PageMemo:
             both.frombytes(data[end + 1:])
             if len(both) % 2:
                 return None
+            if "due_at" not in header:
+                return None  # written before memos knew of resets: the page is read again
             outline = PageOutline(header["next_cursor"], header["count"])
             half = len(both) // 2
-            return cls(outline, reached_created_at=header["reached_created_at"],
+            return cls(outline, reached_created_at=header["reached_created_at"], due_at=header["due_at"],
                        capped_ids=header["capped_ids"], capped_catalogues=header["capped_catalogues"],
                        keys=both[:half], states=both[half:])
         except (ValueError, KeyError, TypeError):

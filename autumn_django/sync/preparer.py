@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -110,13 +111,16 @@ class PagePreparer:
         else:
             rows = page.customers
             capped_ids = [data["id"] for data in rows if _needs_get(data)]
+            # A row due to reset shows last period's usage: only get applies the reset.
+            due_ids, due_at = _due_to_reset(rows, _now_ms(), capped_ids)
+            capped_ids += due_ids
             reread = set(capped_ids)  # the list's catalogue fields of each customer read again
             catalogues = {data["id"]: list_catalogue(data) for data in rows
                           if type(data) is dict and data.get("id") in reread}
             reached = _reached_created_at(rows)
             if page.digest and page.outline:
                 new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids,
-                                    capped_catalogues=catalogues)
+                                    capped_catalogues=catalogues, due_at=due_at)
         if self._classify(rows, capped_ids, prepared, new_memo, catalogues) and new_memo is not None:
             prepared.memo = new_memo.to_bytes()
         prepared.reached_created_at = reached
@@ -149,6 +153,8 @@ class PagePreparer:
             return None
         data = self._memos.get(digest)
         stored = PageMemo.from_bytes(data) if data is not None else None
+        if stored is not None and stored.due_at is not None and stored.due_at <= _now_ms():
+            return None  # a reset on the page came due since: its rows need a look
         return stored if stored is not None and stored.held_by(self._known) else None
 
     def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
@@ -285,6 +291,46 @@ def _reached_created_at(customers: list) -> int | None:
         if isinstance(created_at, int) and not isinstance(created_at, bool):
             reached = created_at if reached is None else max(reached, created_at)
     return reached
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _due_to_reset(rows: list, now_ms: int, skip: list[str]) -> tuple[list[str], int | None]:
+    """The ids of the list rows with a balance (or a breakdown entry) due to reset by
+    ``now_ms`` (no earlier than the page was fetched), but those in ``skip``; and the
+    earliest reset time after ``now_ms`` on the page (None: none), when its memo expires.
+
+    Autumn resets balances lazily: a list row still shows last period's usage until its
+    queued reset lands, while ``customers.get`` applies every due reset before answering
+    (autumn-api.md, "Balance resets"). This runs on every row, so it only compares the
+    rows' reset times (whole epoch ms, as Autumn sends them) with the page's time."""
+    due: list[str] = []
+    after: int | None = None
+    for data in rows:
+        balances = data.get("balances") if type(data) is dict else None
+        if not balances or type(balances) is not dict:
+            continue
+        earliest = None
+        for balance in balances.values():
+            if type(balance) is not dict:
+                continue
+            at = balance.get("next_reset_at")
+            if type(at) is int and (earliest is None or at < earliest):
+                earliest = at
+            for entry in balance.get("breakdown") or ():
+                reset = entry.get("reset") if type(entry) is dict else None
+                at = reset.get("resets_at") if type(reset) is dict else None
+                if type(at) is int and (earliest is None or at < earliest):
+                    earliest = at
+        if earliest is None:
+            continue
+        if earliest > now_ms:
+            after = earliest if after is None or earliest < after else after
+        elif type(data.get("id")) is str and data["id"] not in skip:
+            due.append(data["id"])  # an id-less customer cannot be read through get
+    return due, after
 
 
 def _needs_get(data: Any) -> bool:

@@ -6,6 +6,8 @@
 Prints one line once it listens (scripts wait for it), then serves until SIGINT or SIGTERM
 and exits 0. ``--control`` opens the key-less control channel (``control.py``) that lets a
 harness in another process change balances and subscriptions; off by default.
+Balance resets are lazy as on Autumn (``--no-lazy-resets`` applies them on list too;
+``--reset-lands-after-ms never`` keeps a list's queued reset from ever landing).
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--org-max-limit", type=int, default=1000)
     serve.add_argument("--list-rate-limit", type=int, default=None, help="customers.list req/s")
     serve.add_argument(
+        "--lazy-resets", action=argparse.BooleanOptionalAction, default=True,
+        help="customers.list answers due balance resets unapplied, as Autumn does (default on)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--reset-lands-after-ms", type=_lands_after, default=1000, metavar="MS|never",
+        help="when a reset queued by customers.list lands (default 1000 ms)",
+    )  # fmt: skip
+    serve.add_argument(
         "--control", action="store_true", help="also serve the /_standin/* control routes "
         "(no key needed: only for a host no one else can reach)",
     )  # fmt: skip
@@ -53,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         customers=make_customers(args.customers, seed=args.seed, env=args.env),
         env=args.env, secret_keys=args.key, org_max_limit=args.org_max_limit,
         port=args.port, host=args.host, list_rate_limit=args.list_rate_limit,
-        control=args.control,
+        control=args.control, lazy_resets=args.lazy_resets,
+        reset_lands_after_ms=args.reset_lands_after_ms,
     )  # fmt: skip
     server.start()
     extra = ", control channel on /_standin/" if args.control else ""
@@ -67,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _lands_after(text: str) -> float | None:
+    if text == "never":
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("a number of milliseconds >= 0, or 'never'")
+    return value
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ controls a plan gives (``source: "plan"``) plus, for a few customers, their own
 
 The 2.3 additions are drawn from a second random stream, so for a given seed every value
 the generator made before them (ids, times, plans, balances) is unchanged.
+
+Balance resets: a reset that is not due lies after tomorrow's UTC midnight, so it stays
+ahead of the clock all day; about 1% of the customers with an id (``DUE_SHARE``, chosen by a
+third random stream, so the same ones for a seed) have every resetting balance past its
+reset time, as a customer whose lazy reset Autumn has not applied yet (autumn-api.md,
+"Balance resets").
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ BOOLEAN_FEATURES = {
     "enterprise": ["analytics", "custom_domain", "sso", "audit_log", "priority_support"],
 }
 INTERVAL_MS = {"day": DAY_MS, "week": 7 * DAY_MS, "month": 30 * DAY_MS, "year": YEAR_MS}
+# Customers whose resetting balances are past their reset time when generated.
+DUE_SHARE = 0.01
 
 # Seat plans -> the license (seat-pool) plans they grant: (plan id, name, seats included),
 # sorted by plan id as the server sorts a customer's pools. Pools after the first are optional.
@@ -111,6 +119,8 @@ class _Gen:
         self.rng = random.Random(seed)
         # The 2.3 fields' own stream: drawing them from ``rng`` would shift everything after.
         self.more = random.Random(f"autumn-2.3:{seed}")
+        # Which customers have resets due, and how overdue: a stream of their own too.
+        self.resets = random.Random(f"autumn-resets:{seed}")
         self.env = env
         self.start = start_ms
         self.end = end_ms
@@ -198,7 +208,11 @@ class _Gen:
         usage = round(usage * 2) / 2 if frac else int(usage)
         reset = None
         if interval:
-            reset = {"interval": interval, "resets_at": self.now + rng.randrange(1, INTERVAL_MS[interval])}
+            # After tomorrow's midnight (and within one interval of today's): not due
+            # whatever the time of day. The draw is the one the generator always made.
+            drawn = rng.randrange(1, INTERVAL_MS[interval])
+            reset = {"interval": interval,
+                     "resets_at": self.now + DAY_MS + drawn % max(1, INTERVAL_MS[interval] - DAY_MS)}
         price = None
         if overage:
             price = {
@@ -263,6 +277,25 @@ class _Gen:
                 "breakdown": entries,
             }
         return out
+
+    def overdue(self, balances: dict, has_id: bool) -> None:
+        """For ``DUE_SHARE`` of customers, every resetting balance's reset lies in the past
+        (by up to two intervals), its usage left as it is: Autumn has not applied it yet.
+        Not for an id-less customer: only customers.get applies a due reset at once, and it
+        cannot name one (its list row changes whenever the queued reset lands)."""
+        draws = self.resets
+        if draws.random() >= DUE_SHARE or not has_id:
+            return
+        for balance in balances.values():
+            resets = []
+            for entry in balance["breakdown"]:
+                if entry["reset"]:
+                    interval = INTERVAL_MS[entry["reset"]["interval"]]
+                    at = self.now - draws.randrange(1, 2 * interval)
+                    entry["reset"] = {**entry["reset"], "resets_at": at}
+                    resets.append(at)
+            if resets:
+                balance["next_reset_at"] = min(resets)
 
     def licenses(self, plan_id: str, main: dict, subs: list[dict]) -> list[dict]:
         """The seat pools ``plan_id`` grants; a pool with seats in use adds the license plan
@@ -405,6 +438,7 @@ class _Gen:
         receipts = rng.random() < 0.4
         own_controls = rng.random() < 0.05
         balances = self.balances(plan, packs, heavy)
+        self.overdue(balances, cid is not None)
         # The 2.3 fields, from their own stream. subs[0] is the active base plan, if any.
         active = plan if subs else None
         licenses = self.licenses(plan, subs[0], subs) if active in LICENSE_POOLS else []

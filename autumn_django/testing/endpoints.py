@@ -252,6 +252,25 @@ class Ctx:
     version: str
     org_max_limit: int
     patches: dict
+    # Balance resets (resets.py): lazy, as the real server, unless switched off; a list's
+    # queued background reset lands this long after the list (None: never).
+    lazy_resets: bool = True
+    reset_lands_after_ms: float | None = None
+
+
+def _on_listed(ctx: Ctx) -> Any:
+    """What customers.list does to the customers of its page before answering: lazily,
+    it answers them as stored and queues the reset of those due; with lazy resets off it
+    applies their due resets first (as if the queued job had already landed)."""
+    def picked(records: list[Record]) -> None:
+        now = now_ms()
+        if ctx.lazy_resets:
+            ctx.store.queue_resets(records, now, ctx.reset_lands_after_ms)
+        else:
+            for rec in records:
+                ctx.store.apply_resets(rec, now)
+
+    return picked
 
 
 def _customer_reply(ctx: Ctx, rec: Record) -> Reply:
@@ -273,7 +292,7 @@ def list_customers(ctx: Ctx, body: dict) -> Reply:
         offset = _int(body, "offset", 0, 2**53, 0)
         rows, total = ctx.store.listed().offset_page(
             offset=offset, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi,
-            patches=ctx.patches,
+            patches=ctx.patches, picked=_on_listed(ctx),
         )  # fmt: skip
         tail = dumps(
             {"total_count": total, "has_more": offset + len(rows) < total, "offset": offset,
@@ -287,7 +306,8 @@ def list_customers(ctx: Ctx, body: dict) -> Reply:
         if after is None:
             raise ApiError(400, "invalid_cursor", "Invalid cursor: could not decode start_cursor")
     rows, next_cursor = ctx.store.listed().cursor_page(
-        after=after, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi, patches=ctx.patches
+        after=after, limit=limit, desc=desc, match=match, lo_ca=lo, hi_ca=hi, patches=ctx.patches,
+        picked=_on_listed(ctx),
     )
     return Reply(200, b'{"list":[' + b",".join(rows) + b'],"next_cursor":' + dumps(next_cursor) + b"}")
 
@@ -302,6 +322,7 @@ def get_customer(ctx: Ctx, body: dict) -> Reply:
     rec = ctx.store.find(customer_id)
     if rec is None:
         raise _not_found(customer_id)
+    ctx.store.apply_resets(rec)  # customers.get applies every due reset before it answers
     return _customer_reply(ctx, rec)
 
 
@@ -323,12 +344,14 @@ def get_or_create(ctx: Ctx, body: dict) -> Reply:
     store = ctx.store
     with store.lock:
         rec = store.find(customer_id) if customer_id is not None else store.find_idless(email)
-        if rec is not None:  # idempotent: returned as it is, nothing applied
+        if rec is not None:  # idempotent: returned as it is, nothing applied but due resets
+            store.apply_resets(rec)
             return _customer_reply(ctx, rec)
         if customer_id is not None and email:
             rec = store.find_idless(email)
             if rec is not None:  # a new id claims the id-less customer with this email
                 store.replace(rec, {**rec.data, "id": customer_id})
+                store.apply_resets(rec)
                 return _customer_reply(ctx, rec)
         now = now_ms()
         processors: dict[str, Any] = {}

@@ -26,7 +26,8 @@ from typing import Any
 from . import control as control_channel
 from .endpoints import HANDLERS, ApiError, Ctx, Reply, error_reply
 from .faults import Fault, Faults
-from .store import Store, dumps
+from .resets import make_due
+from .store import Store, dumps, now_ms
 
 ENVS = ("sandbox", "live")
 API_VERSIONS = ("2.1", "2.2", "2.3")
@@ -126,6 +127,12 @@ class AutumnStandIn:
     ``control=True`` also serves the ``/_standin/*`` control routes (see ``control.py``),
     so a harness in another process can change customers the way billing does; off, those
     paths are unknown like any other (404).
+
+    Balance resets are lazy, as on the real server (``resets.py``): ``customers.get`` and
+    ``get_or_create`` apply a customer's due resets before answering, ``customers.list``
+    answers as stored and queues a background reset that lands ``reset_lands_after_ms``
+    later (None: never). ``lazy_resets=False`` makes the list apply them too. Both are
+    attributes, so a test can switch them while the server runs.
     """
 
     def __init__(
@@ -138,6 +145,8 @@ class AutumnStandIn:
         host: str = "127.0.0.1",
         list_rate_limit: int | None = None,
         control: bool = False,
+        lazy_resets: bool = True,
+        reset_lands_after_ms: float | None = 1000,
     ) -> None:
         self.env = _check_env(env)
         if isinstance(secret_keys, str):
@@ -148,6 +157,8 @@ class AutumnStandIn:
         self.port = port
         self.list_rate_limit = list_rate_limit
         self.control = control
+        self.lazy_resets = lazy_resets
+        self.reset_lands_after_ms = reset_lands_after_ms
         self.faults = Faults()
         self._stores = {e: Store(e) for e in ENVS}
         if customers is not None:
@@ -212,9 +223,12 @@ class AutumnStandIn:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
 
-    # -- data access for tests (deep copies; full objects as customers.get returns) ---
+    # -- data access for tests (deep copies; full objects as stored: customers.get
+    # answers the same but for resets that are due, which it applies first) ------------
     def _store(self, env: str) -> Store:
-        return self._stores[_check_env(env)]
+        store = self._stores[_check_env(env)]
+        store.land_resets()  # what the queued background resets changed by now
+        return store
 
     def list_customers(self, env: str = "sandbox") -> list[dict]:
         """Every customer of ``env`` in ascending ``(created_at, insertion)`` order."""
@@ -236,6 +250,19 @@ class AutumnStandIn:
             if rec is None:
                 raise KeyError(customer_id)
             store.replace(rec, {**rec.data, **copy.deepcopy(fields)})
+            return copy.deepcopy(rec.data)
+
+    def make_reset_due(self, customer_id: str, feature_id: str | None = None, env: str = "sandbox",
+                       at: int | None = None) -> dict:
+        """Make the customer's resetting balances (or ``feature_id``'s) due to reset at
+        ``at`` (epoch ms, default 1 ms ago), usage left as it is; returns it as stored. The
+        list then shows the due reset until its queued reset lands; get applies it."""
+        store = self._store(env)
+        with store.lock:
+            rec = store.find(customer_id)
+            if rec is None:
+                raise KeyError(customer_id)
+            store.replace(rec, make_due(rec.data, now_ms() - 1 if at is None else at, feature_id))
             return copy.deepcopy(rec.data)
 
     def rename_customer(self, old_id: str, new_id: str | None, env: str = "sandbox") -> dict:
@@ -306,7 +333,10 @@ class AutumnStandIn:
             return error_reply(400, "invalid_inputs", f"body: {problem}", env)
         if endpoint == "customers.list" and self.list_rate_limit and self._limited(env):
             return self._text_429(endpoint, 1)
-        ctx = Ctx(self._stores[env], env, version, self.org_max_limit, self.faults.patches(env))
+        store = self._stores[env]
+        store.land_resets()
+        ctx = Ctx(store, env, version, self.org_max_limit, self.faults.patches(env),
+                  self.lazy_resets, self.reset_lands_after_ms)
         try:
             return self._cached(endpoint, env, HANDLERS[endpoint](ctx, body))
         except ApiError as e:

@@ -20,6 +20,7 @@ import base64
 import binascii
 import copy
 import gc
+import heapq
 import json
 import math
 import threading
@@ -28,6 +29,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from .resets import apply_due_resets, earliest_reset
 
 LIST_ITEM_CAP = 15  # subscriptions + purchases carried by one list row
 
@@ -54,6 +57,9 @@ def dumps(obj: Any) -> bytes:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+now_ms_ = now_ms  # for methods with an argument of that name
 
 
 def _sort_value(created_at: Any) -> float:
@@ -95,13 +101,19 @@ def decode_cursor(cursor: str) -> tuple | None:
 
 
 class Record:
-    __slots__ = ("data", "key", "row", "seq")
+    __slots__ = ("data", "due_at", "key", "row", "seq")
 
     def __init__(self, seq: int, data: dict) -> None:
         self.seq = seq
         self.data = data
         self.key = (_sort_value(data.get("created_at")), seq)
         self.row: bytes | None = None  # cached list-row JSON
+        # Epoch ms of the customer's earliest balance reset (None: nothing resets), so a
+        # page can tell its due customers by one comparison each.
+        self.due_at = earliest_reset(data)
+
+    def reset_due(self, now_ms: int) -> bool:
+        return self.due_at is not None and self.due_at <= now_ms
 
     def row_bytes(self) -> bytes:
         if self.row is None:
@@ -129,6 +141,9 @@ class Store:
         self._lag_seconds = 0.0
         self._unseen: deque[tuple[float, int, dict | None]] = deque()
         self._next_seq = 0
+        # Background resets queued by customers.list: (monotonic time it lands, seq).
+        self._queued: list[tuple[float, int]] = []
+        self._queued_seqs: set[int] = set()
 
     # -- indexing -------------------------------------------------------------------
     def _prepare(self, customer: dict) -> dict:
@@ -212,6 +227,7 @@ class Store:
             old_key = rec.key
             rec.data = data
             rec.row = None
+            rec.due_at = earliest_reset(data)
             rec.key = (_sort_value(data.get("created_at")), rec.seq)
             if rec.key != old_key:
                 del self._keys[bisect_left(self._keys, old_key)]
@@ -281,6 +297,46 @@ class Store:
         else:
             self.replace(rec, data)
 
+    # -- balance resets (see resets.py) ----------------------------------------------
+    def apply_resets(self, rec: Record, now_ms: int | None = None) -> bool:
+        """Apply every reset of ``rec`` that is due (as customers.get does); True if any was."""
+        now_ms = now_ms_() if now_ms is None else now_ms
+        with self.lock:
+            if not rec.reset_due(now_ms) or self._recs.get(rec.seq) is not rec:
+                return False
+            data = apply_due_resets(rec.data, now_ms)
+            if data is None:
+                return False
+            self.replace(rec, data)
+            return True
+
+    def queue_resets(self, recs: Iterable[Record], now_ms: int, lands_in_ms: float | None) -> None:
+        """Queue the background reset of each of ``recs`` that is due (as customers.list
+        does), to land ``lands_in_ms`` from now; None: it never lands."""
+        if lands_in_ms is None:
+            return
+        lands_at = time.monotonic() + lands_in_ms / 1000
+        with self.lock:
+            for rec in recs:
+                if rec.reset_due(now_ms) and rec.seq not in self._queued_seqs:
+                    self._queued_seqs.add(rec.seq)
+                    heapq.heappush(self._queued, (lands_at, rec.seq))
+
+    def land_resets(self) -> int:
+        """Apply the queued background resets whose time has come; how many changed a customer."""
+        if not self._queued:  # unlocked peek: the common case costs nothing
+            return 0
+        landed = 0
+        with self.lock:
+            now, now_ms = time.monotonic(), now_ms_()
+            while self._queued and self._queued[0][0] <= now:
+                _, seq = heapq.heappop(self._queued)
+                self._queued_seqs.discard(seq)
+                rec = self._recs.get(seq)
+                if rec is not None and self.apply_resets(rec, now_ms):
+                    landed += 1
+        return landed
+
     # -- reads ----------------------------------------------------------------------
     def find(self, customer_id: str) -> Record | None:
         return self._by_id.get(customer_id)
@@ -320,8 +376,10 @@ class Store:
         lo_ca: float | None = None,
         hi_ca: float | None = None,
         patches: dict | None = None,
+        picked: Callable[[list[Record]], None] | None = None,
     ) -> tuple[list[bytes], str | None]:
-        """One 2.3 page: the rows' JSON bytes and the ``next_cursor``.
+        """One 2.3 page: the rows' JSON bytes and the ``next_cursor``. ``picked`` is
+        called with the page's records before their rows are written (under the lock).
 
         ``next_cursor`` is None on the last page, and also (the real server's defect,
         reproduced on purpose) when a full page ends with a customer whose id is null.
@@ -337,19 +395,21 @@ class Store:
                 start = lo if after is None else max(lo, bisect_right(keys, after))
                 positions = range(start, hi)
             if match is None:  # fast path: a slice, plus "is there one more?"
-                picked = [recs[keys[i][1]] for i in positions[: limit + 1]]
+                chosen = [recs[keys[i][1]] for i in positions[: limit + 1]]
             else:
-                picked = []
+                chosen = []
                 for i in positions:
                     rec = recs[keys[i][1]]
                     if match(rec.data):
-                        picked.append(rec)
-                        if len(picked) > limit:
+                        chosen.append(rec)
+                        if len(chosen) > limit:
                             break
-            more = len(picked) > limit
-            picked = picked[:limit]
-            rows = [self._row(r, patches) for r in picked]
-            last = picked[-1] if picked else None
+            more = len(chosen) > limit
+            chosen = chosen[:limit]
+            if picked is not None:
+                picked(chosen)
+            rows = [self._row(r, patches) for r in chosen]
+            last = chosen[-1] if chosen else None
             if not more or last is None or last.data.get("id") is None:
                 return rows, None
             return rows, encode_cursor(last.key)
@@ -364,6 +424,7 @@ class Store:
         lo_ca: float | None = None,
         hi_ca: float | None = None,
         patches: dict | None = None,
+        picked: Callable[[list[Record]], None] | None = None,
     ) -> tuple[list[bytes], int]:
         """One 2.1/2.2 page: the rows' JSON bytes and the total count of matches."""
         with self.lock:
@@ -373,7 +434,10 @@ class Store:
                 chosen.reverse()
             if match is not None:
                 chosen = [r for r in chosen if match(r.data)]
-            rows = [self._row(r, patches or {}) for r in chosen[offset : offset + limit]]
+            page = chosen[offset : offset + limit]
+            if picked is not None:
+                picked(page)
+            rows = [self._row(r, patches or {}) for r in page]
             return rows, len(chosen)
 
 

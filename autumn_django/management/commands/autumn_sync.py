@@ -127,7 +127,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Synced {seen:,} {client.env} customers in {run.pages} pages, {seconds:.1f} s{resumed}: "
             f"created {run.created:,}, updated {run.updated:,}, unchanged {run.unchanged:,}, "
-            f"deleted {run.deleted:,}, skipped {run.skipped:,}."))
+            f"deleted {run.deleted:,}, skipped {run.skipped:,}. Read again through customers.get: "
+            f"{run.reread:,}."))
         for problem in run.errors:
             if verbosity > 0:
                 self.stdout.write(self.style.WARNING(
