@@ -318,6 +318,40 @@ def test_balance_list_columns_filters_and_usage_sort(admin_client, showcase):
     assert features({"o": f"-{usage_column}"})[:3] == ["exports", "messages", "ai_tokens"]
 
 
+def test_a_balance_past_its_reset_is_marked_reset_due_not_exhausted(admin_client, showcase, settings):
+    # The sync wrote the rows; then the reset times passed (Autumn resets lazily: only
+    # customers.get applies them, so the rows still show last period's usage).
+    settings.TIME_ZONE = "Asia/Kolkata"
+    due = datetime(2026, 3, 1, 6, 30, tzinfo=timezone.utc)
+    Balance.objects.filter(customer=showcase, feature_id="exports").update(next_reset_at=due)
+    pack = Balance.objects.get(customer=showcase, feature_id="ai_tokens")
+    pack.breakdown = [{**pack.breakdown[0], "reset": {"interval": "month",
+                                                      "resets_at": int(due.timestamp() * 1000)}}]
+    pack.save(update_fields=["breakdown"])
+    local = f"{date_format(due.astimezone(ZoneInfo('Asia/Kolkata')), 'DATETIME_FORMAT')} IST"
+    marker = re.compile(r'<span class="autumn-badge autumn-badge-reset" title="[^"]+">reset due</span> '
+                        rf'<time datetime="{re.escape(due.isoformat())}">{re.escape(local)}</time>')
+
+    page = admin_client.get(f"{CUSTOMERS}{showcase.pk}/change/").content.decode()
+    listing = admin_client.get(BALANCES, {"q": SHOWCASE_ID}).content.decode()
+
+    for html in (page, listing):
+        rows = {feature: row for row in re.findall(r"<tr[^>]*>(?:(?!</tr>).)*</tr>", html, re.S)
+                for feature in ("exports", "ai_tokens", "messages") if f">{feature}<" in row}
+        for feature in ("exports", "ai_tokens"):
+            assert len(marker.findall(rows[feature])) == 2, feature  # in the usage and next reset columns
+            assert "<meter" not in rows[feature], f"{feature}: no bar of last period's usage"
+        assert "→ 10 at its reset" in rows["exports"] and "→ 100 at its reset" in rows["ai_tokens"]
+        assert "reset due" not in rows["messages"] and "<meter" in rows["messages"], "not due: as before"
+
+    def features(params) -> list[str]:
+        found = admin_client.get(BALANCES, {"q": SHOWCASE_ID, **params}).content.decode()
+        return re.findall(r'class="field-feature_id"><a [^>]*>([^<]+)</a>', found)
+
+    assert features({"exhausted": "yes"}) == [], "exports is back to its grant, not exhausted"
+    assert "exports" in features({"exhausted": "no"})
+
+
 def test_feature_filter_offers_the_feature_ids(admin_client, mirror):
     html = admin_client.get(BALANCES).content.decode()
     for feature in Balance.objects.values_list("feature_id", flat=True).distinct():

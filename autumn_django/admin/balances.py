@@ -61,8 +61,8 @@ class BalanceAdmin(ReadOnlyAdmin):
         return display.format_amount(balance.usage)
 
     @admin.display(description=_("remaining"), ordering="remaining")
-    def remaining_amount(self, balance: Balance) -> str:
-        return _("unlimited") if balance.unlimited else display.format_amount(balance.remaining)
+    def remaining_amount(self, balance: Balance):
+        return display.remaining_amount(balance)
 
     # Balances without a percentage (unlimited, nothing granted) sort below the fullest
     # ones on every database (PostgreSQL and SQLite disagree on where NULL goes).
@@ -76,7 +76,7 @@ class BalanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("next reset"), ordering="next_reset_at")
     def next_reset(self, balance: Balance):
-        return display.local_datetime(balance.next_reset_at)
+        return display.next_reset(balance)
 
     @admin.display(description=_("breakdown"))
     def breakdown_json(self, balance: Balance):

@@ -92,8 +92,8 @@ class BalanceInline(ChildInline):
         return display.format_amount(balance.usage)
 
     @admin.display(description=_("remaining"))
-    def remaining_amount(self, balance: Balance) -> str:
-        return _("unlimited") if balance.unlimited else display.format_amount(balance.remaining)
+    def remaining_amount(self, balance: Balance):
+        return display.remaining_amount(balance)
 
     @admin.display(description=_("usage"))
     def usage_bar(self, balance: Balance):
@@ -106,7 +106,7 @@ class BalanceInline(ChildInline):
 
     @admin.display(description=_("next reset"))
     def next_reset(self, balance: Balance):
-        return display.local_datetime(balance.next_reset_at)
+        return display.next_reset(balance)
 
 
 class FlagInline(ChildInline):

@@ -23,6 +23,7 @@ from ..conf import autumn_settings
 from ..models import Balance, Customer, Env
 
 EMPTY = "—"
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 # Where the usage bar turns amber, then red (fractions of the grant).
 WARN_AT, DANGER_AT = 0.75, 0.9
 
@@ -58,8 +59,52 @@ def format_percent(value: float | None) -> str:
     return f"{format_amount(value)}%"
 
 
+def reset_due_at(balance: Balance) -> datetime | None:
+    """When the balance's reset came due, if its reset time (or a breakdown entry's) has
+    passed. Autumn applies a due reset only when the customer is next read through
+    ``customers.get``, so until a sync or refresh does, the mirror shows last period's usage
+    of a balance that is in truth back to its grant."""
+    now = timezone.now()
+    due = balance.next_reset_at if balance.next_reset_at and balance.next_reset_at <= now else None
+    for entry in balance.breakdown if isinstance(balance.breakdown, list) else ():
+        reset = entry.get("reset") if isinstance(entry, dict) else None
+        at = reset.get("resets_at") if isinstance(reset, dict) else None
+        if isinstance(at, (int, float)) and not isinstance(at, bool):
+            when = _EPOCH + timedelta(milliseconds=at)
+            if when <= now and (due is None or when < due):
+                due = when
+    return due
+
+
+def reset_due(due: datetime) -> SafeString:
+    """The "reset due" marker, with the time it came due."""
+    return format_html(
+        '<span class="autumn-badge autumn-badge-reset" title="{}">{}</span> {}',
+        _("Autumn resets this balance to its grant the next time it reads the customer "
+          "(customers.get); the mirror shows the usage from before the reset until then."),
+        _("reset due"), local_datetime(due))
+
+
+def remaining_amount(balance: Balance) -> SafeString | str:
+    """The remaining count; for a balance whose reset is due, with what it resets to."""
+    if balance.unlimited:
+        return _("unlimited")
+    shown = format_amount(balance.remaining)
+    if reset_due_at(balance) is None or balance.granted is None:
+        return shown
+    return format_html('{} <span class="autumn-reset-to">{}</span>', shown,
+                       _("→ %(granted)s at its reset") % {"granted": format_amount(balance.granted)})
+
+
+def next_reset(balance: Balance) -> SafeString | str:
+    """The next reset in the active time zone, or the "reset due" marker once it passed."""
+    due = reset_due_at(balance)
+    return reset_due(due) if due is not None else local_datetime(balance.next_reset_at)
+
+
 def usage_bar(balance: Balance) -> SafeString | str:
-    """A ``<meter>`` of usage against the grant, with the numbers beside it.
+    """A ``<meter>`` of usage against the grant, with the numbers beside it; for a balance
+    whose reset is due, the "reset due" marker instead of last period's usage.
 
     A native meter is accessible and needs no script; its low/high/optimum attributes make
     browsers draw it green, amber past 75% and red past 90% (and when over the grant, where
@@ -67,6 +112,9 @@ def usage_bar(balance: Balance) -> SafeString | str:
     """
     if balance.unlimited:
         return format_html('<span class="autumn-unlimited">{}</span>', _("Unlimited"))
+    due = reset_due_at(balance)
+    if due is not None:
+        return reset_due(due)
     percent = usage_percent(balance)
     if percent is None:
         return EMPTY

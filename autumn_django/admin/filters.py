@@ -114,14 +114,16 @@ EXHAUSTED = Q(unlimited=False, remaining__lte=0)
 
 
 class ExhaustedFilter(_YesNoFilter):
-    """Balances with nothing left (unlimited ones never run out)."""
+    """Balances with nothing left (unlimited ones never run out, and one whose reset time
+    has passed is back to its grant: Autumn resets it at the next customers.get)."""
 
     title = _("exhausted")
     parameter_name = "exhausted"
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        exhausted = EXHAUSTED & ~Q(next_reset_at__lte=timezone.now())
         if self.value() == "yes":
-            return queryset.filter(EXHAUSTED)
+            return queryset.filter(exhausted)
         if self.value() == "no":
-            return queryset.exclude(EXHAUSTED)
+            return queryset.exclude(exhausted)
         return queryset
