@@ -2,6 +2,7 @@
 
     path("autumn/", include("autumn_django.api.urls"))
 
-``me/`` serves the signed-in user's customer in Autumn's own JSON shape; ``customers/``
+``me/`` serves the customer of the request's owner (the signed-in user by default;
+``AUTUMN_OWNER_FROM_REQUEST``) in Autumn's own JSON shape; ``customers/``
 and ``customers/<autumn_id>/`` are for staff.
 """
