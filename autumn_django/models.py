@@ -313,6 +313,9 @@ class WebhookEvent(models.Model):
     customer_id = models.CharField(_("Autumn customer id"), max_length=255, null=True, blank=True,
                                    db_index=True)
     payload = models.JSONField(_("body as received"))
+    # The environment of the endpoint that received it (one Svix app per env): processing
+    # it again later refreshes from that env.
+    env = models.CharField(max_length=8, choices=Env.choices, blank=True, default="", db_default="")
     signed_at = models.DateTimeField(_("signed by Svix at"))
     received_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)

@@ -254,6 +254,30 @@ def test_each_env_endpoint_verifies_with_its_own_secret_and_refreshes_from_its_e
 
 
 @pytest.mark.django_db(transaction=True)
+def test_process_again_refreshes_from_the_env_of_the_endpoint_that_received_it(
+        client, webhooks, django_user_model):
+    """The sandbox endpoint's event failed; staff process it again later: the refresh must
+    read the sandbox, not AUTUMN_ENV (live here)."""
+    customer_id = next(iter(shared_ids(webhooks)))
+    sandbox_url = reverse("autumn:webhook-env", kwargs={"env": "sandbox"})
+    webhooks.faults.fail_next(1, status=400, endpoint="customers.get")
+    event = {"type": "billing.updated", "data": {"customer_id": customer_id}}
+    assert deliver(client, sandbox_url, event, SANDBOX_SECRET, "msg_retry").status_code == 500
+    stored = WebhookEvent.objects.get(svix_id="msg_retry")
+    assert (stored.status, stored.env) == (WebhookEvent.Status.FAILED, "sandbox")
+    webhooks.modify_customer(customer_id, env="sandbox", name="Sandbox fixed")
+    webhooks.modify_customer(customer_id, env="live", name="Live, not asked")
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
+
+    client.post("/admin/autumn_django/webhookevent/", {
+        "action": "process_again", "index": "0", "_selected_action": [str(stored.pk)]}, follow=True)
+
+    assert WebhookEvent.objects.get(pk=stored.pk).status == WebhookEvent.Status.PROCESSED
+    assert Customer.objects.get(env="sandbox", autumn_id=customer_id).name == "Sandbox fixed"
+    assert Customer.objects.get(env="live", autumn_id=customer_id).name != "Live, not asked"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_single_webhook_secret_is_autumn_envs(client, webhooks, settings):
     settings.AUTUMN_WEBHOOK_SECRETS = None
     settings.AUTUMN_WEBHOOK_SECRET = SANDBOX_SECRET

@@ -43,13 +43,13 @@ def without_secrets(value: object) -> object:
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ("received_at", "event_type", "customer_id", "status", "attempts", "svix_id")
+    list_display = ("received_at", "event_type", "customer_id", "env", "status", "attempts", "svix_id")
     # Not event_type: a filter on a field without choices runs SELECT DISTINCT over the table.
-    list_filter = ("status",)
+    list_filter = ("status", "env")
     search_fields = ("=svix_id", "=customer_id", "event_type")
     ordering = ("-received_at",)
     show_full_result_count = False
-    fields = ("svix_id", "event_type", "customer_id", "status", "error", "attempts", "signed_at",
+    fields = ("svix_id", "event_type", "customer_id", "env", "status", "error", "attempts", "signed_at",
               "received_at", "processed_at", "formatted_payload")
     readonly_fields = fields
     actions = ("process_again",)

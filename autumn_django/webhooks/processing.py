@@ -202,8 +202,10 @@ def env_of(payload: Any) -> str | None:
     return None
 
 
-def record_event(svix_id: str, timestamp: int, payload: dict[str, Any]) -> tuple[WebhookEvent, bool]:
-    """Store a verified delivery, once per ``svix_id``; returns the row and whether it is new."""
+def record_event(svix_id: str, timestamp: int, payload: dict[str, Any],
+                 env: str = "") -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery to ``env``'s endpoint, once per ``svix_id``; returns the
+    row and whether it is new."""
     event_type = payload.get("type")
     return WebhookEvent.objects.get_or_create(
         svix_id=svix_id,
@@ -211,6 +213,7 @@ def record_event(svix_id: str, timestamp: int, payload: dict[str, Any]) -> tuple
             "event_type": event_type if isinstance(event_type, str) else "",
             "customer_id": customer_id_of(payload),
             "payload": payload,
+            "env": env,
             "signed_at": datetime.fromtimestamp(timestamp, tz=timezone.utc),
         },
     )
@@ -235,7 +238,10 @@ def deliver_event(event_pk: int, env: str | None = None) -> WebhookEvent:
     """Process a stored event of ``env`` (the endpoint's; default ``AUTUMN_ENV``) the way
     ``AUTUMN_TASK_MODE`` says: queue it for a Celery worker, or process it now with the
     inline budget ("inline", and "off": Autumn asked). Returns the event as it stands:
-    "received" while it waits in the queue."""
+    "received" while it waits in the queue. Without ``env`` (staff's "Process again"), the
+    env of the endpoint that received it, as stored."""
+    if env is None:
+        env = WebhookEvent.objects.filter(pk=event_pk).values_list("env", flat=True).first() or None
     try:
         mode = task_mode()
     except AutumnConfigurationError as exc:

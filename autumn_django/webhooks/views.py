@@ -89,7 +89,7 @@ def receive_webhook(request: HttpRequest, env: str | None = None) -> JsonRespons
                        delivery.svix_id[:100])
         return JsonResponse({"error": "Invalid webhook: the body is not a JSON object."}, status=400)
 
-    event, created = record_event(delivery.svix_id, delivery.timestamp, payload)
+    event, created = record_event(delivery.svix_id, delivery.timestamp, payload, env)
     if not created and event.status in FINAL_STATUSES:
         return JsonResponse({"id": event.svix_id, "status": event.status, "duplicate": True})
     event = deliver_event(event.pk, env=env)
