@@ -54,3 +54,33 @@ class ProgressReporter:
             return 0.0
         now_ms = time.time() * 1000
         return min(max((last - first) / max(now_ms - first, 1.0), 0.0), 0.99)
+
+
+class AdoptionReporter:
+    """Progress of ``autumn_sync --create-missing``: a bar on a terminal, plain lines
+    otherwise (every few seconds, and the last)."""
+
+    def __init__(self, stream, *, is_tty: bool) -> None:
+        self.stream = stream
+        self.is_tty = is_tty
+        self._last_line = 0.0
+
+    def __call__(self, progress) -> None:
+        rate = progress.done / max(progress.elapsed, 1e-6)
+        counts = (f"{progress.done:,} of {progress.total:,} owners, {rate:,.0f}/s "
+                  f"(created {progress.created:,}"
+                  f"{f', skipped {progress.skipped:,}' if progress.skipped else ''})")
+        last = progress.done == progress.total
+        if self.is_tty:
+            fraction = progress.done / progress.total if progress.total else 1.0
+            filled = int(fraction * BAR_WIDTH)
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            self.stream.write(f"\r[{bar}] {fraction:4.0%}  {counts}\033[K", ending="")
+            self.stream.flush()
+        elif last or time.monotonic() - self._last_line >= LINE_EVERY_SECONDS:
+            self._last_line = time.monotonic()
+            self.stream.write(counts)
+
+    def close(self) -> None:
+        if self.is_tty:
+            self.stream.write("")

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ...adoption import DEFAULT_CONCURRENCY, AdoptionResult, create_missing_customers
 from ...client import AutumnClient
 from ...conf import ENVS, autumn_settings, configured_envs, mask_key, project_env, secret_key_for
 from ...exceptions import (
@@ -23,7 +24,7 @@ from ...exceptions import (
 )
 from ...models import Customer
 from ...sync import sync_all_customers, sync_customer
-from ..progress import ProgressReporter
+from ..progress import AdoptionReporter, ProgressReporter
 
 # Exit statuses besides 0; 2 is argparse's for bad usage; 128 + the signal when stopped.
 EXIT_FAILED = 1
@@ -36,7 +37,8 @@ class Command(BaseCommand):
     help = (
         "Bring the Autumn mirror in step with Autumn: every customer of one environment "
         "(--env; default AUTUMN_ENV), of each configured one (--env all), or one customer "
-        "with --customer. An interrupted run is resumed."
+        "with --customer. An interrupted run is resumed. --create-missing: give every owner "
+        "without a customer in the environment one (customers.get_or_create) and link it."
     )
     # The command checks its own configuration and fails with one actionable line (the
     # same problems the autumn_django.* system checks report under `manage.py check`).
@@ -53,10 +55,31 @@ class Command(BaseCommand):
         parser.add_argument("--env", choices=[*ENVS, "all"],
                             help="The environment to sync, with its key (default AUTUMN_ENV); "
                                  "'all': each configured environment in turn, each with its own lock.")
+        parser.add_argument("--create-missing", action="store_true",
+                            help="Instead of a sync: link owners (AUTUMN_CUSTOMER_OWNER_MODEL) to "
+                                 "the customer their mapped id names, and create one through "
+                                 "customers.get_or_create for every other owner without one. "
+                                 "An interrupted run is resumed.")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="With --create-missing: say how many would be created and "
+                                 "linked, and change nothing.")
+        parser.add_argument("--concurrency", type=int, metavar="N",
+                            help="With --create-missing: calls to Autumn at a time "
+                                 f"(default {DEFAULT_CONCURRENCY}).")
 
     def handle(self, *args, customer: str | None = None, page_size: int | None = None,
-               restart: bool = False, env: str | None = None, **options) -> None:
+               restart: bool = False, env: str | None = None, create_missing: bool = False,
+               dry_run: bool = False, concurrency: int | None = None, **options) -> None:
         self.verbosity = options["verbosity"]
+        if create_missing and (customer or restart or page_size is not None):
+            raise CommandError("--create-missing takes no --customer, --restart or --page-size.",
+                               returncode=2)
+        if (dry_run or concurrency is not None) and not create_missing:
+            raise CommandError("--dry-run and --concurrency go with --create-missing.", returncode=2)
+        concurrency = DEFAULT_CONCURRENCY if concurrency is None else concurrency
+        if not 1 <= concurrency <= 32:
+            raise CommandError("--concurrency must be between 1 and 32.", returncode=2)
+        self.adoption = (dry_run, concurrency) if create_missing else None
         if page_size is not None and not 1 <= page_size <= 5000:
             raise CommandError("--page-size must be between 1 and 5000.", returncode=2)
         envs: list[str | None] = [env] if env != "all" else list(configured_envs())
@@ -81,7 +104,9 @@ class Command(BaseCommand):
         try:
             client = AutumnClient(env=env)
             with client, _stop_on_sigterm():
-                if customer:
+                if self.adoption is not None:
+                    self._create_missing(client, *self.adoption)
+                elif customer:
                     self._sync_one(client, customer)
                 else:
                     self._sync_all(client, page_size, restart)
@@ -92,9 +117,29 @@ class Command(BaseCommand):
         except KeyboardInterrupt as exc:
             by, code = ((exc.signal_name, EXIT_TERMINATED) if isinstance(exc, StopRequested)
                         else ("Ctrl-C", EXIT_INTERRUPTED))
+            if self.adoption is not None:
+                raise CommandError(
+                    f"Stopped by {by}. Owners done so far are linked; the next autumn_sync "
+                    "--create-missing does the rest.", returncode=code) from None
             raise CommandError(
                 f"Stopped by {by}. Nothing of the page in flight was kept; the next autumn_sync "
                 "resumes from the last saved page.", returncode=code) from None
+
+    def _create_missing(self, client: AutumnClient, dry_run: bool, concurrency: int) -> None:
+        reporter = None
+        if self.verbosity > 0 and not dry_run:
+            reporter = AdoptionReporter(self.stderr, is_tty=self.stderr.isatty())
+        try:
+            result = create_missing_customers(client.env, dry_run=dry_run, concurrency=concurrency,
+                                              progress=reporter, client=client)
+        finally:
+            if reporter:
+                reporter.close()
+        self.stdout.write(self.style.SUCCESS(adoption_summary(result)))
+        if self.verbosity > 0:
+            for problem in result.errors:
+                self.stdout.write(self.style.WARNING(
+                    f"  skipped owner {problem['owner']}: {problem['error']}"))
 
     def _sync_one(self, client: AutumnClient, customer_id: str) -> None:
         row = sync_customer(customer_id, client=client)
@@ -134,6 +179,15 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(
                     "  " + (f"skipped {problem['customer']}: {problem['error']}"
                             if "error" in problem else f"warning: {problem['warning']}")))
+
+
+def adoption_summary(result: AdoptionResult) -> str:
+    """The line ``--create-missing`` ends with."""
+    if result.dry_run:
+        return (f"Dry run ({result.env}): would create {result.created:,} customers for owners "
+                f"and link {result.linked:,} existing, skip {result.skipped:,}. Nothing was changed.")
+    return (f"Created {result.created:,} {result.env} customers for owners, linked "
+            f"{result.linked:,} existing, skipped {result.skipped:,}, in {result.seconds:.1f} s.")
 
 
 @contextmanager
