@@ -44,7 +44,7 @@ declare -A LEG_EXTRAS=([sqlite]="test" [postgres]="test" [django52]="test,test-b
 declare -A LEG_STATIC=([sqlite]="" [postgres]="" [django52]=manifest)
 # Legs that run ORG_TESTS again with customers owned by organisations (tests.settings_org).
 declare -A LEG_ORG=([sqlite]=1 [postgres]=1 [django52]="")
-ORG_TESTS=(tests/test_owners.py tests/test_migrations.py tests/test_checks.py)
+ORG_TESTS=(tests/test_owners.py tests/test_adoption.py tests/test_migrations.py tests/test_checks.py)
 
 # record NAME EXIT_CODE [VERDICT]
 record() {
