@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -59,6 +60,37 @@ def _no_sync_lock_outlives_its_test(request) -> Iterator[None]:
             # The driver's own cursor: this test may not be allowed this alias any more.
             with conn.connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock_all()")
+
+
+@pytest.fixture
+def celery_app(request) -> Iterator[Any]:
+    """A Celery app of this test's own with an in-memory broker, current while the test
+    runs; no worker consumes its queue, so what the code under test published can be read
+    back with ``published_tasks``."""
+    from celery import Celery, _state
+
+    previous = _state.get_current_app()
+    queue = f"autumn-tests-{request.node.module.__name__.rsplit('.', 1)[-1]}"
+    app = Celery("autumn_django_tests", set_as_current=True)
+    app.conf.update(broker_url="memory://", task_default_queue=queue)
+    yield app
+    previous.set_current()
+
+
+def published_tasks(app: Any) -> list[tuple[str, str]]:
+    """(task name, repr of its arguments) of every message waiting in ``app``'s queue."""
+    found = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue(app.conf.task_default_queue)
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                break
+            found.append((message.headers["task"], message.headers["argsrepr"]))
+            message.ack()
+        queue.close()
+    return found
 
 
 def add_null_cursor_defect(server: AutumnStandIn, base: int = 1_700_000_000_000) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from celery import Celery, _state
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
@@ -20,6 +18,8 @@ from django.utils.html import escape
 from autumn_django.admin.pagination import EstimatedCountPaginator
 from autumn_django.models import Balance, Customer, Subscription, SyncRun
 from autumn_django.sync import sync_all_customers
+
+from .conftest import published_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -470,39 +470,13 @@ def test_sync_now_inline_reports_a_failure_and_a_sync_already_running(admin_clie
                                                 "this one did not start.")]
 
 
-@pytest.fixture
-def celery_app() -> Iterator[Celery]:
-    """A Celery app of this test's own, current while the test runs; no worker consumes
-    its queue, so what the admin published can be read back."""
-    previous = _state.get_current_app()
-    app = Celery("autumn_django_admin_tests", set_as_current=True)
-    app.conf.update(broker_url="memory://", task_default_queue="autumn-admin-tests")
-    yield app
-    previous.set_current()
-
-
-def _published(app: Celery) -> list[tuple[str, str]]:
-    found = []
-    with app.connection_for_read() as conn:
-        queue = conn.SimpleQueue(app.conf.task_default_queue)
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                break
-            found.append((message.headers["task"], message.headers["argsrepr"]))
-            message.ack()
-        queue.close()
-    return found
-
-
 def test_celery_mode_queues_and_runs_nothing(admin_client, showcase, mirror, settings, celery_app):
     settings.AUTUMN_TASK_MODE = "celery"
 
     refresh = post_action(admin_client, "refresh_from_autumn", [showcase.pk])
     sync = admin_client.post(SYNC_NOW, follow=True)
 
-    assert _published(celery_app) == [("autumn_django.sync_customer", f"('{SHOWCASE_ID}', 'sandbox')"),
+    assert published_tasks(celery_app) == [("autumn_django.sync_customer", f"('{SHOWCASE_ID}', 'sandbox')"),
                                       ("autumn_django.sync_all_customers", "()")]
     assert mirror.requests == [], "nothing ran in the request"
     assert SyncRun.objects.count() == 1

@@ -7,10 +7,7 @@ runs this file under both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from celery import Celery, _state
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
@@ -31,6 +28,8 @@ from autumn_django.models import Customer
 from autumn_django.owners import customer_fields_for, default_customer_fields, owner_is_user_model
 from autumn_django.sync import sync_all_customers, sync_customer
 from autumn_django.tasks import create_customer_for_owner_task
+
+from .conftest import published_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 User = get_user_model()
@@ -110,38 +109,13 @@ def test_creating_a_user_creates_no_customer_when_users_are_not_owners(make_stan
     assert server.requests == [] and not Customer.objects.exists()
 
 
-@pytest.fixture
-def celery_app() -> Iterator[Celery]:
-    """A Celery app of this test's own (memory broker), current while the test runs."""
-    previous = _state.get_current_app()
-    app = Celery("autumn_django_owner_tests", set_as_current=True)
-    app.conf.update(broker_url="memory://", task_default_queue="autumn-owner-tests")
-    yield app
-    previous.set_current()
-
-
-def _published(app: Celery) -> list[tuple[str, str]]:
-    found = []
-    with app.connection_for_read() as conn:
-        queue = conn.SimpleQueue(app.conf.task_default_queue)
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                break
-            found.append((message.headers["task"], message.headers["argsrepr"]))
-            message.ack()
-        queue.close()
-    return found
-
-
 def test_creating_an_owner_queues_its_task_which_creates_and_links(make_standin, settings, celery_app):
     server = make_standin(0)
     settings.AUTUMN_TASK_MODE = "celery"
 
     owner = make_owner("Queued Ltd", "q@example.com")
 
-    assert _published(celery_app) == [("autumn_django.create_customer_for_owner", f"({owner.pk!r},)")]
+    assert published_tasks(celery_app) == [("autumn_django.create_customer_for_owner", f"({owner.pk!r},)")]
     assert server.requests == [] and not Customer.objects.exists()
     assert create_customer_for_owner_task(owner.pk) == expected_id(owner)
     assert Customer.objects.get(owner=owner).autumn_id == expected_id(owner)

@@ -20,7 +20,7 @@ from autumn_django.models import Customer, WebhookEvent
 from autumn_django.sync import sync_all_customers
 from autumn_django.webhooks.signature import SignatureError, sign, verify
 
-from .conftest import expected_children, mirrored_children
+from .conftest import expected_children, mirrored_children, published_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -654,31 +654,6 @@ def test_an_event_of_the_other_env_is_refused_and_never_reaches_autumn(
     assert mirror_row(cid, env=key_env).raw == server.get_customer(cid, env=key_env)
 
 
-@pytest.fixture
-def celery_app():
-    """A Celery app of this test's own with an in-memory broker; no worker consumes it."""
-    from celery import Celery, _state
-
-    previous = _state.get_current_app()
-    app = Celery("autumn_django_webhook_tests", set_as_current=True)
-    app.conf.update(broker_url="memory://", task_default_queue="autumn-webhook-tests")
-    yield app
-    previous.set_current()
-
-
-def published(app) -> list[tuple[str, str]]:
-    found = []
-    with app.connection_for_read() as conn:
-        queue = conn.SimpleQueue(app.conf.task_default_queue)
-        while True:
-            try:
-                message = queue.get(timeout=0.2)
-            except queue.Empty:
-                break
-            found.append((message.headers["task"], message.headers["argsrepr"]))
-            message.ack()
-        queue.close()
-    return found
 
 
 @pytest.mark.django_db(transaction=True)
@@ -695,7 +670,8 @@ def test_with_celery_the_worker_processes_the_event_and_signals_with_the_refresh
 
     event = WebhookEvent.objects.get()
     assert response.status_code == 200 and response.json() == {"id": event.svix_id, "status": "received"}
-    assert published(celery_app) == [("autumn_django.process_webhook_event", f"({event.pk}, 'sandbox')")]
+    queued = ("autumn_django.process_webhook_event", f"({event.pk}, 'sandbox')")
+    assert published_tasks(celery_app) == [queued]
     assert server.requests == [] and heard == []
 
     server.faults.fail_next(1, status=500, endpoint="customers.get")
