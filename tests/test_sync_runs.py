@@ -69,7 +69,9 @@ def start_slow_sync(server):
     server.faults.delay(0.25, endpoint="customers.list")
     child = run_manage("autumn_sync", "--page-size", "50", background=True,
                        env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY})
-    wait_for(lambda: SyncRun.objects.filter(pages__gte=2).exists(), what="two committed pages")
+    # Generous: on a loaded machine the child's start-up alone can take many seconds.
+    wait_for(lambda: SyncRun.objects.filter(pages__gte=2).exists(), timeout=120,
+             what="two committed pages")
     with pytest.raises(SyncAlreadyRunning, match=r"Another sync of sandbox is running \(run #"):
         sync_all_customers(page_size=50)  # it is alive: its lock holds
     return child, wait_for(lambda: prefetch_children_of(child.pid), what="the prefetch child")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ from django.db import connections
 from ..models import SyncRun
 
 logger = logging.getLogger(__name__)
+
+# Tries at the advisory lock, and the wait between them.
+ADVISORY_TRIES = 5
+ADVISORY_RETRY_SECONDS = 0.1
 
 # The advisory lock's two keys: this app, and the env (pg_advisory_lock(int, int)).
 _LOCK_NAMESPACE = zlib.crc32(b"autumn_django.sync") & 0x7FFFFFFF
@@ -61,12 +66,19 @@ class RunHolder:
         return _LOCK_NAMESPACE, zlib.crc32(self.env.encode()) & 0x7FFFFFFF
 
     def acquire(self) -> None:
-        """Take the advisory lock where the database has one (without waiting)."""
+        """Take the advisory lock where the database has one, never waiting for long: a
+        few tries over half a second, because the server ends the session of a process
+        killed a moment ago only once it notices its connection closed."""
         if self._connection.vendor != "postgresql":
             return
         with self._connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", self._keys())
-            self.advisory = bool(cursor.fetchone()[0])
+            for attempt in range(ADVISORY_TRIES):
+                if attempt:
+                    time.sleep(ADVISORY_RETRY_SECONDS)
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", self._keys())
+                self.advisory = bool(cursor.fetchone()[0])
+                if self.advisory:
+                    return
 
     def release(self) -> None:
         if not self.advisory:
