@@ -70,12 +70,7 @@ def _valid_email(email: Any) -> str | None:
 
 def customer_fields_for(owner: Any) -> CustomerFields:
     """The project's mapping (``AUTUMN_CUSTOMER_FIELDS``) applied to ``owner``, checked."""
-    path = autumn_settings.CUSTOMER_FIELDS
-    try:
-        mapper = import_string(path) if isinstance(path, str) else path
-    except ImportError as exc:
-        raise AutumnConfigurationError(f"AUTUMN_CUSTOMER_FIELDS {path!r} cannot be imported: {exc}") from None
-    fields: Any = mapper(owner)
+    fields: Any = _setting_callable("CUSTOMER_FIELDS")(owner)
     customer_id = fields.get("customer_id") if isinstance(fields, dict) else None
     if not isinstance(customer_id, str) or not CUSTOMER_ID_PATTERN.match(customer_id):
         raise AutumnConfigurationError(
@@ -99,13 +94,16 @@ def default_owner_from_request(request: Any) -> Any:
 
 def owner_from_request(request: Any) -> Any:
     """The owner ``request`` acts for, as ``AUTUMN_OWNER_FROM_REQUEST`` says (None: none)."""
-    path = autumn_settings.OWNER_FROM_REQUEST
+    return _setting_callable("OWNER_FROM_REQUEST")(request)
+
+
+def _setting_callable(name: str) -> Any:
+    """The callable the dotted-path setting ``AUTUMN_<name>`` names (or holds)."""
+    path = getattr(autumn_settings, name)
     try:
-        function = import_string(path) if isinstance(path, str) else path
+        return import_string(path) if isinstance(path, str) else path
     except ImportError as exc:
-        raise AutumnConfigurationError(
-            f"AUTUMN_OWNER_FROM_REQUEST {path!r} cannot be imported: {exc}") from None
-    return function(request)
+        raise AutumnConfigurationError(f"AUTUMN_{name} {path!r} cannot be imported: {exc}") from None
 
 
 def is_request(value: Any) -> bool:
