@@ -174,21 +174,22 @@ def customer_id_of(payload: Any) -> str | None:
     """The Autumn customer id an event is about: ``data.customer_id`` (Autumn's internal
     id for a customer without one), or the id of the customer object the legacy events
     carry in ``data.customer``."""
-    data = _data(payload)
-    customer_id = data.get("customer_id")
-    if customer_id is None and isinstance(data.get("customer"), dict):
-        customer_id = data["customer"].get("id")
-    return _text(customer_id)
+    return _id_of(payload, "customer")
 
 
 def entity_id_of(payload: Any) -> str | None:
     """``data.entity_id``, or the id of the entity object ``customer.products.updated``
     carries in ``data.entity``."""
+    return _id_of(payload, "entity")
+
+
+def _id_of(payload: Any, kind: str) -> str | None:
+    """``data.<kind>_id``, else the ``id`` of the object ``data.<kind>``."""
     data = _data(payload)
-    entity_id = data.get("entity_id")
-    if entity_id is None and isinstance(data.get("entity"), dict):
-        entity_id = data["entity"].get("id")
-    return _text(entity_id)
+    found = data.get(f"{kind}_id")
+    if found is None and isinstance(data.get(kind), dict):
+        found = data[kind].get("id")
+    return _text(found)
 
 
 def env_of(payload: Any) -> str | None:
