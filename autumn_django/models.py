@@ -1,4 +1,5 @@
-"""The mirror: Autumn customers with their subscriptions, purchases, balances and flags.
+"""The mirror: Autumn customers and their entities, with their subscriptions, purchases,
+balances and flags; customers' seat pools (licenses); the org's features and plans.
 
 Rows are written by the sync only (``autumn_django.sync``); these models are for reading,
 the admin and the schema. Every customer keeps the JSON exactly as Autumn last sent it in
@@ -106,15 +107,81 @@ class Customer(models.Model):
         return self.deleted_at is not None
 
 
+class Scope(models.TextChoices):
+    """Whom a subscription or purchase belongs to. At API 2.3 a customer's answer folds in
+    its entities' plans (``scope: "entity"``); an entity's answer adds its customer's."""
+
+    CUSTOMER = "customer", _("Customer")
+    ENTITY = "entity", _("Entity")
+
+
+class Entity(models.Model):
+    """An Autumn entity: a sub-customer (a seat, a workspace, a project) with its own plans,
+    balances and flags, as ``entities.list`` answers for it.
+
+    Its subscriptions, purchases, balances and flags are the rows of the customer's child
+    models whose ``entity`` is this one (their ``customer`` is then empty), and hold what
+    Autumn's entity answer holds: the entity's own (``scope="entity"``), then what it
+    inherits from its customer (``scope="customer"``, balances and flags pooled in), so a
+    check for an entity reads its rows alone. An entity's Autumn id can be null, as a
+    customer's can; such entities are told apart by ``created_at`` and name.
+    """
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    autumn_id = models.CharField(_("Autumn id"), max_length=255, null=True, blank=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="entities")
+    name = models.TextField(null=True, blank=True)
+    # The feature the entity counts against (seats, workspaces).
+    feature_id = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(_("created in Autumn"), db_index=True)
+    raw = RawJSONField(_("JSON as received"))
+    raw_hash = models.CharField(max_length=32, editable=False)
+    synced_at = models.DateTimeField(_("last written from Autumn"))
+    deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read from Autumn at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("entity")
+        verbose_name_plural = _("entities")
+        indexes = [models.Index(fields=["feature_id"], name="autumn_entity_feature_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "autumn_id"], name="autumn_entity_customer_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.autumn_id or self.name or f"entity {self.pk}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+def _child_owner_constraint(model: str) -> models.CheckConstraint:
+    """A child row belongs to a customer or to an entity, never both nor neither."""
+    one_owner = (Q(customer__isnull=False, entity__isnull=True)
+                 | Q(customer__isnull=True, entity__isnull=False))
+    return models.CheckConstraint(condition=one_owner, name=f"autumn_{model}_one_owner")
+
+
 class Subscription(models.Model):
     """A subscription to a recurring plan. Expired subscriptions are not in Autumn's
-    answers, so they are not here either; past-due ones are ``active`` with ``past_due``."""
+    answers, so they are not here either; past-due ones are ``active`` with ``past_due``.
+
+    Belongs to a customer or (``entity``) to an entity. ``scope`` is Autumn's: a customer's
+    rows include its entities' plans with ``scope="entity"``, so "customers on plan X"
+    is ``subscriptions__plan_id="x", subscriptions__scope="customer"``.
+    """
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
         SCHEDULED = "scheduled", _("Scheduled")
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="subscriptions",
+                                 null=True, blank=True)
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="subscriptions",
+                               null=True, blank=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.CUSTOMER,
+                             db_default=Scope.CUSTOMER)
     subscription_id = models.CharField(max_length=255, null=True, blank=True)
     plan_id = models.CharField(max_length=255)
     status = models.CharField(max_length=16)
@@ -132,15 +199,21 @@ class Subscription(models.Model):
     class Meta:
         verbose_name = _("subscription")
         indexes = [models.Index(fields=["plan_id"], name="autumn_subscription_plan_idx")]
+        constraints = [_child_owner_constraint("subscription")]
 
     def __str__(self) -> str:
         return f"{self.plan_id} ({self.status})"
 
 
 class Purchase(models.Model):
-    """A one-off plan the customer bought."""
+    """A one-off plan the customer (or ``entity``) bought; ``scope`` as on ``Subscription``."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="purchases")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="purchases",
+                                 null=True, blank=True)
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="purchases",
+                               null=True, blank=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.CUSTOMER,
+                             db_default=Scope.CUSTOMER)
     plan_id = models.CharField(max_length=255)
     quantity = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -149,18 +222,22 @@ class Purchase(models.Model):
     class Meta:
         verbose_name = _("purchase")
         indexes = [models.Index(fields=["plan_id"], name="autumn_purchase_plan_idx")]
+        constraints = [_child_owner_constraint("purchase")]
 
     def __str__(self) -> str:
         return self.plan_id
 
 
 class Balance(models.Model):
-    """A metered feature's balance. Counts can be fractional; when ``unlimited`` is true
-    they carry no meaning."""
+    """A metered (or credit-system) feature's balance, of a customer or an entity. Counts
+    can be fractional; when ``unlimited`` is true they carry no meaning."""
 
     # No index of its own: the (customer, feature_id) unique constraint leads with it.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="balances",
-                                 db_index=False)
+                                 db_index=False, null=True, blank=True)
+    # No index of its own either: the (entity, feature_id) unique constraint leads with it.
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="balances",
+                               db_index=False, null=True, blank=True)
     feature_id = models.CharField(max_length=255)
     granted = models.FloatField(null=True, blank=True)
     remaining = models.FloatField(null=True, blank=True)
@@ -175,7 +252,10 @@ class Balance(models.Model):
         verbose_name = _("balance")
         indexes = [models.Index(fields=["feature_id"], name="autumn_balance_feature_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_balance_feature_uniq")
+            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_balance_feature_uniq"),
+            models.UniqueConstraint(fields=["entity", "feature_id"],
+                                    name="autumn_balance_entity_feature_uniq"),
+            _child_owner_constraint("balance"),
         ]
 
     def __str__(self) -> str:
@@ -183,11 +263,14 @@ class Balance(models.Model):
 
 
 class Flag(models.Model):
-    """A boolean feature the customer has."""
+    """A boolean feature the customer (or entity) has."""
 
     # No index of its own: the (customer, feature_id) unique constraint leads with it.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="flags",
-                                 db_index=False)
+                                 db_index=False, null=True, blank=True)
+    # No index of its own either: the (entity, feature_id) unique constraint leads with it.
+    entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="flags",
+                               db_index=False, null=True, blank=True)
     flag_id = models.CharField(max_length=255, null=True, blank=True)
     feature_id = models.CharField(max_length=255)
     plan_id = models.CharField(max_length=255, null=True, blank=True)
@@ -197,11 +280,97 @@ class Flag(models.Model):
         verbose_name = _("flag")
         indexes = [models.Index(fields=["feature_id"], name="autumn_flag_feature_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_flag_feature_uniq")
+            models.UniqueConstraint(fields=["customer", "feature_id"], name="autumn_flag_feature_uniq"),
+            models.UniqueConstraint(fields=["entity", "feature_id"], name="autumn_flag_entity_feature_uniq"),
+            _child_owner_constraint("flag"),
         ]
 
     def __str__(self) -> str:
         return self.feature_id
+
+
+class License(models.Model):
+    """A seat pool a customer's plan grants (``licenses`` at API 2.3): seats granted, in
+    use and left. Seats are given to entities with ``licenses.attach``."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="licenses")
+    license_plan_id = models.CharField(max_length=255)
+    parent_plan_id = models.CharField(max_length=255, null=True, blank=True)
+    license_plan_name = models.TextField(null=True, blank=True)
+    granted = models.FloatField(null=True, blank=True)
+    usage = models.FloatField(null=True, blank=True)
+    remaining = models.FloatField(null=True, blank=True)
+    paid_quantity = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("license")
+        indexes = [models.Index(fields=["license_plan_id"], name="autumn_license_plan_idx")]
+
+    def __str__(self) -> str:
+        return self.license_plan_name or self.license_plan_id
+
+
+class CatalogueQuerySet(models.QuerySet):
+    def present(self):
+        return self.filter(deleted_at__isnull=True)
+
+
+class Feature(models.Model):
+    """A feature of the org's catalogue (``features.list``). A credit system's
+    ``credit_schema`` says what each member feature costs in its credits."""
+
+    class Type(models.TextChoices):
+        BOOLEAN = "boolean", _("Boolean")
+        METERED = "metered", _("Metered")
+        CREDIT_SYSTEM = "credit_system", _("Credit system")
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    feature_id = models.CharField(max_length=255)
+    name = models.TextField(null=True, blank=True)
+    # Not limited to ``Type``: Autumn adds types (ai_credit_system) and the mirror keeps them.
+    type = models.CharField(max_length=32)
+    consumable = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    credit_schema = models.JSONField(default=list, blank=True)
+    raw = models.JSONField(_("JSON as received"))
+    synced_at = models.DateTimeField(_("last written from Autumn"))
+    deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
+
+    objects = CatalogueQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("feature")
+        constraints = [
+            models.UniqueConstraint(fields=["env", "feature_id"], name="autumn_feature_env_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.feature_id
+
+
+class Plan(models.Model):
+    """A plan of the org's catalogue (``plans.list``)."""
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    plan_id = models.CharField(max_length=255)
+    name = models.TextField(null=True, blank=True)
+    group = models.CharField(max_length=255, null=True, blank=True)
+    version = models.IntegerField(null=True, blank=True)
+    add_on = models.BooleanField(default=False)
+    auto_enable = models.BooleanField(default=False)
+    items = models.JSONField(default=list, blank=True)
+    raw = models.JSONField(_("JSON as received"))
+    synced_at = models.DateTimeField(_("last written from Autumn"))
+    deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)
+
+    objects = CatalogueQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("plan")
+        constraints = [models.UniqueConstraint(fields=["env", "plan_id"], name="autumn_plan_env_id_uniq")]
+
+    def __str__(self) -> str:
+        return self.name or self.plan_id
 
 
 class SyncRun(models.Model):
@@ -253,6 +422,20 @@ class SyncRun(models.Model):
     reread = models.PositiveIntegerField(default=0, db_default=0)
     advisory_lock = models.BooleanField(default=False, help_text=_(
         "Whether the run holds PostgreSQL's advisory lock, which its process's death frees."))
+    # After the customers, the run crawls entities.list (newest first), with a resume point
+    # and counts of its own.
+    phase = models.CharField(max_length=16, choices=[("customers", _("Customers")),
+                                                     ("entities", _("Entities"))],
+                             default="customers", db_default="customers")
+    entity_cursor = models.TextField(blank=True, default="", db_default="")
+    # The newest-first crawl's lowest created_at stored so far.
+    entities_reached_created_at = models.DateTimeField(null=True, blank=True)
+    entity_pages = models.PositiveIntegerField(default=0, db_default=0)
+    entities_created = models.PositiveIntegerField(default=0, db_default=0)
+    entities_updated = models.PositiveIntegerField(default=0, db_default=0)
+    entities_unchanged = models.PositiveIntegerField(default=0, db_default=0)
+    entities_deleted = models.PositiveIntegerField(default=0, db_default=0)
+    entities_skipped = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = _("sync run")
