@@ -154,10 +154,7 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
             "send_email_receipts": _flag(data, "send_email_receipts"),
             "created_at": _time(data, "created_at", to_time, required=True),
         }
-        subscriptions = _rows(_subscription, _list(data, "subscriptions"), "subscriptions", to_time)
-        purchases = _rows(_purchase, _list(data, "purchases"), "purchases", to_time)
-        balances = _rows(_balance, _mapping(data, "balances"), "balances", to_time)
-        flags = _rows(_flag_row, _mapping(data, "flags"), "flags", to_time)
+        subscriptions, purchases, balances, flags = _child_rows(data, to_time)
     except _FieldError as exc:
         raise RecordError(str(exc), key) from None
     raw_json, raw_hash = canonical or canonical_json(data)
@@ -175,6 +172,26 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
         read_at=read_at,
         read_via=read_via,
     )
+
+
+ChildRows = tuple[list[tuple], list[tuple], list[tuple], list[tuple]]
+
+
+def child_rows(data: dict, key: Any = None) -> ChildRows:
+    """The subscription, purchase, balance and flag rows of a customer or an entity object
+    (in ``CHILD_FIELDS`` order, times as aware datetimes); ``RecordError`` with ``key``
+    naming the bad field."""
+    try:
+        return _child_rows(data, DATETIMES.from_offset)
+    except _FieldError as exc:
+        raise RecordError(str(exc), key) from None
+
+
+def _child_rows(data: dict, to_time: TimeConverter) -> ChildRows:
+    return (_rows(_subscription, _list(data, "subscriptions"), "subscriptions", to_time),
+            _rows(_purchase, _list(data, "purchases"), "purchases", to_time),
+            _rows(_balance, _mapping(data, "balances"), "balances", to_time),
+            _rows(_flag_row, _mapping(data, "flags"), "flags", to_time))
 
 
 TimeConverter = Callable[[timedelta], Any]
