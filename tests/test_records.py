@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timezone
 
 import pytest
 
 from autumn_django.sync.copytext import copy_line, copy_value, in_pieces
 from autumn_django.sync.records import (
+    CHILD_FIELDS,
+    LICENSE_FIELDS,
     TIME_FORMS,
     RecordError,
     as_copy_text,
+    child_rows,
     convert_times,
     parse_customer,
 )
@@ -51,6 +55,15 @@ def test_equal_objects_hash_equal_whatever_the_key_order():
     ({"balances": {"seats": {"unlimited": "yes"}}}, "balances.seats.unlimited: expected true or false"),
     ({"flags": {"sso": "on"}}, "flags.sso: expected an object, got str"),
     ({"purchases": [{"plan_id": "pack", "quantity": 1.5}]}, "purchases[0].quantity: expected a whole number"),
+    ({"subscriptions": [{"plan_id": "pro", "status": "active", "scope": "seat"}]},
+     'subscriptions[0].scope: expected "customer" or "entity", got \'seat\''),
+    ({"purchases": [{"plan_id": "pack", "scope": 1}]}, 'purchases[0].scope: expected "customer" or "entity"'),
+    ({"purchases": [{"plan_id": "pack", "scope": ["entity"]}]}, "purchases[0].scope: expected"),
+    ({"licenses": [{"granted": 3}]}, "licenses[0].license_plan_id: missing"),
+    ({"licenses": {"seats": {}}}, "licenses: expected a list, got dict"),
+    ({"licenses": [{"license_plan_id": "seat", "usage": "2"}]},
+     "licenses[0].usage: expected a number, got '2'"),
+    ({"licenses": ["seat"]}, "licenses[0]: expected an object, got str"),
 ])
 def test_a_bad_field_is_named(fields, problem):
     with pytest.raises(RecordError) as caught:
@@ -117,3 +130,51 @@ def test_child_rows_as_copy_text_keep_their_order_and_values():
     assert record.child_text
     assert record.balances == [copy_line(row) for row in rows[0]]
     assert record.flags == ["f\\\\1\tbeta\t\\N\t\\N"]
+
+
+def test_scope_absent_or_null_is_the_customers_own():
+    record = parse_customer(customer(
+        subscriptions=[{"plan_id": "pro", "status": "active"},
+                       {"plan_id": "seat", "status": "active", "scope": "entity"},
+                       {"plan_id": "team", "status": "active", "scope": None}],
+        purchases=[{"plan_id": "pack"}, {"plan_id": "seat_pack", "scope": "entity"},
+                   {"plan_id": "topup", "scope": "customer"}]))
+    assert [row[-1] for row in record.subscriptions] == ["customer", "entity", "customer"]
+    assert [row[-1] for row in record.purchases] == ["customer", "entity", "customer"]
+
+
+def test_licenses_are_parsed_with_fractional_numbers_and_none_when_absent():
+    pool = {"license_plan_id": "seat", "parent_plan_id": "team", "license_plan_name": "Seats",
+            "granted": 10, "usage": 2.5, "remaining": 7.5, "paid_quantity": None, "extra": "ignored"}
+    record = parse_customer(customer(licenses=[pool]))
+    assert record.licenses == [("seat", "team", "Seats", 10.0, 2.5, 7.5, None)]
+    assert dict(zip(LICENSE_FIELDS, record.licenses[0], strict=True))["usage"] == 2.5
+    assert parse_customer(customer()).licenses == []
+    assert parse_customer(customer(licenses=None)).licenses == []
+
+
+def test_child_rows_keeps_its_four_kinds_with_the_scope_and_no_licenses():
+    """Entities parse their children with child_rows: scope is there; licenses are not an
+    entity's, and the function still answers four lists in CHILD_FIELDS order."""
+    data = customer(subscriptions=[{"plan_id": "pro", "status": "active", "scope": "entity"}],
+                    purchases=[{"plan_id": "pack"}], licenses=[{"license_plan_id": "seat"}])
+    rows = child_rows(data)
+    assert len(rows) == 4
+    for attribute, kind in zip(list(CHILD_FIELDS)[:4], rows, strict=True):
+        assert all(len(row) == len(CHILD_FIELDS[attribute]) for row in kind)
+    assert dict(zip(CHILD_FIELDS["subscriptions"], rows[0][0], strict=True))["scope"] == "entity"
+    assert dict(zip(CHILD_FIELDS["purchases"], rows[1][0], strict=True))["scope"] == "customer"
+    with pytest.raises(RecordError, match=r"subscriptions\[0\]\.scope") as caught:
+        child_rows(customer(subscriptions=[{"plan_id": "pro", "status": "active", "scope": "x"}]), ("c", "e"))
+    assert caught.value.key == ("c", "e")
+
+
+def test_licenses_cross_the_prefetch_pipe_and_become_copy_text():
+    record = parse_customer(customer(licenses=[{"license_plan_id": "seat\tA", "granted": 2.5}]),
+                            time_style="iso")
+    assert pickle.loads(pickle.dumps(record)).licenses == record.licenses  # noqa: S301 (our own bytes)
+
+    as_copy_text(record)
+
+    assert record.licenses == ["seat\\tA\t\\N\t\\N\t2.5\t\\N\t\\N\t\\N"]
+    assert pickle.loads(pickle.dumps(record)).licenses == record.licenses  # noqa: S301

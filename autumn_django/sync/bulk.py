@@ -161,13 +161,17 @@ class BulkWriter:
         return written
 
     def delete_children(self, cursor, model: type[models.Model], customer_pks: Sequence[int]) -> None:
+        """Delete the rows of ``model`` that belong to these customers. An entity's rows
+        share the table with ``customer`` NULL (``entities``): no ``IN`` list matches them."""
         table, fk = self.qn(model._meta.db_table), self.qn(model._meta.get_field("customer").column)
         for chunk in chunks(customer_pks, self.max_params):
             cursor.execute(f"DELETE FROM {table} WHERE {fk} IN ({marks(len(chunk))})", chunk)
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str],
                         rows: Rows) -> None:
-        """Rows of ``(customer_pk, *values in names order)``, or their COPY text."""
+        """Rows of ``(customer_pk, *values in names order)``, or their COPY text. The
+        ``entity`` column is left out, so NULL: a customer's row, as the models' one-owner
+        check wants."""
         cursor.executemany(
             f"INSERT INTO {self.qn(model._meta.db_table)} ({self._columns(model, ['customer', *names])}) "
             f"VALUES ({marks(len(names) + 1)})",

@@ -11,24 +11,40 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import jsonlib
 from .copytext import copy_line
+from .fieldreaders import (
+    TimeConverter,
+    _FieldError,
+    _flag,
+    _integer,
+    _list,
+    _mapping,
+    _number,
+    _object,
+    _scope,
+    _text,
+    _time,
+)
 
 CUSTOMER_FIELDS = ("autumn_id", "name", "email", "fingerprint", "stripe_id",
                    "send_email_receipts", "created_at")
 SUBSCRIPTION_FIELDS = ("subscription_id", "plan_id", "status", "auto_enable", "add_on",
                        "past_due", "quantity", "started_at", "current_period_start",
-                       "current_period_end", "canceled_at", "expires_at", "trial_ends_at")
-PURCHASE_FIELDS = ("plan_id", "quantity", "started_at", "expires_at")
+                       "current_period_end", "canceled_at", "expires_at", "trial_ends_at", "scope")
+PURCHASE_FIELDS = ("plan_id", "quantity", "started_at", "expires_at", "scope")
 BALANCE_FIELDS = ("feature_id", "granted", "remaining", "usage", "unlimited",
                   "overage_allowed", "max_purchase", "next_reset_at", "breakdown")
 FLAG_FIELDS = ("flag_id", "feature_id", "plan_id", "expires_at")
-# Each kind of child row, by its CustomerRecord attribute.
+LICENSE_FIELDS = ("license_plan_id", "parent_plan_id", "license_plan_name", "granted", "usage",
+                  "remaining", "paid_quantity")
+# Each kind of child row, by its CustomerRecord attribute. The first four are a customer's
+# or an entity's (``child_rows``); licenses (seat pools) only a customer's.
 CHILD_FIELDS = {"subscriptions": SUBSCRIPTION_FIELDS, "purchases": PURCHASE_FIELDS,
-                "balances": BALANCE_FIELDS, "flags": FLAG_FIELDS}
+                "balances": BALANCE_FIELDS, "flags": FLAG_FIELDS, "licenses": LICENSE_FIELDS}
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -77,6 +93,7 @@ class CustomerRecord:
     purchases: list[tuple]
     balances: list[tuple]
     flags: list[tuple]
+    licenses: list[tuple]
     created_at_ms: int  # Autumn's created_at as sent, whatever form the times take below
     time_style: str | None = None  # the key of TIME_FORMS the times are in; None: datetimes
     child_text: bool = False  # child rows are COPY text lines (copytext.copy_line), not tuples
@@ -94,7 +111,7 @@ class CustomerRecord:
         # pickles in 9 µs a record where the dataclass's own state methods take 13. A
         # page's records share one read_at object, which pickle sends once.
         return CustomerRecord, (self.key, self.values, self.raw_json, self.raw_hash, self.subscriptions,
-                                self.purchases, self.balances, self.flags, self.created_at_ms,
+                                self.purchases, self.balances, self.flags, self.licenses, self.created_at_ms,
                                 self.time_style, self.child_text, self.customer_text,
                                 self.read_at, self.read_via)
 
@@ -155,6 +172,7 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
             "created_at": _time(data, "created_at", to_time, required=True),
         }
         subscriptions, purchases, balances, flags = _child_rows(data, to_time)
+        licenses = _rows(_license, _list(data, "licenses"), "licenses", to_time)
     except _FieldError as exc:
         raise RecordError(str(exc), key) from None
     raw_json, raw_hash = canonical or canonical_json(data)
@@ -167,6 +185,7 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
         purchases=purchases,
         balances=balances,
         flags=flags,
+        licenses=licenses,
         created_at_ms=int(data["created_at"]),
         time_style=time_style,
         read_at=read_at,
@@ -192,9 +211,6 @@ def _child_rows(data: dict, to_time: TimeConverter) -> ChildRows:
             _rows(_purchase, _list(data, "purchases"), "purchases", to_time),
             _rows(_balance, _mapping(data, "balances"), "balances", to_time),
             _rows(_flag_row, _mapping(data, "flags"), "flags", to_time))
-
-
-TimeConverter = Callable[[timedelta], Any]
 
 
 class TimeForm:
@@ -302,6 +318,7 @@ def _subscription(item: Any, to_time: TimeConverter) -> tuple:
         _time(obj, "canceled_at", to_time),
         _time(obj, "expires_at", to_time),
         _time(obj, "trial_ends_at", to_time),
+        _scope(obj),
     )
 
 
@@ -312,6 +329,7 @@ def _purchase(item: Any, to_time: TimeConverter) -> tuple:
         _integer(obj, "quantity"),
         _time(obj, "started_at", to_time),
         _time(obj, "expires_at", to_time),
+        _scope(obj),
     )
 
 
@@ -338,99 +356,14 @@ def _flag_row(item: Any, to_time: TimeConverter, feature: str) -> tuple:
     return (_text(obj, "id"), feature, _text(obj, "plan_id"), _time(obj, "expires_at", to_time))
 
 
-# -- one field ------------------------------------------------------------------------------
-
-
-class _FieldError(ValueError):
-    """A bad field of ``item`` (the customer, or one of its rows), named relative to it."""
-
-    def __init__(self, item: Any, name: str, problem: str) -> None:
-        super().__init__(f"{name}: {problem}" if name else problem)
-        self.item, self.name, self.problem = item, name, problem
-
-    def within(self, place: str) -> _FieldError:
-        return _FieldError(None, f"{place}.{self.name}" if self.name else place, self.problem)
-
-
-def _object(item: Any) -> dict:
-    if not isinstance(item, dict):
-        raise _FieldError(item, "", f"expected an object, got {type(item).__name__}")
-    return item
-
-
-def _list(data: dict, name: str) -> list:
-    value = data.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _FieldError(data, name, f"expected a list, got {type(value).__name__}")
-    return value
-
-
-def _mapping(data: dict, name: str) -> dict:
-    value = data.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _FieldError(data, name, f"expected an object, got {type(value).__name__}")
-    return value
-
-
-def _text(obj: dict, name: str, *, required: bool = False, limit: int | None = None) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise _FieldError(obj, name, "missing")
-        return None
-    if not isinstance(value, str):
-        raise _FieldError(obj, name, f"expected a string, got {value!r:.40}")
-    if limit is not None and len(value) > limit:
-        raise _FieldError(obj, name, f"longer than {limit} characters")
-    return value
-
-
-def _flag(obj: dict, name: str) -> bool:
-    value = obj.get(name, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _FieldError(obj, name, f"expected true or false, got {value!r:.40}")
-    return value
-
-
-def _number(obj: dict, name: str) -> float | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _FieldError(obj, name, f"expected a number, got {value!r:.40}")
-    return float(value)
-
-
-def _integer(obj: dict, name: str) -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _FieldError(obj, name, f"expected a whole number, got {value!r:.40}")
-    return value
-
-
-def _time(obj: dict, name: str, to_time: TimeConverter, *, required: bool = False) -> Any:
-    """Autumn's times are epoch milliseconds."""
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise _FieldError(obj, name, "missing")
-        return None
-    try:
-        if type(value) is int:
-            # Whole microseconds: exact, and half the cost of timedelta(milliseconds=...).
-            return to_time(timedelta(0, 0, value * 1000))
-        if isinstance(value, float):
-            return to_time(timedelta(milliseconds=value))
-    except (OverflowError, ValueError):
-        raise _FieldError(obj, name, f"{value} is not a usable time") from None
-    raise _FieldError(obj, name, f"expected epoch milliseconds, got {value!r:.40}")
+def _license(item: Any, to_time: TimeConverter) -> tuple:
+    obj = _object(item)
+    return (
+        _text(obj, "license_plan_id", required=True, limit=255),
+        _text(obj, "parent_plan_id", limit=255),
+        _text(obj, "license_plan_name"),
+        _number(obj, "granted"),
+        _number(obj, "usage"),
+        _number(obj, "remaining"),
+        _number(obj, "paid_quantity"),
+    )

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import autumn_settings
-from ..models import Balance, Customer, Flag, Purchase, Subscription
+from ..models import Balance, Customer, Flag, License, Purchase, Subscription
 from .bulk import AppearedMeanwhile, BulkWriter, Rows, chunks
 from .copytext import NULL, copy_line, copy_value, in_pieces
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
@@ -40,6 +40,7 @@ from .records import (
     CUSTOMER_FIELDS,
     EPOCH,
     FLAG_FIELDS,
+    LICENSE_FIELDS,
     PURCHASE_FIELDS,
     SUBSCRIPTION_FIELDS,
     TIME_FORMS,
@@ -57,6 +58,7 @@ _CHILDREN = (
     (Purchase, PURCHASE_FIELDS, "purchases"),
     (Balance, BALANCE_FIELDS, "balances"),
     (Flag, FLAG_FIELDS, "flags"),
+    (License, LICENSE_FIELDS, "licenses"),
 )
 
 
