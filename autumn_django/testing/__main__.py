@@ -2,6 +2,7 @@
 
     python -m autumn_django.testing serve --customers 3000 --seed 1 --port 8787
     python -m autumn_django.testing serve --customers 3000 --control  # + /_standin/* routes
+    python -m autumn_django.testing serve --customers 3000 --entities  # + make_entities
 
 Prints one line once it listens (scripts wait for it), then serves until SIGINT or SIGTERM
 and exits 0. ``--control`` opens the key-less control channel (``control.py``) that lets a
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Sequence
 
 from .data import make_customers
+from .entity_data import make_entities
 from .server import ENVS, AutumnStandIn
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -51,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--control", action="store_true", help="also serve the /_standin/* control routes "
         "(no key needed: only for a host no one else can reach)",
     )  # fmt: skip
+    serve.add_argument(
+        "--entities", action="store_true", help="also serve entities for about 10%% of the "
+        "customers (make_entities, same seed); off by default",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.control and args.host not in LOOPBACK:
         print(f"warning: --control on {args.host}: anyone who reaches it can change customers "
@@ -59,15 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    customers = make_customers(args.customers, seed=args.seed, env=args.env)
+    entities = make_entities(customers, seed=args.seed) if args.entities else None
     server = AutumnStandIn(
-        customers=make_customers(args.customers, seed=args.seed, env=args.env),
+        customers=customers, entities=entities,
         env=args.env, secret_keys=args.key, org_max_limit=args.org_max_limit,
         port=args.port, host=args.host, list_rate_limit=args.list_rate_limit,
         control=args.control, lazy_resets=args.lazy_resets,
         reset_lands_after_ms=args.reset_lands_after_ms,
     )  # fmt: skip
     server.start()
-    extra = ", control channel on /_standin/" if args.control else ""
+    extra = f", {len(entities)} entities" if entities is not None else ""
+    extra += ", control channel on /_standin/" if args.control else ""
     print(
         f"Autumn stand-in listening on {server.url} ({args.customers} customers, {args.env}{extra})",
         flush=True,

@@ -13,6 +13,21 @@ same semantics as the in-process helpers:
     POST /_standin/add          {"customer": {...}, "env"}  -> the customer as stored
     POST /_standin/delete       {"customer_id", "env"}      -> {"success": true}
 
+Entities (``entity_control.py``), answered as entities.get serves them (the entity with
+its customer's plans, balances and flags pooled in). An entity is addressed by its
+``customer_id`` and ``entity_id`` (null, or empty on GET: the customer's one entity
+without an id):
+
+    GET  /_standin/entity?customer_id=C&entity_id=E&env=sandbox  -> that entity
+    GET  /_standin/entity?env=sandbox[&customer_id=C]  -> {"list": [...]}, newest first
+    POST /_standin/entity/add     {"entity": {... "customer_id": C ...}, "env"}
+    POST /_standin/entity/modify  {"customer_id", "entity_id", "env", "fields": {...}}
+    POST /_standin/entity/delete  {"customer_id", "entity_id", "env"} -> {"success": true}
+
+``fields`` replace the entity's own top-level keys (``customer_id`` and ``env`` cannot
+change; ``id`` renames it). Errors: 404 ``entity_not_found`` (or ``customer_not_found``
+when adding to an unknown customer), 409 ``entity_already_exists``.
+
 ``fields`` replace top-level keys whole (a shallow replace, like ``modify_customer``), so
 a caller changing one balance sends the whole ``balances`` object: read, modify, write.
 ``env`` defaults to ``"sandbox"``. An id-less customer is addressed as ``"customer_id":
@@ -35,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .endpoints import ApiError, Reply, error_reply
+from .entity_control import ENTITY_ROUTES
 from .store import Record, Store, dumps
 
 if TYPE_CHECKING:  # server.py imports this module
@@ -197,6 +213,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "modify_many"): modify_many,
     ("POST", "add"): add,
     ("POST", "delete"): delete,
+    **ENTITY_ROUTES,
 }
 
 

@@ -121,6 +121,8 @@ class _Gen:
         self.more = random.Random(f"autumn-2.3:{seed}")
         # Which customers have resets due, and how overdue: a stream of their own too.
         self.resets = random.Random(f"autumn-resets:{seed}")
+        # Plans' monthly grants of the credit system (catalogue.py): a fourth stream.
+        self.credits = random.Random(f"autumn-credits:{seed}")
         self.env = env
         self.start = start_ms
         self.end = end_ms
@@ -278,14 +280,14 @@ class _Gen:
             }
         return out
 
-    def overdue(self, balances: dict, has_id: bool) -> None:
+    def overdue(self, balances: dict, has_id: bool) -> bool:
         """For ``DUE_SHARE`` of customers, every resetting balance's reset lies in the past
         (by up to two intervals), its usage left as it is: Autumn has not applied it yet.
         Not for an id-less customer: only customers.get applies a due reset at once, and it
         cannot name one (its list row changes whenever the queued reset lands)."""
         draws = self.resets
         if draws.random() >= DUE_SHARE or not has_id:
-            return
+            return False
         for balance in balances.values():
             resets = []
             for entry in balance["breakdown"]:
@@ -296,6 +298,7 @@ class _Gen:
                     resets.append(at)
             if resets:
                 balance["next_reset_at"] = min(resets)
+        return True
 
     def licenses(self, plan_id: str, main: dict, subs: list[dict]) -> list[dict]:
         """The seat pools ``plan_id`` grants; a pool with seats in use adds the license plan
@@ -438,9 +441,10 @@ class _Gen:
         receipts = rng.random() < 0.4
         own_controls = rng.random() < 0.05
         balances = self.balances(plan, packs, heavy)
-        self.overdue(balances, cid is not None)
+        due = self.overdue(balances, cid is not None)
         # The 2.3 fields, from their own stream. subs[0] is the active base plan, if any.
         active = plan if subs else None
+        catalogue.add_plan_credits(self.credits, active, balances, self.now, due)
         licenses = self.licenses(plan, subs[0], subs) if active in LICENSE_POOLS else []
         customer = {
             "id": cid,
@@ -508,3 +512,7 @@ def _generate(n: int, seed: int, env: str, start_ms: int | None) -> list[dict]:
                 bulk_ms = created
         out.append(gen.customer(i, created, i in heavy))
     return out
+
+
+# catalogue.py reads this module's tables, so it is imported once they are defined.
+from . import catalogue  # noqa: E402

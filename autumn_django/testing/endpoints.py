@@ -256,6 +256,11 @@ class Ctx:
     # queued background reset lands this long after the list (None: never).
     lazy_resets: bool = True
     reset_lands_after_ms: float | None = None
+    # The env's entities (entities.EntityStore), catalogue (entity_endpoints.Catalogue) and
+    # corrupted entity answers ({(customer_id, entity_id): patch}): entity_endpoints.py.
+    entities: Any = None
+    catalogue: Any = None
+    entity_patches: dict = field(default_factory=dict)
 
 
 def _on_listed(ctx: Ctx) -> Any:
@@ -456,3 +461,8 @@ HANDLERS = {
 from .webhook_endpoints import WEBHOOK_HANDLERS  # noqa: E402
 
 HANDLERS.update(WEBHOOK_HANDLERS)
+
+# Entities and the catalogue (entities.list / get, features.list, plans.list): likewise.
+from .entity_endpoints import ENTITY_HANDLERS  # noqa: E402
+
+HANDLERS.update(ENTITY_HANDLERS)

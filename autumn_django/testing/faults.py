@@ -18,6 +18,10 @@ ENDPOINTS = frozenset(
         "customers.get_or_create",
         "customers.update",
         "customers.delete",
+        "entities.list",
+        "entities.get",
+        "features.list",
+        "plans.list",
     }
 )
 
@@ -50,6 +54,7 @@ class Faults:
         self._queue: list[Fault] = []
         self._delays: dict[str | None, float] = {}
         self._corrupt: dict[str, dict[Any, dict]] = {}
+        self._corrupt_entities: dict[str, dict[tuple[str, str | None], dict]] = {}
         self._stale: dict[str, dict[str, dict]] = {}
 
     def _arm(self, fault: Fault) -> None:
@@ -126,6 +131,19 @@ class Faults:
         with self._lock:
             self._corrupt.setdefault(env, {})[customer_id] = dict(patch)
 
+    def corrupt_entity(self, customer_id: str, entity_id: str | None, patch: dict,
+                       env: str = "sandbox") -> None:
+        """Merge ``patch`` into that entity's top level wherever it is answered
+        (entities.list and entities.get); the store keeps the true entity. An empty
+        ``patch`` ends it."""
+        if not isinstance(patch, dict):
+            raise TypeError("patch must be a dict")
+        with self._lock:
+            if patch:
+                self._corrupt_entities.setdefault(env, {})[(customer_id, entity_id)] = dict(patch)
+            else:
+                self._corrupt_entities.get(env, {}).pop((customer_id, entity_id), None)
+
     def stale_get_cache(self, plan_id: str, fields: dict, env: str = "sandbox") -> None:
         """customers.get answers every subscription to ``plan_id`` with ``fields`` merged
         in, while customers.list shows the store's values: Autumn's per-customer cache after
@@ -140,11 +158,13 @@ class Faults:
                 self._stale.get(env, {}).pop(plan_id, None)
 
     def clear(self) -> None:
-        """Disarm everything: queued faults, delays, corrupted customers and stale caches."""
+        """Disarm everything: queued faults, delays, corrupted customers and entities, and
+        stale caches."""
         with self._lock:
             self._queue.clear()
             self._delays.clear()
             self._corrupt.clear()
+            self._corrupt_entities.clear()
             self._stale.clear()
 
     # -- used by the server ---------------------------------------------------------
@@ -170,6 +190,11 @@ class Faults:
         """``{customer_id: patch}`` for ``env`` (a snapshot, safe to read unlocked)."""
         with self._lock:
             return dict(self._corrupt.get(env) or {})
+
+    def entity_patches(self, env: str) -> dict:
+        """``{(customer_id, entity_id): patch}`` for ``env`` (a snapshot)."""
+        with self._lock:
+            return dict(self._corrupt_entities.get(env) or {})
 
     def through_get_cache(self, env: str, customer: dict) -> dict:
         """``customer`` as customers.get answers it under ``stale_get_cache``."""

@@ -7,8 +7,10 @@ Django settings ``AUTUMN_API_URL`` / ``AUTUMN_SECRET_KEY`` pointing at it. Tune 
     @pytest.mark.autumn_standin(customers=500, seed=3, org_max_limit=100)
     def test_sync(autumn_standin): ...
 
-Other marker keywords (``env``, ``secret_keys``, ``list_rate_limit``) are passed through to
-:class:`AutumnStandIn`.
+``entities=True`` also seeds ``make_entities(customers, seed)`` (or pass a list of
+entities); the default is none, so tests that do not ask see no entities. Other marker
+keywords (``env``, ``secret_keys``, ``list_rate_limit``, ``features``, ``plans``) are passed
+through to :class:`AutumnStandIn`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from .data import make_customers
+from .entity_data import make_entities
 from .server import AutumnStandIn
 
 FIXTURE_SECRET_KEY = "am_sk_test_standin_fixture_key"
@@ -26,7 +29,7 @@ FIXTURE_SECRET_KEY = "am_sk_test_standin_fixture_key"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "autumn_standin(customers=25, seed=0, org_max_limit=1000, **kwargs): "
+        "autumn_standin(customers=25, seed=0, org_max_limit=1000, entities=False, **kwargs): "
         "configure the autumn_standin fixture's server",
     )
 
@@ -39,7 +42,11 @@ def autumn_standin(request: pytest.FixtureRequest) -> Iterator[AutumnStandIn]:
     n = options.pop("customers", 25)
     seed = options.pop("seed", 0)
     env = options.get("env", "sandbox")
-    server = AutumnStandIn(customers=make_customers(n, seed=seed, env=env), **options)
+    entities = options.pop("entities", False)
+    customers = make_customers(n, seed=seed, env=env)
+    if entities is True:
+        entities = make_entities(customers, seed=seed)
+    server = AutumnStandIn(customers=customers, entities=entities or None, **options)
     server.start()
     override = None
     try:

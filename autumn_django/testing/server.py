@@ -12,7 +12,6 @@ import collections
 import contextlib
 import copy
 import json
-import math
 import re
 import socket
 import sys
@@ -24,8 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import control as control_channel
+from .catalogue import make_catalogue
 from .endpoints import HANDLERS, ApiError, Ctx, Reply, error_reply
-from .faults import Fault, Faults
+from .entities import EntityStore
+from .entity_access import EntityAccess
+from .entity_endpoints import Catalogue
+from .fault_replies import LIST_BUCKET, fault_reply, text_429
+from .faults import Faults
 from .resets import make_due
 from .store import Store, dumps, now_ms
 
@@ -33,14 +37,6 @@ ENVS = ("sandbox", "live")
 API_VERSIONS = ("2.1", "2.2", "2.3")
 KEY_RE = re.compile(r"^am_sk_(test|live)_[A-Za-z0-9_]{8,}$")
 PATH_RE = re.compile(r"^/v1/([a-z_]+\.[a-z_]+)/?$")
-# ratelimit-limit header values per endpoint (the real per-second limits).
-RATE_LIMITS = {"customers.list": 50, "customers.update": 25}
-TEXT_429 = b"Too many requests, please try again later."
-PROXY_BODIES = {502: b"502 Bad Gateway", 504: b"504 Gateway Timeout"}
-FAULT_CODES = {
-    400: "invalid_request", 401: "invalid_secret_key", 403: "insufficient_scopes",
-    404: "customer_not_found", 409: "customer_already_exists", 429: "rate_limit_exceeded",
-}  # fmt: skip
 
 
 def _mask(key: str) -> str:
@@ -115,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class AutumnStandIn:
+class AutumnStandIn(EntityAccess):
     """An Autumn customer API on ``127.0.0.1`` for tests, demos and benchmarks.
 
     ``customers`` seed the ``env`` store (the other env starts empty). ``secret_keys=None``
@@ -133,6 +129,11 @@ class AutumnStandIn:
     answers as stored and queues a background reset that lands ``reset_lands_after_ms``
     later (None: never). ``lazy_resets=False`` makes the list apply them too. Both are
     attributes, so a test can switch them while the server runs.
+
+    ``entities`` seed the ``env`` entity store (each names a seeded customer; see
+    ``entities.py``); ``features`` and ``plans`` are what features.list and plans.list
+    answer in ``env`` (default: ``make_catalogue``, the other env always gets its default).
+    ``list_rate_limit`` is one bucket for customers.list and entities.list together.
     """
 
     def __init__(
@@ -147,6 +148,9 @@ class AutumnStandIn:
         control: bool = False,
         lazy_resets: bool = True,
         reset_lands_after_ms: float | None = 1000,
+        entities: Iterable[dict] | None = None,
+        features: list[dict] | None = None,
+        plans: list[dict] | None = None,
     ) -> None:
         self.env = _check_env(env)
         if isinstance(secret_keys, str):
@@ -163,6 +167,14 @@ class AutumnStandIn:
         self._stores = {e: Store(e) for e in ENVS}
         if customers is not None:
             self._stores[env].seed(customers)
+        self._entities = {e: EntityStore(self._stores[e]) for e in ENVS}
+        if entities is not None:
+            self._entities[env].seed(list(entities))
+        self._catalogues = {e: Catalogue(*make_catalogue(e)) for e in ENVS}
+        if features is not None:
+            self._catalogues[env].set("features", features)
+        if plans is not None:
+            self._catalogues[env].set("plans", plans)
         self._lock = threading.Lock()
         self._requests: list[tuple[str, dict]] = []
         self._hits: dict[str, collections.deque] = {e: collections.deque() for e in ENVS}
@@ -319,7 +331,7 @@ class AutumnStandIn:
             time.sleep(delay)
         fault = self.faults.take(endpoint)
         if fault is not None:
-            return self._fault_reply(fault, endpoint, env)
+            return fault_reply(fault, endpoint, env)
         if not key:
             return error_reply(401, "no_secret_key", "Secret key not found", env)
         ok = KEY_RE.match(key) if self.secret_keys is None else key in self.secret_keys
@@ -331,12 +343,13 @@ class AutumnStandIn:
         if not isinstance(body, dict):
             problem = "Invalid JSON" if body is None else "Expected object"
             return error_reply(400, "invalid_inputs", f"body: {problem}", env)
-        if endpoint == "customers.list" and self.list_rate_limit and self._limited(env):
-            return self._text_429(endpoint, 1)
+        if endpoint in LIST_BUCKET and self.list_rate_limit and self._limited(env):
+            return text_429(endpoint, 1)
         store = self._stores[env]
         store.land_resets()
         ctx = Ctx(store, env, version, self.org_max_limit, self.faults.patches(env),
-                  self.lazy_resets, self.reset_lands_after_ms)
+                  self.lazy_resets, self.reset_lands_after_ms, self._entities[env], self._catalogues[env],
+                  self.faults.entity_patches(env))
         try:
             return self._cached(endpoint, env, HANDLERS[endpoint](ctx, body))
         except ApiError as e:
@@ -355,7 +368,7 @@ class AutumnStandIn:
         return reply if cached is customer else Reply(200, dumps(cached), reply.content_type, reply.headers)
 
     def _limited(self, env: str) -> bool:
-        """Sliding one-second window of customers.list calls per env."""
+        """Sliding one-second window of customers.list and entities.list calls per env."""
         now = time.monotonic()
         with self._lock:
             hits = self._hits[env]
@@ -365,35 +378,3 @@ class AutumnStandIn:
                 return True
             hits.append(now)
             return False
-
-    @staticmethod
-    def _text_429(endpoint: str, retry_after: int) -> Reply:
-        ra = str(math.ceil(retry_after))
-        limit = str(RATE_LIMITS.get(endpoint, 1000))
-        return Reply(
-            429, TEXT_429, "text/plain; charset=utf-8",
-            {"retry-after": ra, "ratelimit-limit": limit, "ratelimit-remaining": "0",
-             "ratelimit-reset": ra},
-        )  # fmt: skip
-
-    def _fault_reply(self, fault: Fault, endpoint: str, env: str) -> Reply | None:
-        if fault.kind == "drop":
-            return None
-        if fault.kind == "malformed":
-            return Reply(fault.status, fault.body, fault.content_type)
-        if fault.kind == "rate_limit":
-            if fault.rate_kind == "json":
-                return error_reply(
-                    429, "rate_limit_exceeded", "Rate limit exceeded, please try again later", env
-                )
-            return self._text_429(endpoint, fault.retry_after)
-        status = fault.status
-        if status in PROXY_BODIES:
-            return Reply(status, PROXY_BODIES[status], "text/plain; charset=utf-8")
-        if status == 503:
-            return error_reply(
-                503, "service_unavailable", "Service temporarily unavailable", env,
-                **{"Retry-After": str(fault.retry_after)},
-            )  # fmt: skip
-        code = FAULT_CODES.get(status, "internal_error")
-        return error_reply(status, code, f"Injected {status} error", env)
