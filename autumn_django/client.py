@@ -107,7 +107,8 @@ class CustomerRead(NamedTuple):
 
 
 class AutumnClient:
-    """A client for Autumn's customers API.
+    """A client for Autumn's customers API (``client.customers``), entities
+    (``client.entities``) and catalogue (``client.features``, ``client.plans``).
 
     Arguments left out come from the ``AUTUMN_*`` settings. Without ``secret_key``, the key
     is ``env``'s ("sandbox" or "live"; default ``AUTUMN_ENV``): ``AUTUMN_SECRET_KEYS[env]``,
@@ -159,6 +160,12 @@ class AutumnClient:
             }
         )
         self.customers = CustomersAPI(self)
+        # Entities and the catalogue live in resources.py, which builds on this module.
+        from .resources import EntitiesAPI, FeaturesAPI, PlansAPI
+
+        self.entities = EntitiesAPI(self)
+        self.features = FeaturesAPI(self)
+        self.plans = PlansAPI(self)
 
     def __repr__(self) -> str:
         return f"<AutumnClient env={self.env} api_url={self.api_url!r}>"
