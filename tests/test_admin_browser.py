@@ -142,7 +142,7 @@ def test_staff_user_finds_refreshes_and_reads_a_customer(admin_server, make_stan
         driver.find_element(By.LINK_TEXT, CUSTOMER_ID).click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-usage_bar meter")))
         balances = {
-            row.find_element(By.CSS_SELECTOR, ".field-feature_id").text: row
+            row.find_element(By.CSS_SELECTOR, ".field-feature").text.split()[0]: row
             for row in driver.find_elements(By.CSS_SELECTOR, "#balances-group tbody tr.has_original")
         }
         assert sorted(balances) == ["ai_tokens", "api_calls", "messages", "seats", "storage_gb"]

@@ -1,7 +1,11 @@
 """The Django admin for the mirror.
 
-- ``customers``: the customer list and page (children, balances with usage bars, links).
-- ``balances``: balances across customers.
+- ``customers``: the customer list and page (children, balances with usage bars, links,
+  its seat pools and a table of its entities).
+- ``entities``: the entity list and page (an entity's page is like a customer's).
+- ``children``: the read-only tables of a customer's or an entity's children.
+- ``catalogue``: the org's features and plans; ``names`` puts their names beside ids.
+- ``balances``: balances across customers and entities.
 - ``sync_runs``: the sync runs and the "Sync now" button.
 - ``actions``: "Refresh from Autumn" and "Sync now", through ``autumn_django.dispatch``.
 - ``filters``, ``pagination``, ``display``: cheap list filters, a count that does not scan
@@ -15,7 +19,10 @@ change) permission on each model; syncing needs ``autumn_django.sync_customers``
 
 from ..webhooks.admin import WebhookEventAdmin
 from .balances import BalanceAdmin
+from .catalogue import FeatureAdmin, PlanAdmin
 from .customers import CustomerAdmin
+from .entities import EntityAdmin
 from .sync_runs import SyncRunAdmin
 
-__all__ = ["BalanceAdmin", "CustomerAdmin", "SyncRunAdmin", "WebhookEventAdmin"]
+__all__ = ["BalanceAdmin", "CustomerAdmin", "EntityAdmin", "FeatureAdmin", "PlanAdmin", "SyncRunAdmin",
+           "WebhookEventAdmin"]

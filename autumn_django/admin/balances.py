@@ -1,4 +1,4 @@
-"""Balances across all customers: who is running out of what."""
+"""Balances across all customers and entities: who is running out of what."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Balance
-from . import display
+from . import display, names
 from .base import ReadOnlyAdmin
 from .filters import ExhaustedFilter, FeatureFilter
 from .pagination import EstimatedCountPaginator
@@ -24,7 +24,7 @@ USAGE_PERCENT = Case(
 
 @admin.register(Balance)
 class BalanceAdmin(ReadOnlyAdmin):
-    list_display = ("feature_id", "customer_link", "granted_amount", "used_amount",
+    list_display = ("feature", "customer_link", "granted_amount", "used_amount",
                     "remaining_amount", "usage_percent", "next_reset")
     list_filter = (FeatureFilter, ExhaustedFilter, "unlimited")
     search_fields = ("=customer__autumn_id", "customer__email", "=feature_id")
@@ -35,22 +35,34 @@ class BalanceAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     if hasattr(admin, "ShowFacets"):  # Django 5.0+
         show_facets = admin.ShowFacets.NEVER
-    fields = ("customer_link", "feature_id", "granted_amount", "used_amount", "remaining_amount",
+    fields = ("customer_link", "feature", "granted_amount", "used_amount", "remaining_amount",
               "usage_bar", "unlimited", "overage_allowed", "max_purchase", "next_reset",
               "breakdown_json")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The customer's name for each row in the same query, without its raw JSON.
-        return (super().get_queryset(request).select_related("customer")
-                .defer("customer__raw").annotate(usage_percent=USAGE_PERCENT))
+        # The owner's name for each row in the same query, without raw JSON: a customer's,
+        # or an entity's and its customer's; and the feature's catalogue name.
+        return (super().get_queryset(request).select_related("customer", "entity__customer")
+                .defer("customer__raw", "entity__raw", "entity__customer__raw")
+                .annotate(usage_percent=USAGE_PERCENT, feature_name=names.feature_name(names.CHILD_ENV)))
+
+    @admin.display(description=_("feature"), ordering="feature_id")
+    def feature(self, balance: Balance):
+        return names.labelled(balance.feature_id, balance.feature_name)
 
     @admin.display(description=_("customer"), ordering="customer__autumn_id")
     def customer_link(self, balance: Balance):
-        customer = balance.customer
-        url = reverse(f"{self.admin_site.name}:autumn_django_customer_change", args=[customer.pk])
-        label = f"{customer} ({customer.name})" if customer.name else str(customer)
-        return format_html('<a href="{}"><bdi>{}</bdi></a>', url, label)
+        """The customer, or the entity (linked to its page) and its customer."""
+        site = self.admin_site.name
+        entity = balance.entity
+        customer = balance.customer if entity is None else entity.customer
+        url = reverse(f"{site}:autumn_django_customer_change", args=[customer.pk])
+        link = display.named_link(url, customer, customer.name)
+        if entity is None:
+            return link
+        entity_url = reverse(f"{site}:autumn_django_entity_change", args=[entity.pk])
+        return format_html("{} {} {}", display.named_link(entity_url, entity, entity.name), _("of"), link)
 
     @admin.display(description=_("granted"), ordering="granted")
     def granted_amount(self, balance: Balance) -> str:

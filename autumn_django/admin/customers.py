@@ -23,96 +23,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from .. import freshness
-from ..models import Balance, Customer, Flag, Purchase, Subscription, SyncRun
-from . import actions, display
+from ..models import Customer, Scope, Subscription, SyncRun
+from . import actions, display, entities, names
 from .base import ReadOnlyAdmin
+from .children import BalanceInline, FlagInline, LicenseInline, PurchaseInline, SubscriptionInline
 from .filters import DeletedFilter, PastDueFilter, PlanFilter, StatusFilter
 from .pagination import EstimatedCountPaginator
-
-
-class ChildInline(admin.TabularInline):
-    """A customer's subscriptions, balances...: part of the customer, so read-only, and
-    shown to whoever may view the customer (no separate permission per child model)."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self.admin_site._registry[self.parent_model].has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class SubscriptionInline(ChildInline):
-    model = Subscription
-    fields = ("plan_id", "state", "add_on_marker", "quantity", "started_at", "current_period_end",
-              "trial_ends_at", "canceled_at", "expires_at")
-    readonly_fields = ("state", "add_on_marker")
-    ordering = ("status", "add_on", "plan_id")
-
-    @admin.display(description=_("status"))
-    def state(self, subscription: Subscription):
-        if not subscription.past_due:
-            return subscription.status
-        return format_html('{} <span class="autumn-badge autumn-badge-warn">{}</span>',
-                           subscription.status, _("past due"))
-
-    @admin.display(description=_("add-on"))
-    def add_on_marker(self, subscription: Subscription) -> str:
-        return _("add-on") if subscription.add_on else ""
-
-
-class PurchaseInline(ChildInline):
-    model = Purchase
-    fields = ("plan_id", "quantity", "started_at", "expires_at")
-    ordering = ("-started_at",)
-
-
-class BalanceInline(ChildInline):
-    model = Balance
-    fields = ("feature_id", "granted_amount", "used_amount", "remaining_amount", "usage_bar",
-              "overage", "next_reset")
-    readonly_fields = fields
-    ordering = ("feature_id",)
-
-    @admin.display(description=_("granted"))
-    def granted_amount(self, balance: Balance) -> str:
-        return _("unlimited") if balance.unlimited else display.format_amount(balance.granted)
-
-    @admin.display(description=_("used"))
-    def used_amount(self, balance: Balance) -> str:
-        return display.format_amount(balance.usage)
-
-    @admin.display(description=_("remaining"))
-    def remaining_amount(self, balance: Balance):
-        return display.remaining_amount(balance)
-
-    @admin.display(description=_("usage"))
-    def usage_bar(self, balance: Balance):
-        return display.usage_bar(balance)
-
-    @admin.display(description=_("overage"))
-    def overage(self, balance: Balance) -> str:
-        # Words, not a boolean icon: a red cross on every capped balance reads as an error.
-        return _("allowed") if balance.overage_allowed else ""
-
-    @admin.display(description=_("next reset"))
-    def next_reset(self, balance: Balance):
-        return display.next_reset(balance)
-
-
-class FlagInline(ChildInline):
-    model = Flag
-    fields = ("feature_id", "plan_id", "expires_at")
-    ordering = ("feature_id",)
 
 
 class CustomerForm(forms.ModelForm):
@@ -133,10 +49,14 @@ class CustomerForm(forms.ModelForm):
 
 class CustomerChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, *args: Any, **kwargs: Any) -> QuerySet:
-        # The list needs the active plans of its rows (one query for the whole page) and
-        # never the raw JSON (kilobytes per row). Only here: the customer page needs raw.
-        active = Subscription.objects.filter(status=Subscription.Status.ACTIVE).order_by(
-            "add_on", "plan_id").only("customer_id", "plan_id", "add_on", "past_due", "quantity")
+        # The list needs the active plans of its rows (one query for the whole page, with
+        # their catalogue names) and never the raw JSON (kilobytes per row). Only here: the
+        # customer page needs raw. The customer's own plans: its entities' (scope "entity",
+        # folded in by Autumn) are on its page.
+        active = (Subscription.objects.filter(status=Subscription.Status.ACTIVE, scope=Scope.CUSTOMER)
+                  .order_by("add_on", "plan_id")
+                  .only("customer_id", "plan_id", "add_on", "past_due", "quantity")
+                  .annotate(plan_name=names.plan_name("customer__env")))
         # The owner column: joined, so a page costs no query per row.
         return (super().get_queryset(request, *args, **kwargs).defer("raw").select_related("owner")
                 .prefetch_related(Prefetch("subscriptions", queryset=active, to_attr="active_subscriptions")))
@@ -165,7 +85,7 @@ class CustomerAdmin(ReadOnlyAdmin):
     # What support looks for comes first: who it is, then balances and plans (the change
     # form template puts the fieldsets after the first one below the children); paired
     # fields share a row, so the balances show without scrolling.
-    inlines = (BalanceInline, SubscriptionInline, FlagInline, PurchaseInline)
+    inlines = (BalanceInline, SubscriptionInline, FlagInline, PurchaseInline, LicenseInline)
     fieldsets = (
         (None, {"fields": (("autumn_id", "env"), ("name", "email"), ("created_at", "dashboard_link"),
                            ("synced_at", "deleted_at"), "owner")}),
@@ -219,7 +139,7 @@ class CustomerAdmin(ReadOnlyAdmin):
             return self.get_empty_value_display()
         return format_html_join(
             ", ", '<span class="autumn-plan{}">{}{}</span>',
-            ((" autumn-addon" if s.add_on else "", s.plan_id,
+            ((" autumn-addon" if s.add_on else "", names.labelled(s.plan_id, s.plan_name),
               f" \u00d7{s.quantity}" if s.quantity and s.quantity > 1 else "") for s in subscriptions))
 
     # Markers rather than boolean icons: a column of red crosses on every healthy row
@@ -232,12 +152,7 @@ class CustomerAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("deleted"), ordering="deleted_at")
     def deleted(self, customer: Customer):
-        if not customer.is_deleted:
-            return ""
-        return format_html('<span class="autumn-badge" title="{}">{}</span>',
-                           _("gone from Autumn since %(time)s") % {
-                               "time": display.local_datetime_text(customer.deleted_at)},
-                           _("deleted"))
+        return display.deleted_mark(customer)
 
     # -- customer page -----------------------------------------------------------------
     @admin.display(description=_("in Autumn"))
@@ -295,6 +210,13 @@ class CustomerAdmin(ReadOnlyAdmin):
                     extra_context: dict | None = None):
         extra_context = {**(extra_context or {}), "autumn_can_sync": self.has_sync_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(self, request: HttpRequest, context: dict, add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Customer | None = None):
+        # Its entities: a capped table of their own (an inline would list them all).
+        if obj is not None:
+            context["autumn_entities"] = entities.customer_entities(self.admin_site, request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 def _freshness() -> freshness.Freshness | None:

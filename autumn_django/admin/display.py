@@ -118,9 +118,14 @@ def usage_bar(balance: Balance) -> SafeString | str:
     percent = usage_percent(balance)
     if percent is None:
         return EMPTY
-    granted, usage = balance.granted, balance.usage
-    label = _("%(used)s of %(granted)s used") % {
-        "used": format_amount(usage), "granted": format_amount(granted)}
+    return meter(balance.usage, balance.granted, _("%(used)s of %(granted)s used") % {
+        "used": format_amount(balance.usage), "granted": format_amount(balance.granted)})
+
+
+def meter(usage: float, granted: float, label: str) -> SafeString:
+    """A ``<meter>`` of ``usage`` against ``granted`` (> 0), with ``label`` as its title
+    and text, and the percentage beside it: what the balance and seat bars share."""
+    percent = usage / granted * 100
     return format_html(
         '<span class="autumn-usage{}"><meter min="0" max="{}" low="{}" high="{}" optimum="0" '
         'value="{}" title="{}">{}</meter> <span class="autumn-usage-percent">{}</span></span>',
@@ -185,3 +190,22 @@ def folded_json(value: Any, summary: str) -> SafeString:
     """JSON in a ``<details>``: there when needed, one line when not."""
     return format_html('<details class="autumn-details"><summary>{}</summary>{}</details>',
                        summary, pretty_json(value))
+
+
+def deleted_mark(row: Any) -> SafeString | str:
+    """The "deleted" marker of a customer or entity Autumn no longer has, with since when;
+    nothing for a present one (a column of markers on healthy rows hides the few that matter)."""
+    if row.deleted_at is None:
+        return ""
+    return format_html('<span class="autumn-badge" title="{}">{}</span>',
+                       _("gone from Autumn since %(time)s") % {"time": local_datetime_text(row.deleted_at)},
+                       _("deleted"))
+
+
+def named_link(url: str | None, obj: Any, name: str | None) -> SafeString:
+    """``obj`` (its id) with its name, linked to ``url`` when there is one. ``<bdi>``: a
+    right-to-left name must not reorder the rest of the row."""
+    label = f"{obj} ({name})" if name and name != str(obj) else str(obj)
+    if url is None:
+        return format_html("<bdi>{}</bdi>", label)
+    return format_html('<a href="{}"><bdi>{}</bdi></a>', url, label)

@@ -13,7 +13,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Balance, Subscription
+from ..models import Balance, Entity, Scope, Subscription
+from . import names
 
 YES_NO = (("yes", _("Yes")), ("no", _("No")))
 
@@ -22,10 +23,13 @@ def _subscriptions(**conditions) -> Exists:
     return Exists(Subscription.objects.filter(customer=OuterRef("pk"), **conditions))
 
 
-def _distinct_choices(model, field: str) -> list[tuple[str, str]]:
-    """Every value of an indexed column, as choices: served by its index."""
-    values = model.objects.order_by(field).values_list(field, flat=True).distinct()
-    return [(value, value) for value in values]
+def _distinct_choices(model, field: str, labels: dict[str, str] | None = None,
+                      **conditions) -> list[tuple[str, str]]:
+    """Every value of an indexed column, as choices: served by its index. ``labels``
+    (catalogue names by id) label the ids they name."""
+    values = (model.objects.filter(**conditions).order_by(field).values_list(field, flat=True)
+              .distinct())
+    return [(value, names.choice_label(value, labels or {})) for value in values if value is not None]
 
 
 class _YesNoFilter(admin.SimpleListFilter):
@@ -34,19 +38,22 @@ class _YesNoFilter(admin.SimpleListFilter):
 
 
 class PlanFilter(admin.SimpleListFilter):
-    """Customers with an active subscription to a plan."""
+    """Customers with an active subscription of their own (``scope="customer"``) to a plan:
+    at API 2.3 a customer's rows also hold its entities' plans, and a seat's plan does not
+    make the customer a subscriber of it."""
 
     title = _("active plan")
     parameter_name = "plan"
 
     def lookups(self, request, model_admin):
         # The few plan ids there are, not the customers.
-        return _distinct_choices(Subscription, "plan_id")
+        return _distinct_choices(Subscription, "plan_id", names.plan_names(), scope=Scope.CUSTOMER)
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() is None:
             return queryset
-        return queryset.filter(_subscriptions(plan_id=self.value(), status=Subscription.Status.ACTIVE))
+        return queryset.filter(_subscriptions(plan_id=self.value(), status=Subscription.Status.ACTIVE,
+                                              scope=Scope.CUSTOMER))
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -104,7 +111,7 @@ class FeatureFilter(admin.SimpleListFilter):
     parameter_name = "feature"
 
     def lookups(self, request, model_admin):
-        return _distinct_choices(Balance, "feature_id")
+        return _distinct_choices(Balance, "feature_id", names.feature_names())
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         return queryset if self.value() is None else queryset.filter(feature_id=self.value())
@@ -127,3 +134,35 @@ class ExhaustedFilter(_YesNoFilter):
         if self.value() == "no":
             return queryset.exclude(exhausted)
         return queryset
+
+
+class EntityPlanFilter(admin.SimpleListFilter):
+    """Entities with an active subscription to a plan, their own or inherited from their
+    customer, as ``entities.list``'s ``plans`` filter answers (Autumn's server:
+    apps/docs/mintlify/api-reference/entities/listEntities.mdx, "plans")."""
+
+    title = _("active plan")
+    parameter_name = "plan"
+
+    def lookups(self, request, model_admin):
+        return _distinct_choices(Subscription, "plan_id", names.plan_names(), entity__isnull=False,
+                                 status=Subscription.Status.ACTIVE)
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() is None:
+            return queryset
+        return queryset.filter(Exists(Subscription.objects.filter(
+            entity=OuterRef("pk"), plan_id=self.value(), status=Subscription.Status.ACTIVE)))
+
+
+class EntityFeatureFilter(admin.SimpleListFilter):
+    """Entities counting against a feature (seats, workspaces)."""
+
+    title = _("feature")
+    parameter_name = "feature"
+
+    def lookups(self, request, model_admin):
+        return _distinct_choices(Entity, "feature_id", names.feature_names())
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset if self.value() is None else queryset.filter(feature_id=self.value())
