@@ -73,3 +73,31 @@ class CustomerFilterBackend(BaseFilterBackend):
             param("search", "Substring of the id, name or email.", {"type": "string"}),
             param("deleted", "List customers Autumn no longer has.", {"type": "boolean"}),
         ]
+
+
+class EntityFilterBackend(BaseFilterBackend):
+    """The staff entity list's filters: ``customer_id`` (the customer's Autumn id, as
+    ``entities.list`` takes it), ``feature_id``, and ``deleted`` as for customers."""
+
+    def filter_queryset(self, request: Any, queryset: QuerySet, view: Any) -> QuerySet:
+        params = request.query_params
+        deleted = params.get("deleted", "").lower()
+        if deleted not in TRUE + FALSE:
+            raise ValidationError({"deleted": "Expected true or false."})
+        queryset = queryset.filter(deleted_at__isnull=deleted not in TRUE)
+        if params.get("customer_id"):
+            queryset = queryset.filter(customer__autumn_id=params["customer_id"])
+        if params.get("feature_id"):
+            queryset = queryset.filter(feature_id=params["feature_id"])
+        return queryset
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "required": False, "in": "query", "description": description,
+             "schema": schema}
+            for name, description, schema in (
+                ("customer_id", "The customer's Autumn id.", {"type": "string"}),
+                ("feature_id", "The feature the entity counts against.", {"type": "string"}),
+                ("deleted", "List entities Autumn no longer has.", {"type": "boolean"}),
+            )
+        ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..models import Customer
+from ..models import Customer, Entity
 
 
 class AutumnCustomerSerializer(serializers.BaseSerializer):
@@ -33,4 +33,17 @@ class StaffCustomerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Customer
         fields = ("autumn_id", "env", "owner", "synced_at", "deleted_at", "customer")
+        read_only_fields = fields
+
+
+class StaffEntitySerializer(serializers.ModelSerializer):
+    """An entity's mirror row for staff, as ``StaffCustomerSerializer`` serves a customer's:
+    its customer's Autumn id beside it, and Autumn's JSON under ``entity``."""
+
+    customer_id = serializers.CharField(source="customer.autumn_id", read_only=True)
+    entity = serializers.JSONField(source="raw", read_only=True)
+
+    class Meta:
+        model = Entity
+        fields = ("autumn_id", "env", "customer_id", "feature_id", "synced_at", "deleted_at", "entity")
         read_only_fields = fields
