@@ -174,3 +174,73 @@ def _stylesheet_applied(driver) -> bool:
     # base.css sets the header's background; without it the header is transparent.
     header = driver.find_element("id", "header")
     return header.value_of_css_property("background-color") not in ("rgba(0, 0, 0, 0)", "transparent")
+
+
+def test_staff_user_filters_entities_by_plan_and_follows_one_to_its_customer(admin_server, django_user_model):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from autumn_django.models import Subscription
+
+    from .entity_data import make_catalogue, make_customer, make_entity, make_license
+
+    make_catalogue()
+    acme = make_customer("acme", name="Acme GmbH")
+    Subscription.objects.create(customer=acme, plan_id="team", status="active")
+    make_license(acme, "seat_pro", granted=10, usage=2, paid=5)
+    design = make_entity(acme, "ws_design", name="Design team", plans=("seat_pro",), inherited=("team",),
+                         balances={"ai_tokens": (100, 40)}, flags=("sso",), seconds=1)
+    make_entity(acme, "ws_ops", name="Ops", plans=("seat_basic",), inherited=("team",), seconds=2)
+    make_entity(make_customer("globex"), "gx_1", name="Globex", plans=("seat_basic",), seconds=3)
+    user = django_user_model.objects.create_user("support", password="support-pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="autumn_django", codename__in=["view_customer", "view_entity"]))
+
+    with chromium() as driver:
+        wait = WebDriverWait(driver, 15)
+        driver.get(f"{admin_server.url}/admin/login/?next=/admin/autumn_django/entity/")
+        driver.find_element(By.ID, "id_username").send_keys("support")
+        driver.find_element(By.ID, "id_password").send_keys("support-pw")
+        driver.find_element(By.CSS_SELECTOR, "#login-form [type=submit]").click()
+        wait.until(ec.presence_of_element_located((By.ID, "result_list")))
+
+        def rows() -> list[str]:
+            return [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")]
+
+        assert len(rows()) == 3
+        # Filter by plan: the choice carries the catalogue's name.
+        choice = driver.find_element(By.CSS_SELECTOR, '#changelist-filter a[href="?plan=seat_pro"]')
+        assert choice.text == "Pro seat (seat_pro)"
+        choice.click()
+        wait.until(ec.url_contains("plan=seat_pro"))
+        assert len(rows()) == 1 and "ws_design" in rows()[0] and "Acme GmbH" in rows()[0]
+        assert "Pro seat" in rows()[0] and "Team seats" in rows()[0]
+
+        # The entity's page: its own plan, the customer's it inherits, its balance's bar.
+        driver.find_element(By.LINK_TEXT, "ws_design").click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#balances-group meter")))
+        subscriptions = [r.text for r in driver.find_elements(
+            By.CSS_SELECTOR, "#subscriptions-group tbody tr.has_original")]
+        assert len(subscriptions) == 2
+        assert subscriptions[0].startswith("seat_pro") and "entity" in subscriptions[0]
+        assert subscriptions[1].startswith("team") and "customer" in subscriptions[1]
+        meter = driver.find_element(By.CSS_SELECTOR, "#balances-group meter")
+        assert (meter.get_attribute("value"), meter.get_attribute("max")) == ("40", "100")
+        assert meter.size["width"] > 50, "the bar is drawn"
+        assert "Single sign-on" in driver.find_element(By.ID, "flags-group").text
+
+        # Its customer, through the link on the page: the entities table and the seat pool.
+        driver.find_element(By.PARTIAL_LINK_TEXT, "acme (Acme GmbH)").click()
+        wait.until(ec.presence_of_element_located((By.ID, "entities-group")))
+        assert driver.current_url.endswith(f"/admin/autumn_django/customer/{acme.pk}/change/")
+        table = driver.find_element(By.ID, "entities-group")
+        assert "entities (2)" in table.text.lower()  # the admin draws headings in capitals
+        entity_rows = [r.text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert len(entity_rows) == 2 and "ws_ops" in entity_rows[0] and "ws_design" in entity_rows[1]
+        link = table.find_element(By.PARTIAL_LINK_TEXT, "ws_design")
+        assert link.get_attribute("href").endswith(f"/admin/autumn_django/entity/{design.pk}/change/")
+        pool = driver.find_element(By.ID, "licenses-group")
+        assert "2 / 10" in pool.text and "2 of 10 seats used" in pool.get_attribute("innerHTML")
+        assert pool.find_element(By.TAG_NAME, "meter").size["width"] > 50
+        save_screenshot(driver, "admin-customer-entities.png")
