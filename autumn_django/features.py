@@ -1,17 +1,20 @@
 """Feature checks answered from the mirror, without calling Autumn.
 
 ``check_feature(request, "ai_tokens", required=5)`` reads the customer of the request's owner
-(``AUTUMN_OWNER_FROM_REQUEST``; an owner or a ``Customer`` may be given instead) in the
-project's environment and answers as Autumn's ``check`` would for that customer as
-the mirror holds it (autumn-api.md, "Local feature checks: Autumn's rules"): a boolean
-feature is usable when its flag is there and has not expired; a metered one by its
-balance, the required amount (default 1), overage and its caps, and the customer's billing
-controls. One query.
+(``AUTUMN_OWNER_FROM_REQUEST``; an owner, a ``Customer`` or an ``Entity`` may be given
+instead, and ``entity_id=`` picks one of the customer's entities) in the project's
+environment and answers as Autumn's ``check`` would for that customer or entity as the
+mirror holds it (autumn-api.md, "Local feature checks: Autumn's rules"): a boolean feature
+is usable when its flag is there and has not expired; a metered one by its balance, the
+required amount (default 1), overage and its caps, and the billing controls. A feature
+that draws on a credit system is judged on the credit system's balance at its credit cost
+(the org's catalogue, ``Feature`` rows). One query.
 
 Resets: Autumn resets balances lazily, so a balance whose reset time has passed still
 shows last period's usage until someone reads the customer through ``customers.get``. A
 check never denies because of such a balance: it counts as reset to its grant, and a
-refresh of that customer is queued (once per customer and reset time).
+refresh of that customer (an entity's: its customer's) is queued, once per customer and
+reset time.
 
 The mirror is as fresh as its last sync or webhook, so use it to gate UI and cheap actions.
 Before consuming a metered feature, ask Autumn (``check`` / ``track``): only Autumn knows
@@ -20,76 +23,56 @@ the balance at this instant.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from enum import Enum
+from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db import models
-from django.db.models import Case, F, FilteredRelation, Func, Q, QuerySet, When
 from django.utils import timezone
 
-from . import jsonlib
+from . import feature_rows
+from .allowance import (
+    ALLOWING,
+    MESSAGES,
+    BalanceState,
+    Reason,
+    controls_of,
+    decoded_json,
+    judge,
+    merge_controls,
+    number,
+)
 from .conf import project_env
-from .models import Customer
+from .models import Customer, Entity
 from .owners import customer_lookup
 
+__all__ = ["FeatureCheck", "Reason", "catalogue_changed", "check_feature", "has_feature", "mirror_env"]
+
 logger = logging.getLogger(__name__)
-
-
-class Reason(str, Enum):
-    """Why a check came out the way it did. The denials past ``balance_exhausted`` are the
-    limit types Autumn's ``check`` tells apart (``limitType``)."""
-
-    UNLIMITED = "unlimited"
-    BALANCE_REMAINING = "balance_remaining"
-    OVERAGE_ALLOWED = "overage_allowed"
-    FLAG = "flag"
-    NEGATIVE_REQUIRED = "negative_required"  # a negative amount (giving back) is always allowed
-    BALANCE_EXHAUSTED = "balance_exhausted"  # Autumn's "included": the balance is short of it
-    MAX_PURCHASE = "max_purchase"  # overage allowed, but capped by the plans' max_purchase
-    SPEND_LIMIT = "spend_limit"  # overage allowed, but capped by a spend limit
-    USAGE_LIMIT = "usage_limit"  # a usage limit's window has no room left for it
-    FLAG_EXPIRED = "flag_expired"
-    NO_FEATURE = "no_feature"  # the customer has neither a balance nor a flag for it
-    NO_CUSTOMER = "no_customer"  # no owner (anonymous), or no customer linked to it in this env
-    CUSTOMER_DELETED = "customer_deleted"  # Autumn no longer has the customer
-
-
-ALLOWING = frozenset({Reason.UNLIMITED, Reason.BALANCE_REMAINING, Reason.OVERAGE_ALLOWED, Reason.FLAG,
-                      Reason.NEGATIVE_REQUIRED})
-
-MESSAGES = {
-    Reason.BALANCE_EXHAUSTED: "You have no {feature} left.",
-    Reason.MAX_PURCHASE: "You have used all the {feature} your plan allows.",
-    Reason.SPEND_LIMIT: "You have reached your spending limit for {feature}.",
-    Reason.USAGE_LIMIT: "You have reached your usage limit for {feature}.",
-    Reason.FLAG_EXPIRED: "Your access to {feature} has expired.",
-    Reason.NO_FEATURE: "Your plan does not include {feature}.",
-    Reason.NO_CUSTOMER: "Your account has no billing plan yet.",
-    Reason.CUSTOMER_DELETED: "Your account has no billing plan.",
-}
 
 # How long the note "this customer's refresh for this reset is queued" is kept: the
 # refresh lands in seconds; a failed one is left to the next full sync, not retried per check.
 REFRESH_NOTE_SECONDS = 24 * 3600
-_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
 class FeatureCheck:
     """The answer to "may this user use ``feature_id``?"; true in a boolean context when
     allowed. ``remaining`` is the balance left for a metered feature (None otherwise),
-    counting a balance whose reset time has passed as reset (``reset_due``)."""
+    counting a balance whose reset time has passed as reset (``reset_due``).
+
+    When a credit system's balance answered for ``feature_id`` (a member of it),
+    ``credit_system`` names it, ``remaining`` is in its credits and ``credits_required``
+    is the required amount times the member's credit cost."""
 
     feature_id: str
     reason: Reason
     remaining: float | None = None
     reset_due: bool = False
+    credit_system: str | None = None
+    credits_required: float | None = None
 
     @property
     def allowed(self) -> bool:
@@ -98,7 +81,7 @@ class FeatureCheck:
     @property
     def message(self) -> str:
         """A sentence for the user when not allowed (empty when allowed)."""
-        return MESSAGES.get(self.reason, "").format(feature=self.feature_id)
+        return MESSAGES.get(self.reason, "").format(feature=self.credit_system or self.feature_id)
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -110,314 +93,155 @@ def mirror_env() -> str:
     return project_env()
 
 
-class _RawMember(Func):
-    """One top-level member of ``Customer.raw`` as JSON text: the database picks it out of
-    the stored customer, so only that member crosses the wire and is decoded here."""
-
-    output_field = models.TextField()
-
-    def __init__(self, member: str) -> None:
-        super().__init__(F("raw"))
-        self.member = member
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
-        raw, params = compiler.compile(self.source_expressions[0])
-        if connection.vendor == "postgresql":  # raw is json there: no cast to jsonb needed
-            return f"(({raw}) -> %s)::text", [*params, self.member]
-        return f"JSON_EXTRACT({raw}, %s)", [*params, f"$.{self.member}"]
+def catalogue_changed(env: str) -> None:
+    """Called by the catalogue sync after it wrote ``Feature`` rows of ``env``. Checks read
+    the credit schemas inside their own query (``feature_rows``), so there is nothing cached to
+    drop: this is the hook for the sync to call should that change, and costs nothing."""
 
 
 def check_feature(subject: Any, feature_id: str, required: float = 1, *,
-                  properties: dict[str, Any] | None = None) -> FeatureCheck:
-    """Whether ``subject``'s Autumn customer may use ``required`` of ``feature_id`` now, and
-    why, from the mirror, as Autumn's ``check`` answers it. ``subject`` is a request (its
-    owner: ``AUTUMN_OWNER_FROM_REQUEST``), an owner (an instance of
-    ``AUTUMN_CUSTOMER_OWNER_MODEL``: by default a user, so ``request.user`` works) or a
-    ``Customer``. ``properties`` are the event properties a filtered usage limit matches
+                  properties: dict[str, Any] | None = None, entity_id: str | None = None) -> FeatureCheck:
+    """Whether ``subject`` may use ``required`` of ``feature_id`` now, and why, from the
+    mirror, as Autumn's ``check`` answers it.
+
+    ``subject`` is a request (its owner: ``AUTUMN_OWNER_FROM_REQUEST``), an owner (an
+    instance of ``AUTUMN_CUSTOMER_OWNER_MODEL``: by default a user, so ``request.user``
+    works), a ``Customer``, or an ``Entity``. ``entity_id`` (not with an ``Entity``) checks
+    the entity with that Autumn id of the subject's customer instead, as ``check`` with an
+    ``entity_id``. ``properties`` are the event properties a filtered usage limit matches
     against (as ``check`` takes them).
 
-    One query: the owner's customer in the project's env (a ``Customer`` given: that one),
-    joined to its balance and flag for this feature (each unique per customer, so at most
-    one row comes back), with the customer's billing controls picked out of its JSON only
-    when there is a balance to judge.
+    One query: the customer (or entity) joined to its balances for the feature and for the
+    credit systems that list it (the catalogue is read inside the query), and to its flag
+    for the feature, with the billing controls picked out of the JSON only when there is a
+    balance to judge.
     """
-    lookup = customer_lookup(subject)
-    if lookup is None:
-        return FeatureCheck(feature_id, Reason.NO_CUSTOMER)
-    env = subject.env if isinstance(subject, Customer) else mirror_env()
-    found = next(iter(_feature_rows(env, feature_id).filter(**lookup)[:1]), None)
-    if found is None:
-        return FeatureCheck(feature_id, Reason.NO_CUSTOMER)
-    if found["deleted_at"] is not None:
+    wanted = number(required)  # a TypeError for what is not a number, before any query
+    if entity_id is not None and (not isinstance(entity_id, str) or not entity_id):
+        raise TypeError(f"entity_id must be an entity's Autumn id (non-empty text), not {entity_id!r:.40}")
+    if isinstance(subject, Entity):
+        if entity_id is not None:
+            raise TypeError("Pass an Entity or entity_id=, not both.")
+        if subject.pk is None:
+            return FeatureCheck(feature_id, Reason.NO_ENTITY)
+        kind, env, lookup = feature_rows.ENTITY, subject.env, {"pk": subject.pk}
+    else:
+        lookup = customer_lookup(subject)
+        if lookup is None:
+            return FeatureCheck(feature_id, Reason.NO_CUSTOMER)
+        env = subject.env if isinstance(subject, Customer) else mirror_env()
+        kind = feature_rows.CUSTOMER if entity_id is None else feature_rows.CUSTOMER_ENTITY
+    rows = feature_rows.fetch(kind, env, feature_id, entity_id, lookup)
+    if not rows:
+        missing = Reason.NO_ENTITY if kind is feature_rows.ENTITY else Reason.NO_CUSTOMER
+        return FeatureCheck(feature_id, missing)
+    found = rows[0]
+    if found["c_deleted"] is not None:  # an entity of a deleted customer is gone with it
         return FeatureCheck(feature_id, Reason.CUSTOMER_DELETED)
+    if kind is not feature_rows.CUSTOMER:
+        if found["e_pk"] is None:
+            return FeatureCheck(feature_id, Reason.NO_ENTITY)
+        if found["e_deleted"] is not None:
+            return FeatureCheck(feature_id, Reason.ENTITY_DELETED)
     now = timezone.now()
-    flag_expires = found["flag__expires_at"]
-    if found["flag__pk"] is not None and (flag_expires is None or flag_expires > now):
-        # A flag present: allowed (Autumn's check answers a flag before any balance).
-        return FeatureCheck(feature_id, Reason.FLAG)
-    if found["balance__pk"] is None:
-        reason = Reason.FLAG_EXPIRED if found["flag__pk"] is not None else Reason.NO_FEATURE
-        return FeatureCheck(feature_id, reason)
-    result, due_at = _from_balance(feature_id, found, _number(required), properties, now)
-    if due_at is not None and found["autumn_id"] and env == mirror_env():
-        _queue_refresh(env, found["autumn_id"], due_at)
+    result, due_at = _answer(feature_id, wanted, rows, properties, now)
+    if due_at is not None and found["c_id"] and env == mirror_env():
+        _queue_refresh(env, found["c_id"], due_at)
     return result
 
 
-@functools.lru_cache(maxsize=256)
-def _feature_rows(env: str, feature_id: str) -> QuerySet:
-    """The check's query but for the customer, built once per env and feature: building it
-    (the joins, the annotations) costs the ORM more than running it."""
-    has_balance = Q(balance__isnull=False)
-    return (
-        Customer.objects.filter(env=env)
-        .annotate(
-            balance=FilteredRelation("balances", condition=Q(balances__feature_id=feature_id)),
-            flag=FilteredRelation("flags", condition=Q(flags__feature_id=feature_id)),
-            controls=Case(When(has_balance, then=_RawMember("billing_controls")), default=None),
-            plans=Case(When(has_balance, then=_RawMember("subscriptions")), default=None),
-        )
-        .values("autumn_id", "deleted_at", "balance__pk", "balance__unlimited", "balance__granted",
-                "balance__remaining", "balance__overage_allowed", "balance__next_reset_at",
-                "balance__breakdown", "flag__pk", "flag__expires_at", "controls", "plans")
-    )
-
-
 def has_feature(subject: Any, feature_id: str, required: float = 1, *,
-                properties: dict[str, Any] | None = None) -> bool:
-    """True when ``subject``'s customer (of a request, an owner, or a ``Customer``) may use
-    ``required`` of ``feature_id``, per the mirror."""
-    return check_feature(subject, feature_id, required, properties=properties).allowed
+                properties: dict[str, Any] | None = None, entity_id: str | None = None) -> bool:
+    """True when ``subject`` (a request, an owner, a ``Customer`` or an ``Entity``; with
+    ``entity_id``, that entity of its customer) may use ``required`` of ``feature_id``, per
+    the mirror."""
+    return check_feature(subject, feature_id, required, properties=properties, entity_id=entity_id).allowed
 
 
-# -- Autumn's rules -------------------------------------------------------------------------
+# -- which balance answers ------------------------------------------------------------------
 # Followed from Autumn's open-source server (github.com/useautumn/autumn), read, not copied:
-#   shared/api/customers/cusFeatures/utils/convert/apiBalanceToAllowed.ts (the order of the rules)
-#   shared/api/customers/utils/apiSubjectToUsageLimitHeadroom.ts (usage limits, their filters)
-#   shared/models/cusModels/billingControls/usageLimit.ts (usageLimitFilterMatchesProperties)
-#   shared/api/customers/utils/apiSubjectToOverageAllowed.ts (the overage_allowed control)
-#   shared/api/customers/cusFeatures/utils/convert/apiBalanceV1ToAvailableOverage.ts and
-#   apiBalanceV1ToOverage.ts (overage left under spend limits and max_purchase)
-#   shared/api/customers/utils/apiSubjectToSpendLimit.ts,
-#   shared/utils/cusEntUtils/convertCusEntUtils/resolveSpendLimitOverageLimit.ts (spend limits,
-#   a percentage one taken of the main plans' grant)
-#   server/src/internal/balances/check/getCheckResponseV2.ts (a flag is allowed outright)
-# Amounts compare as decimals, as the server's decimal.js does (0.1 + 0.2 is 0.3).
+#   server/src/internal/balances/check/getCheckDataV2.ts (the feature and the credit systems
+#   that list it, server/src/internal/features/creditSystemUtils.ts getCreditSystemsFromFeature:
+#   type credit_system only, in catalogue order, not the feature itself; with an entity_id
+#   the subject is the entity's answer)
+#   shared/api/customers/cusFeatures/utils/check/getFeatureToUseForCheck.ts (which balance)
+#   server/src/internal/balances/check/getCheckResponseV2.ts (the required amount times the
+#   credit cost, featureToCreditSystem; a flag of the answering feature allows outright)
+#   server/src/internal/balances/check/buildEvaluationSubject.ts (an entity's billing controls
+#   merged with its customer's)
 
 
-def _from_balance(feature_id: str, row: dict[str, Any], required: Decimal,
-                  properties: dict[str, Any] | None, now: datetime) -> tuple[FeatureCheck, int | None]:
-    """The check of a balance, and the epoch ms of its earliest reset that is due (None:
-    none is), which the caller has refreshed."""
-    balance = _Balance(row, now)
-    if row["balance__unlimited"]:
-        # An unlimited balance's counts carry no meaning: do not report them.
-        due = balance.due_at
-        return FeatureCheck(feature_id, Reason.UNLIMITED, None, due is not None), due
-    if required < 0:
-        return balance.answer(feature_id, Reason.NEGATIVE_REQUIRED)
-    controls = _controls(row["controls"])
-    headroom = _usage_limit_headroom(controls.get("usage_limits"), feature_id, properties)
-    if headroom is not None and required > headroom:
-        return balance.answer(feature_id, Reason.USAGE_LIMIT)
-    have = max(_ZERO, balance.remaining)  # Autumn's remaining is never below zero
-    enough = Reason.BALANCE_REMAINING if have >= required else None
-    control = _first(controls.get("overage_allowed"), feature_id)
-    if control is not None and control.get("enabled", False) is False:
-        return balance.answer(feature_id, enough or Reason.BALANCE_EXHAUSTED)
-    if row["balance__overage_allowed"] or (control is not None and control.get("enabled") is True):
-        available, capped_by = _available_overage(balance, controls.get("spend_limits"), feature_id,
-                                                  row["plans"])
-        if available is None or available + have >= required:
-            return balance.answer(feature_id, enough or Reason.OVERAGE_ALLOWED)
-        return balance.answer(feature_id, capped_by)
-    return balance.answer(feature_id, enough or Reason.BALANCE_EXHAUSTED)
+def _answer(feature_id: str, required: Decimal, rows: list[dict[str, Any]],
+            properties: dict[str, Any] | None, now: datetime) -> tuple[FeatureCheck, int | None]:
+    """The check from the subject's rows, and the epoch ms of the earliest reset that is
+    due among its balances read (None: none is), which the caller has refreshed."""
+    found = rows[0]
+    balances = {row["b_feature"]: row for row in rows if row["b_feature"] is not None}
+    states = {fid: BalanceState(_balance_columns(row), now) for fid, row in balances.items()}
+    controls: dict[str, Any] = {}
+    plans = None
+    if balances:
+        row = next(iter(balances.values()))
+        controls = merge_controls(controls_of(row["controls"]), controls_of(row.get("parent_controls")))
+        plans = row["plans"]
+    systems = sorted(((row["cs_rank"], fid, _credit_cost(row["cs_schema"], feature_id))
+                      for fid, row in balances.items() if fid != feature_id and row["cs_rank"] is not None),
+                     key=lambda system: system[0])
+    due_at = min((s.due_at for s in states.values() if s.due_at is not None), default=None)
+
+    chosen, cost = feature_id, None
+    main = states.get(feature_id)
+    if systems and not (main and judge(main, feature_id, required, controls, plans) in ALLOWING):
+        # The main balance does not allow it: the first credit system held that does, else the
+        # first held (with none held, the main balance answers). The server tries each credit
+        # system with the amount in the member's units, converting only for the answer
+        # (getFeatureToUseForCheck.ts).
+        held = [(fid, credit_cost) for _, fid, credit_cost in systems]
+        allowing = (system for system in held
+                    if judge(states[system[0]], system[0], required, controls, plans) in ALLOWING)
+        chosen, cost = next(allowing, held[0])
+    if chosen == feature_id:
+        flag_expires = found["f_expires"]
+        if found["f_pk"] is not None and (flag_expires is None or flag_expires > now):
+            return FeatureCheck(feature_id, Reason.FLAG), due_at
+        if main is None:
+            if found["f_pk"] is not None:
+                return FeatureCheck(feature_id, Reason.FLAG_EXPIRED), due_at
+            unknown = found["catalogued"] and not found["known"]
+            return FeatureCheck(feature_id, Reason.UNKNOWN_FEATURE if unknown else Reason.NO_FEATURE), due_at
+        reason = judge(main, feature_id, required, controls, plans, properties)
+        remaining = None if main.unlimited else main.remaining_shown
+        return FeatureCheck(feature_id, reason, remaining, main.due_at is not None), due_at
+    state = states[chosen]
+    credits = required * cost
+    reason = judge(state, chosen, credits, controls, plans, properties, member=(feature_id, cost))
+    remaining = None if state.unlimited else state.remaining_shown
+    return FeatureCheck(feature_id, reason, remaining, state.due_at is not None, credit_system=chosen,
+                        credits_required=float(credits)), due_at
 
 
-class _Balance:
-    """A mirrored balance as the check sees it: with every reset whose time has passed
-    counted as applied (usage back to 0, remaining back to the grant), as Autumn's
-    ``customers.get`` would apply it before answering."""
-
-    def __init__(self, row: dict[str, Any], now: datetime) -> None:
-        now_ms = int(now.timestamp() * 1000)
-        self.entries = [e for e in row["balance__breakdown"] or [] if isinstance(e, dict)]
-        self.due_at: int | None = None
-        stored = _amount(row["balance__remaining"])
-        self.remaining_shown = row["balance__remaining"]
-        self.overage = _ZERO
-        gained = _ZERO
-        any_entry_due = False
-        for entry in self.entries:
-            reset = entry.get("reset")
-            at = reset.get("resets_at") if isinstance(reset, dict) else None
-            if isinstance(at, (int, float)) and not isinstance(at, bool) and at <= now_ms:
-                any_entry_due = True
-                self._note_due(int(at))
-                grant = _grants(entry)
-                gained += grant - _amount(entry.get("remaining"))
-            else:
-                self.overage += _entry_overage(entry)
-        next_reset = row["balance__next_reset_at"]
-        if next_reset is not None and next_reset <= now and not any_entry_due:
-            # Due with no entry saying which part: the whole balance resets to its grant.
-            self._note_due(int(next_reset.timestamp() * 1000))
-            self.overage = _ZERO
-            self.remaining = _number(row["balance__granted"], stored)
-        else:
-            self.remaining = stored + gained
-        if self.due_at is not None:
-            self.remaining_shown = float(self.remaining)
-
-    def _note_due(self, at: int) -> None:
-        self.due_at = at if self.due_at is None else min(self.due_at, at)
-
-    def answer(self, feature_id: str, reason: Reason) -> tuple[FeatureCheck, int | None]:
-        return FeatureCheck(feature_id, reason, self.remaining_shown, self.due_at is not None), self.due_at
+def _balance_columns(row: dict[str, Any]) -> dict[str, Any]:
+    return {"unlimited": row["b_unlimited"], "granted": row["b_granted"], "remaining": row["b_remaining"],
+            "overage_allowed": row["b_overage_allowed"], "next_reset_at": row["b_next_reset_at"],
+            "breakdown": row["b_breakdown"]}
 
 
-def _entry_overage(entry: dict) -> Decimal:
-    """What a breakdown entry has used past its grants. Autumn keeps this as the entry's
-    ``overage`` (internal: not in the public answer); without it, usage beyond the grants."""
-    if "overage" in entry:
-        return _amount(entry.get("overage"))
-    return max(_ZERO, _amount(entry.get("usage")) - _grants(entry))
-
-
-def _grants(entry: dict) -> Decimal:
-    return _amount(entry.get("included_grant")) + _amount(entry.get("prepaid_grant"))
-
-
-def _available_overage(balance: _Balance, spend_limits: Any, feature_id: str,
-                       subscriptions: Any) -> tuple[Decimal | None, Reason]:
-    """How much more than the balance the customer may use, and what caps it (None: no cap).
-
-    A spend limit for the feature (enabled, with an ``overage_limit``) caps it first;
-    otherwise the usage-based entries' ``price.max_purchase``, summed, unless one has none."""
-    for limit in spend_limits if isinstance(spend_limits, list) else ():
-        if not isinstance(limit, dict) or limit.get("feature_id") != feature_id:
-            continue
-        if limit.get("enabled") is not True:  # a spend limit is off unless enabled
-            continue
-        cap = _spend_cap(limit, balance, subscriptions)
-        if cap is not None:
-            return max(_ZERO, cap - balance.overage), Reason.SPEND_LIMIT
-    caps = []
-    for entry in balance.entries:
-        price = entry.get("price")
-        if isinstance(price, dict) and price.get("billing_method") == "usage_based":
-            if price.get("max_purchase") is None:
-                return None, Reason.MAX_PURCHASE
-            caps.append(_amount(price.get("max_purchase")))
-    if not caps:
-        return None, Reason.MAX_PURCHASE
-    return max(_ZERO, sum(caps, _ZERO) - balance.overage), Reason.MAX_PURCHASE
-
-
-def _spend_cap(limit: dict, balance: _Balance, subscriptions: Any) -> Decimal | None:
-    """A spend limit's overage cap in units: absolute, or a percentage of what the main
-    (not add-on) plans of ``subscriptions`` (JSON text, decoded only here) grant; None
-    when they grant nothing: no cap from it."""
-    value = limit.get("overage_limit")
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if limit.get("limit_type") != "usage_percentage":
-        return _number(value)
-    decoded = _decoded(subscriptions)
-    items = decoded if isinstance(decoded, list) else []
-    plans = {item.get("plan_id") for item in items if isinstance(item, dict) and not item.get("add_on")}
-    allowance = sum((_amount(e.get("included_grant")) for e in balance.entries
-                     if e.get("plan_id") in plans), _ZERO)
-    if allowance == 0:
-        return None
-    return _number(value) / 100 * allowance
-
-
-def _usage_limit_headroom(usage_limits: Any, feature_id: str,
-                          properties: dict[str, Any] | None) -> Decimal | None:
-    """The least room left among the usage limits on the feature that apply (enabled, and
-    their filter matching ``properties``); None when none does."""
-    headroom = None
-    for limit in usage_limits if isinstance(usage_limits, list) else ():
-        if not (isinstance(limit, dict) and limit.get("feature_id") == feature_id
-                and limit.get("enabled") is not False and _filter_matches(limit.get("filter"), properties)):
-            continue
-        room = max(_ZERO, _amount(limit.get("limit")) - _amount(limit.get("usage")))
-        headroom = room if headroom is None else min(headroom, room)
-    return headroom
-
-
-def _filter_matches(limit_filter: Any, properties: dict[str, Any] | None) -> bool:
-    """No filter matches every check; a filter never matches a check without properties;
-    otherwise every condition must hold, values compared as (JavaScript) strings."""
-    conditions = limit_filter.get("properties") if isinstance(limit_filter, dict) else None
-    if not conditions:
-        return True
-    if not properties:
-        return False
-    for key, value in conditions.items():
-        given = properties.get(key)
-        if given is None or isinstance(given, (dict, list, tuple, set)) or _js_str(given) != _js_str(value):
-            return False
-    return True
-
-
-def _js_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _controls(text: Any) -> dict[str, Any]:
-    controls = _decoded(text)
-    return controls if isinstance(controls, dict) else {}
-
-
-def _decoded(text: Any) -> Any:
-    if not isinstance(text, (str, bytes)):
-        return text
-    try:
-        return jsonlib.loads(text)
-    except ValueError:
-        return None
-
-
-def _first(entries: Any, feature_id: str) -> dict | None:
-    """The customer's entry for the feature, else its plan's: Autumn lists them so."""
-    for entry in entries if isinstance(entries, list) else ():
-        if isinstance(entry, dict) and entry.get("feature_id") == feature_id:
-            return entry
-    return None
-
-
-def _amount(value: Any) -> Decimal:
-    """A count from the JSON as a decimal; 0 when absent or not a number."""
-    return _number(value, _ZERO)
-
-
-def _number(value: Any, default: Decimal | None = None) -> Decimal:
-    """A count as a decimal, from the shortest text of the float (as decimal.js reads a
-    JavaScript number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        if default is None:
-            raise TypeError(f"expected a number, got {value!r:.40}")
-        return default
-    try:
-        return value if isinstance(value, Decimal) else Decimal(repr(value))
-    except InvalidOperation:
-        if default is None:
-            raise
-        return default
+def _credit_cost(schema: Any, feature_id: str) -> Decimal:
+    """The member's ``credit_cost`` in a credit system's ``credit_schema`` (1 if it gives
+    none that is a number: featureToCreditSystem leaves the amount as it is then)."""
+    for item in decoded_json(schema) or ():
+        if isinstance(item, dict) and item.get("metered_feature_id") == feature_id:
+            return number(item.get("credit_cost"), Decimal(1))
+    return Decimal(1)
 
 
 # -- refreshing a customer whose reset came due -----------------------------------------------
 
 
 def _queue_refresh(env: str, customer_id: str, due_at: int) -> None:
-    """Queue ``customers.get`` of the customer (which applies its due resets) once per
-    customer and reset time; never fails the check that asked."""
+    """Queue ``customers.get`` of the customer (which applies its due resets; a refresh of a
+    customer reads its entities too) once per customer and reset time; never fails the
+    check that asked."""
     try:
         if not cache.add(f"autumn_django:reset-refresh:{env}:{customer_id}:{due_at}", True,
                          REFRESH_NOTE_SECONDS):
