@@ -23,7 +23,9 @@ The full sync:
 - ``sync_finished(run, counts, using)``, ``sender=SyncRun``: a full sync succeeded and its
   last write is committed. ``run`` is the ``SyncRun`` row, ``counts`` a dict of its
   ``created``, ``updated``, ``unchanged``, ``deleted``, ``undeleted``, ``skipped`` and
-  ``reread``, ``using`` the database it wrote. A run that fails sends nothing: its counts
+  ``reread`` (customers), and ``entities_created``, ``entities_updated``,
+  ``entities_unchanged``, ``entities_deleted`` and ``entities_skipped``; ``using`` the
+  database it wrote. A run that fails sends nothing: its counts
   are partial and the mirror is not complete; the run that resumes it sends the signal when
   it succeeds. A receiver that raises is logged and the run stays succeeded.
 

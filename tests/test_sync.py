@@ -281,7 +281,7 @@ def progress_saves(queries: list[Query]) -> int:
     """How many times the run's progress was saved: once per page, in the page's
     transaction (on a lane's connection when there are lanes)."""
     return sum(1 for q in queries if q.verb == "UPDATE" and "autumn_django_syncrun" in q.sql
-               and "cursor" in q.sql)
+               and '"cursor"' in q.sql)  # not the entities phase's "entity_cursor"
 
 
 def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):

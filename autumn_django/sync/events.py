@@ -19,7 +19,9 @@ from .writer import WriteResult
 logger = logging.getLogger(__name__)
 
 # The counts ``sync_finished`` carries: the run's fields of those names.
-RUN_COUNTS = ("created", "updated", "unchanged", "deleted", "undeleted", "skipped", "reread")
+RUN_COUNTS = ("created", "updated", "unchanged", "deleted", "undeleted", "skipped", "reread",
+              "entities_created", "entities_updated", "entities_unchanged", "entities_deleted",
+              "entities_skipped")
 
 # The balance fields whose change is a change of the balance (breakdown detail is not).
 COMPARED_FIELDS = ("granted", "remaining", "usage", "unlimited", "overage_allowed",

@@ -22,10 +22,12 @@ from django.utils import timezone
 
 from ..client import AutumnClient, ListPage, ListPosition
 from ..conf import autumn_settings
-from ..exceptions import InvalidCursorError, NotFoundError, StopRequested
+from ..exceptions import AutumnAPIError, AutumnResponseError, InvalidCursorError, NotFoundError, StopRequested
 from ..models import SyncRun
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
+from .catalogue import sync_catalogue
+from .entity_pass import EntityPass, EntityProgress
 from .fingerprints import Fingerprints
 from .lanes import CommitLanes, lane_count
 from .prefetch import prepared_pages
@@ -52,8 +54,14 @@ ProgressCallback = Callable[[SyncProgress], None]
 
 def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | None = None,
                        restart: bool = False, progress: ProgressCallback | None = None,
-                       using: str = DEFAULT_DB_ALIAS) -> SyncRun:
+                       using: str = DEFAULT_DB_ALIAS,
+                       entity_progress: EntityProgress | None = None) -> SyncRun:
     """Bring the mirror of the key's env in step with Autumn; returns the finished run.
+
+    A run reads the catalogue (features and plans), then every customer, settles customer
+    deletions, then crawls every entity (``entity_pass``) and settles entity deletions.
+    ``progress`` is called after each customers page, ``entity_progress`` after each
+    entities page.
 
     Resumes the env's last unfinished run from its last committed page unless ``restart``.
     Raises ``SyncAlreadyRunning`` when another run holds the lock, and any ``AutumnError``
@@ -64,7 +72,11 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     page_size = page_size or autumn_settings.SYNC_PAGE_SIZE
     run = runs.start_run(client.env, page_size=page_size, restart=restart, using=using)
     try:
-        _Pass(client, run, using, progress).execute()
+        if run.phase == "customers":
+            _sync_catalogue(client, run, using)
+            _Pass(client, run, using, progress).execute()
+        EntityPass(client, run, using, entity_progress).execute()
+        runs.finish_run(run)
     except BaseException as exc:  # Ctrl-C and SIGTERM too: release the lock now
         if isinstance(exc, runs.LeaseLost):
             runs.release(run)  # the run is its successor's now; only our lock is ours
@@ -259,20 +271,31 @@ class _Pass:
             run.errors.append({"warning": "Records that might stand for a mirrored customer (not "
                                           "an object, or an id that is not text) were skipped, so "
                                           "no customer was marked deleted by this run."})
-            runs.finish_run(run)
+            runs.enter_phase(run, "entities")
             return
         with transaction.atomic(using=self.using):
             deleted = self.writer.mark_missing_deleted(
                 self.seen, pass_started_at=run.started_at, crawled_after=self.crawled_after,
                 now=timezone.now())
             run.deleted += len(deleted)
-            runs.finish_run(run)
+            runs.enter_phase(run, "entities")
             transaction.on_commit(lambda: events.send_deleted_events(deleted, self.using),
                                   using=self.using)
         # Owners whose signup task never ran (or that predate the app) get their link now.
         linked = link_owners_to_customers(run.env, using=self.using)
         if linked:
             logger.info("Linked %d owners to their Autumn customers.", linked)
+
+
+def _sync_catalogue(client: AutumnClient, run: SyncRun, using: str) -> None:
+    """The org's features and plans, before the customers. A catalogue Autumn will not give
+    (an older server, a key without the scope) is worth a warning, not the run."""
+    try:
+        result = sync_catalogue(client, using=using)
+    except (AutumnAPIError, AutumnResponseError) as exc:
+        run.errors.append({"warning": f"The catalogue (features, plans) was not synced: {exc}"})
+        return
+    run.errors += [{"warning": f"Catalogue entry skipped: {problem}"} for problem in result.problems]
 
 
 def _customers_of(prepared: PreparedPage) -> set[tuple[str, str]]:

@@ -103,6 +103,27 @@ def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
                         "deleted", "reread"])
 
 
+ENTITY_FIELDS = ("entity_cursor", "entities_reached_created_at", "entity_pages", "entities_created",
+                 "entities_updated", "entities_unchanged", "entities_deleted", "entities_skipped")
+
+
+def save_entity_page(run: SyncRun, next_cursor: str) -> None:
+    """``save_page`` for a page of the entities phase."""
+    run.entity_cursor = next_cursor
+    run.heartbeat_at = timezone.now()
+    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+    _save_if_ours(run, [*ENTITY_FIELDS, "heartbeat_at", "errors", "page_size"])
+
+
+def enter_phase(run: SyncRun, phase: str) -> None:
+    """Move the run on to ``phase`` (with what the phase before it counted); call in the
+    transaction that ends the phase before."""
+    run.phase = phase
+    run.heartbeat_at = timezone.now()
+    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+    _save_if_ours(run, ["phase", "deleted", "errors", "heartbeat_at", *ENTITY_FIELDS])
+
+
 def finish_run(run: SyncRun, *, failure: str = "") -> None:
     """Release the lock. A failed run keeps its resume point for the next run, and the
     errors of the pages it stored: ``run`` may hold those of a page that failed to commit,
@@ -113,7 +134,7 @@ def finish_run(run: SyncRun, *, failure: str = "") -> None:
     fields = ["status", "failure", "finished_at", "heartbeat_at"]
     if not failure:
         run.errors = run.errors[-MAX_RECORDED_ERRORS:]
-        fields += ["deleted", "errors"]
+        fields += ["deleted", "errors", *ENTITY_FIELDS]
     try:
         _save_if_ours(run, fields)
     finally:

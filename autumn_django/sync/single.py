@@ -21,17 +21,20 @@ from ..client import AutumnClient
 from ..exceptions import AutumnResponseError, NotFoundError
 from ..models import Customer
 from . import events
+from .entity_pass import mark_customer_entities_deleted, sync_customer_entities
 from .records import RecordError, parse_customer, record_key
 from .trust import Catalogue, list_catalogue, with_list_catalogue
 from .writer import MirrorWriter, mark_deleted_by_get
 
 
 def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
-                  using: str = DEFAULT_DB_ALIAS) -> Customer | None:
-    """Refresh one customer through ``customers.get`` (fresher than the list for balances).
+                  using: str = DEFAULT_DB_ALIAS, entities: bool = True) -> Customer | None:
+    """Refresh one customer through ``customers.get`` (fresher than the list for balances),
+    and with ``entities`` its entities through ``entities.list`` filtered by customer.
 
     Returns the mirror row, or None when Autumn no longer has the customer: its row, if
-    any, is then marked deleted (unless it holds data read after this refresh asked).
+    any, is then marked deleted (unless it holds data read after this refresh asked), and
+    its entities with it.
     """
     client = client or AutumnClient()
     asked_at = timezone.now()
@@ -41,9 +44,13 @@ def sync_customer(customer_id: str, *, client: AutumnClient | None = None,
         with transaction.atomic(using=using):
             pks = mark_deleted_by_get(client.env, [customer_id], read_at=asked_at, now=timezone.now(),
                                       using=using)
+            mark_customer_entities_deleted(client.env, pks, using=using)
             transaction.on_commit(lambda: events.send_deleted_events(pks, using), using=using)
         return None
-    return store_customer(read.customer, env=client.env, using=using, read_at=read.read_at)
+    customer = store_customer(read.customer, env=client.env, using=using, read_at=read.read_at)
+    if entities and customer.autumn_id:
+        sync_customer_entities(client, customer.autumn_id, using=using)
+    return customer
 
 
 def get_or_create_customer(customer_id: str | None, *, owner: Any = None,

@@ -174,11 +174,22 @@ class Command(BaseCommand):
             f"created {run.created:,}, updated {run.updated:,}, unchanged {run.unchanged:,}, "
             f"deleted {run.deleted:,}, skipped {run.skipped:,}. Read again through customers.get: "
             f"{run.reread:,}."))
+        entities = run.entities_created + run.entities_updated + run.entities_unchanged + run.entities_skipped
+        self.stdout.write(self.style.SUCCESS(
+            f"Synced {entities:,} {client.env} entities in {run.entity_pages} pages: created "
+            f"{run.entities_created:,}, updated {run.entities_updated:,}, unchanged "
+            f"{run.entities_unchanged:,}, deleted {run.entities_deleted:,}, "
+            f"skipped {run.entities_skipped:,}."))
         for problem in run.errors:
             if verbosity > 0:
-                self.stdout.write(self.style.WARNING(
-                    "  " + (f"skipped {problem['customer']}: {problem['error']}"
-                            if "error" in problem else f"warning: {problem['warning']}")))
+                self.stdout.write(self.style.WARNING("  " + _problem_line(problem)))
+
+
+def _problem_line(problem: dict) -> str:
+    if "error" not in problem:
+        return f"warning: {problem['warning']}"
+    who = problem.get("customer") or problem.get("entity")
+    return f"skipped {who}: {problem['error']}"
 
 
 def adoption_summary(result: AdoptionResult) -> str:

@@ -1,0 +1,182 @@
+"""The full sync's second part: every entity of the key's env, through ``entities.list``.
+
+``entities.list`` pages newest first and has no ``sort_order``, so an entity created while
+the crawl runs sorts ahead of the cursor and is not seen: the next run catches it (or a
+refresh of its customer, which webhooks and staff trigger, does sooner). It shares
+Autumn's rate budget with ``customers.list``; the client waits out a 429.
+
+As for customers: one transaction per page with the run's resume point (``entity_cursor``);
+unchanged entities are not rewritten; deletions are settled only after a complete pass,
+and only among entities this attempt could have seen. A refresh of one customer reads its
+entities through ``entities.list`` filtered by customer (which reads Autumn's primary).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from ..client import AutumnClient
+from ..exceptions import InvalidCursorError
+from ..models import Entity, SyncRun
+from . import runs
+from .entities import EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, parse_entity
+from .records import RecordError
+
+logger = logging.getLogger(__name__)
+
+EntityProgress = Callable[[SyncRun], None]
+
+
+class EntityPass:
+    """One attempt at a run's entities phase: from the saved cursor to the end."""
+
+    def __init__(self, client: AutumnClient, run: SyncRun, using: str = DEFAULT_DB_ALIAS,
+                 progress: EntityProgress | None = None) -> None:
+        self.client, self.run, self.using, self.progress = client, run, using, progress
+        self.writer = EntityWriter(client.env, using)
+        self.seen: set[int] = set()
+        # A resumed attempt sees only entities older than where the last one stopped.
+        self.crawled_before = run.entities_reached_created_at if run.entity_cursor else None
+        self.identified_everyone = True
+        self.complete = True
+        self.started_at = timezone.now()
+
+    def execute(self) -> None:
+        cursor = self.run.entity_cursor
+        while True:
+            try:
+                self._crawl(cursor)
+                break
+            except InvalidCursorError:
+                if not cursor:
+                    raise
+                logger.warning("Autumn rejected run #%s's saved entities cursor; restarting its pass.",
+                               self.run.pk)
+                self.run.errors.append({"warning": "The saved entities cursor was rejected; "
+                                                   "the entities pass restarted."})
+                cursor, self.crawled_before, self.seen = "", None, set()
+        self._settle_deletions()
+
+    def _crawl(self, cursor: str) -> None:
+        for page in self.client.entities.iter_pages(limit=self.run.page_size, cursor=cursor):
+            records, problems = _parse_page(page.entities, page.requested_at)
+            records, orphaned = self._with_customers(records)
+            run = self.run
+            with transaction.atomic(using=self.using):
+                result = self.writer.write(records, now=timezone.now())
+                orphaned += result.orphans
+                self.identified_everyone &= all(problem.key is not None or not problem.may_be_mirrored
+                                                for problem in problems)
+                self.complete &= page.complete
+                run.entity_pages += 1
+                run.entities_created += len(result.created)
+                run.entities_updated += len(result.updated)
+                run.entities_unchanged += len(result.unchanged) + len(result.kept)
+                run.entities_skipped += len(problems) + len(orphaned)
+                run.errors += [{"entity": entity_key_text(p.key), "error": p.problem} for p in problems]
+                run.errors += [{"entity": record.describe(), "error": "Autumn no longer has its customer"}
+                               for record in orphaned]
+                run.errors += [{"warning": warning} for warning in page.warnings]
+                oldest = min((record.values["created_at"] for record in records), default=None)
+                if oldest is not None:
+                    run.entities_reached_created_at = min(run.entities_reached_created_at or oldest, oldest)
+                runs.save_entity_page(run, page.next_cursor or "")
+            self.seen.update(result.seen)
+            self.seen.update(self.writer.pks_of(problem.key for problem in problems))
+            if self.progress:
+                self.progress(run)
+
+    def _with_customers(self, records: list[EntityRecord]) -> tuple[list[EntityRecord], list[EntityRecord]]:
+        """The page's records whose customer is in the mirror, and those whose customer
+        Autumn no longer has. A customer created after the customers were crawled is read
+        through ``customers.get`` first (outside the page's transaction: it calls Autumn)."""
+        wanted = {record.customer_id for record in records}
+        missing = wanted - set(self.writer.customer_pks(wanted))
+        if not missing:
+            return records, []
+        found = self._fetch_customers(missing)
+        kept = [record for record in records if record.customer_id not in missing - found]
+        return kept, [record for record in records if record.customer_id in missing - found]
+
+    def _fetch_customers(self, customer_ids: set[str]) -> set[str]:
+        from .single import sync_customer  # single imports this module
+
+        found = set()
+        for customer_id in sorted(customer_ids):
+            if sync_customer(customer_id, client=self.client, using=self.using, entities=False):
+                found.add(customer_id)
+        return found
+
+    def _settle_deletions(self) -> None:
+        run = self.run
+        if not self.complete:
+            run.errors.append({"warning": "The entities crawl could not reach the end of the list, "
+                                          "so no entity was marked deleted by this run."})
+            return
+        if not self.identified_everyone:
+            run.errors.append({"warning": "Entity records that might stand for a mirrored entity "
+                                          "were skipped, so no entity was marked deleted by this run."})
+            return
+        missing = Entity.objects.using(self.using).filter(
+            env=run.env, deleted_at__isnull=True, synced_at__lt=run.started_at)
+        if self.crawled_before is not None:
+            # Strictly older: entities at the boundary instant were partly seen by the
+            # attempt before this one, whose ``seen`` is gone.
+            missing = missing.filter(created_at__lt=self.crawled_before)
+        gone = set(missing.values_list("pk", flat=True)) - self.seen
+        run.entities_deleted += self.writer.mark_deleted(gone, now=timezone.now())
+
+
+def _parse_page(entities: list, read_at: datetime | None) -> tuple[list[EntityRecord], list[RecordError]]:
+    records, problems = [], []
+    for data in entities:
+        try:
+            records.append(parse_entity(data, read_at=read_at))
+        except RecordError as exc:
+            problems.append(exc)
+    return records, problems
+
+
+def sync_customer_entities(client: AutumnClient, customer_id: str, *, using: str = DEFAULT_DB_ALIAS
+                           ) -> EntityWriteResult:
+    """Refresh every entity of one customer (``entities.list`` filtered by customer); the
+    customer's mirrored entities Autumn no longer lists, and that no later read wrote,
+    are marked deleted. The customer must be in the mirror."""
+    writer = EntityWriter(client.env, using)
+    asked_at = timezone.now()
+    records: list[EntityRecord] = []
+    skipped: list[RecordError] = []
+    complete = True
+    for page in client.entities.iter_pages(customer_id=customer_id):
+        complete &= page.complete
+        page_records, problems = _parse_page(page.entities, page.requested_at)
+        records += page_records
+        skipped += problems
+    for problem in skipped:
+        logger.warning("Skipped %s: %s", entity_key_text(problem.key), problem.problem)
+        complete &= problem.key is not None or not problem.may_be_mirrored
+    with transaction.atomic(using=using):
+        result = writer.write(records, now=timezone.now())
+        if complete:
+            pks = writer.customer_pks([customer_id])
+            if customer_id in pks:
+                missing = set(Entity.objects.using(using).filter(
+                    customer_id=pks[customer_id], deleted_at__isnull=True,
+                    read_at__lt=asked_at,
+                ).values_list("pk", flat=True)) - set(result.seen) - set(
+                    writer.pks_of(problem.key for problem in skipped))
+                writer.mark_deleted(missing, now=timezone.now())
+    return result
+
+
+def mark_customer_entities_deleted(env: str, customer_pks: list[int], *, using: str = DEFAULT_DB_ALIAS,
+                                   now: datetime | None = None) -> int:
+    """A customer Autumn no longer has has no entities either."""
+    present = Entity.objects.using(using).filter(env=env, customer_id__in=customer_pks)
+    return present.filter(deleted_at__isnull=True).update(deleted_at=now or timezone.now())
+
