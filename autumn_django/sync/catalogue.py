@@ -41,19 +41,7 @@ def sync_catalogue(client: AutumnClient, *, using: str = DEFAULT_DB_ALIAS) -> Ca
     with transaction.atomic(using=using):
         deleted = _mirror(Feature, "feature_id", client.env, feature_rows, now, using)
         deleted += _mirror(Plan, "plan_id", client.env, plan_rows, now, using)
-        transaction.on_commit(lambda: _catalogue_changed(client.env), using=using)
     return CatalogueResult(len(feature_rows), len(plan_rows), deleted, problems)
-
-
-def _catalogue_changed(env: str) -> None:
-    # Feature checks cache credit schemas per env (features.py); tell them. Imported
-    # here: features.py imports the models and the owner settings, which this module
-    # must not need at import time.
-    from .. import features
-
-    changed = getattr(features, "catalogue_changed", None)
-    if changed is not None:
-        changed(env)
 
 
 def _rows(entries: list[Any], kind: str, values, problems: list[str]) -> dict[str, dict[str, Any]]:
