@@ -270,6 +270,8 @@ def test_names_beside_ids_on_the_balance_and_customer_lists(admin_client, acme):
     # An entity's balance names the entity (linked) and its customer.
     assert re.search(rf'href="{ENTITIES}{design.pk}/change/"><bdi>ws_design \(.*?\)</bdi></a> of '
                      rf'<a href="{CUSTOMERS}{acme.pk}/change/">', balances)
+    found = admin_client.get(BALANCES, {"q": "ws_design"}).content.decode()
+    assert found.count('class="field-feature"') == 1 and "ai_tokens" in found, "found by entity id"
     assert 'team</span> <span class="autumn-name">Team</span>' in customers
     assert "seat_pro" not in customers.split('id="result_list"')[1].split("</table>")[0], \
         "the customer's plans, not its entities' folded in"

@@ -27,8 +27,9 @@ class BalanceAdmin(ReadOnlyAdmin):
     list_display = ("feature", "customer_link", "granted_amount", "used_amount",
                     "remaining_amount", "usage_percent", "next_reset")
     list_filter = (FeatureFilter, ExhaustedFilter, "unlimited")
-    search_fields = ("=customer__autumn_id", "customer__email", "=feature_id")
-    search_help_text = _("Customer's Autumn id (exact) or part of its email, or a feature id.")
+    search_fields = ("=customer__autumn_id", "customer__email", "=feature_id", "=entity__autumn_id")
+    search_help_text = _("Customer's Autumn id (exact) or part of its email, a feature id, or an "
+                         "entity's Autumn id (exact).")
     # Served by the (customer, feature_id) unique index; a total order, so no extra sort key.
     ordering = ("customer_id", "feature_id")
     paginator = EstimatedCountPaginator
