@@ -70,7 +70,7 @@ class _SchemaLists(Func):
 
 
 # A credit system archived sorts after the others, as the server's sortFeatures.ts orders
-# ctx.features (which features.list returns too); otherwise in the mirror's row order.
+# ctx.features (which features.list returns too); otherwise in features.list's order.
 _ARCHIVED_RANK = 1 << 48
 
 
@@ -123,7 +123,7 @@ def _rows_query(kind: Kind, env: str, feature_id: str, entity_id: str | None) ->
         # The credit system a balance is of, if it is one: its schema and its catalogue rank.
         "cs_schema": Subquery(held.values("credit_schema")[:1]),
         "cs_rank": Subquery(held.annotate(rank=Case(
-            When(archived=True, then=F("pk") + Value(_ARCHIVED_RANK)), default=F("pk"),
+            When(archived=True, then=F("position") + Value(_ARCHIVED_RANK)), default=F("position"),
             output_field=models.BigIntegerField())).values("rank")[:1]),
         "known": Exists(catalogue.filter(feature_id=feature_id)),
         "catalogued": Exists(catalogue),

@@ -48,7 +48,7 @@ from .conf import project_env
 from .models import Customer, Entity
 from .owners import customer_lookup
 
-__all__ = ["FeatureCheck", "Reason", "catalogue_changed", "check_feature", "has_feature", "mirror_env"]
+__all__ = ["FeatureCheck", "Reason", "check_feature", "has_feature", "mirror_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,6 @@ def mirror_env() -> str:
     """The environment this project runs in and reads: ``AUTUMN_ENV`` (by default "live"
     when a live key is configured, else "sandbox")."""
     return project_env()
-
-
-def catalogue_changed(env: str) -> None:
-    """Called by the catalogue sync after it wrote ``Feature`` rows of ``env``. Checks read
-    the credit schemas inside their own query (``feature_rows``), so there is nothing cached to
-    drop: this is the hook for the sync to call should that change, and costs nothing."""
 
 
 def check_feature(subject: Any, feature_id: str, required: float = 1, *,

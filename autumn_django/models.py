@@ -332,6 +332,9 @@ class Feature(models.Model):
     consumable = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
     credit_schema = models.JSONField(default=list, blank=True)
+    # Where features.list put it (newest first): of several credit systems a member
+    # belongs to, a check tries them in this order, as Autumn does.
+    position = models.PositiveIntegerField(default=0, db_default=0)
     raw = models.JSONField(_("JSON as received"))
     synced_at = models.DateTimeField(_("last written from Autumn"))
     deleted_at = models.DateTimeField(_("gone from Autumn since"), null=True, blank=True)

@@ -27,7 +27,7 @@ from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
 from autumn_django.api.permissions import HasFeature
-from autumn_django.features import FeatureCheck, Reason, catalogue_changed, check_feature, has_feature
+from autumn_django.features import FeatureCheck, Reason, check_feature, has_feature
 from autumn_django.models import Balance, Customer, Entity, Feature, Flag
 
 pytestmark = pytest.mark.django_db
@@ -294,11 +294,10 @@ def user():
 def write_catalogue(features: tuple[dict, ...], env: str = "sandbox") -> None:
     """``Feature`` rows in features.list order, as the catalogue sync writes them."""
     now = timezone.now()
-    for entry in features:
-        Feature.objects.create(env=env, feature_id=entry["id"], type=entry["type"],
+    for position, entry in enumerate(features):
+        Feature.objects.create(env=env, feature_id=entry["id"], type=entry["type"], position=position,
                                archived=entry["archived"], credit_schema=entry["credit_schema"], raw=entry,
                                synced_at=now, deleted_at=now if entry["deleted"] else None)
-    catalogue_changed(env)
 
 
 def _at(ms: int | None) -> datetime | None:

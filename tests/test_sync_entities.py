@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from autumn_django.client import AutumnClient
 from autumn_django.exceptions import ServerError
+from autumn_django.features import check_feature
 from autumn_django.models import Customer, Entity, Feature, Plan, SyncRun
 from autumn_django.sync import sync_all_customers, sync_customer
 from autumn_django.testing import AutumnStandIn, make_customers, make_entities
@@ -330,3 +331,32 @@ def test_a_killed_sync_in_its_entities_phase_resumes_there(entity_standin):
     assert entity_requests(server)[0]["start_cursor"] == killed.entity_cursor
     assert_entities_match(server)
     assert_mirror_matches(server)
+
+
+def test_a_member_of_two_credit_systems_draws_on_the_one_autumn_lists_first(entity_standin):
+    """features.list is newest first, and Autumn's check tries credit systems in that order;
+    the mirror keeps it (``Feature.position``), not the order rows were created in."""
+    server = entity_standin(10)
+    features, _ = served_catalogue()
+
+    def credit_system(feature_id: str) -> dict:
+        return {"id": feature_id, "name": feature_id, "type": "credit_system", "consumable": True,
+                "credit_schema": [{"metered_feature_id": "shared_member", "credit_cost": 1}],
+                "event_names": [], "archived": False, "display": {}}
+
+    member = {"id": "shared_member", "name": "Member", "type": "metered", "consumable": True,
+              "credit_schema": [], "event_names": [], "archived": False, "display": {}}
+    server.set_features([credit_system("older_credits"), member, *features])
+    customer = next(c for c in server.list_customers() if c["id"])
+    balance = {"granted": 10, "remaining": 10, "usage": 0, "unlimited": False, "overage_allowed": False,
+               "max_purchase": None, "next_reset_at": None, "breakdown": []}
+    server.modify_customer(customer["id"], balances={
+        "older_credits": {**balance, "feature_id": "older_credits"},
+        "newer_credits": {**balance, "feature_id": "newer_credits"}})
+    sync_all_customers()
+    server.set_features([credit_system("newer_credits"), credit_system("older_credits"), member, *features])
+    sync_all_customers()
+
+    check = check_feature(Customer.objects.get(autumn_id=customer["id"]), "shared_member")
+
+    assert check.allowed and check.credit_system == "newer_credits"

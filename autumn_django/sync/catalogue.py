@@ -53,6 +53,8 @@ def _rows(entries: list[Any], kind: str, values, problems: list[str]) -> dict[st
             problems.append(f"{kind} #{index}: {exc}")
             continue
         rows[entry_id] = {**fields, "raw": entry}
+        if kind == "feature":
+            rows[entry_id]["position"] = index
     return rows
 
 
