@@ -459,7 +459,10 @@ def test_inline_the_refresh_reaches_autumn_and_the_mirror(make_standin, settings
     check_feature(user, CREDITS)
 
     assert result.allowed and result.reset_due
-    assert standin.requests == [("customers.get", {"customer_id": row.autumn_id})]
+    # One refresh: the customer, and its entities (whose balances reset too).
+    assert [endpoint for endpoint, _ in standin.requests] == ["customers.get", "entities.list"]
+    assert standin.requests[0] == ("customers.get", {"customer_id": row.autumn_id})
+    assert standin.requests[1][1]["customer_id"] == row.autumn_id
     refreshed = Balance.objects.get(customer=row, feature_id=CREDITS)
     assert (refreshed.usage, refreshed.remaining) == (0, 100)
     assert check_feature(user, CREDITS) == FeatureCheck(CREDITS, Reason.BALANCE_REMAINING, 100)
