@@ -6,7 +6,7 @@
 ``webhooks/live/`` those of that environment; ``me/`` and ``customers/`` are the REST API.
 Names are in the ``autumn`` namespace: ``reverse("autumn:webhook")``,
 ``reverse("autumn:webhook-env", kwargs={"env": "live"})``, ``"autumn:me"``,
-``"autumn:customer-list"``, ``"autumn:customer-detail"``. The older includes of
+``"autumn:customer-list"``, ``"autumn:customer-detail"``, ``"autumn:entity-list"``. The older includes of
 ``autumn_django.api.urls`` and ``autumn_django.webhooks.urls`` keep working.
 """
 

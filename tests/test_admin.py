@@ -237,6 +237,20 @@ def test_customer_page_shows_children_balances_and_links(admin_client, showcase,
     assert 'href="https://app.useautumn.com/sandbox/customers/cus_showcase"' in html
 
 
+def test_customer_page_hides_third_party_credentials_in_the_json(admin_client, showcase):
+    """A Vercel-billed customer's ``processors.vercel`` carries an installation token: kept
+    in the mirror, never shown (this failed before: only webhook bodies were hidden)."""
+    raw = {**showcase.raw, "processors": {"vercel": {"installation_id": "icfg_1",
+                                                     "access_token": "vercel_secret_token_123"}}}
+    Customer.objects.filter(pk=showcase.pk).update(raw=raw)
+
+    html = admin_client.get(f"{CUSTOMERS}{showcase.pk}/change/").content.decode()
+
+    assert "vercel_secret_token_123" not in html
+    assert "icfg_1" in html and "*** (hidden)" in html
+    assert Customer.objects.get(pk=showcase.pk).raw["processors"]["vercel"]["access_token"]
+
+
 def test_dashboard_link_for_live_customers_and_setting(admin_client, showcase, settings):
     Customer.objects.filter(pk=showcase.pk).update(env="live", autumn_id="org:7/x")
     settings.AUTUMN_DASHBOARD_URL = "https://dash.example.com/"

@@ -187,9 +187,26 @@ def pretty_json(value: Any) -> SafeString:
 
 
 def folded_json(value: Any, summary: str) -> SafeString:
-    """JSON in a ``<details>``: there when needed, one line when not."""
+    """JSON in a ``<details>``: there when needed, one line when not. Credentials of third
+    parties in it (a customer's ``processors.vercel`` token) are hidden."""
     return format_html('<details class="autumn-details"><summary>{}</summary>{}</details>',
-                       summary, pretty_json(value))
+                       summary, pretty_json(without_secrets(value)))
+
+
+# Keys whose values are credentials of someone else's (Vercel's installation token, for
+# one): kept as received, in the mirror and for signal receivers, but never shown.
+SECRET_KEYS = frozenset({"access_token", "secret", "client_secret", "api_key", "token"})
+HIDDEN = "*** (hidden)"
+
+
+def without_secrets(value: Any) -> Any:
+    """``value`` with every secret-named key's value hidden, at any depth."""
+    if isinstance(value, dict):
+        return {key: HIDDEN if key in SECRET_KEYS and item is not None else without_secrets(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(item) for item in value]
+    return value
 
 
 def deleted_mark(row: Any) -> SafeString | str:

@@ -19,27 +19,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..admin.display import without_secrets
 from ..models import WebhookEvent
 from .processing import FINAL_STATUSES, deliver_event
 
 # Inline, each event may take the inline budget (seconds): keep a request's worth.
 MAX_PROCESS_AGAIN = 20
-
-# Keys whose values are credentials of someone else's (Vercel's installation token, for
-# one): kept as received, for the project's signal receivers, but never shown.
-SECRET_KEYS = frozenset({"access_token", "secret", "client_secret", "api_key", "token"})
-HIDDEN = "*** (hidden)"
-
-
-def without_secrets(value: object) -> object:
-    """``value`` with every secret-named key's value hidden, at any depth."""
-    if isinstance(value, dict):
-        return {key: HIDDEN if key in SECRET_KEYS and item is not None else without_secrets(item)
-                for key, item in value.items()}
-    if isinstance(value, list):
-        return [without_secrets(item) for item in value]
-    return value
-
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
