@@ -25,6 +25,7 @@ from .conftest import (
     run_manage,
 )
 from .test_sync_runs import wait_for
+from .test_webhooks import SECRET, deliver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -360,3 +361,20 @@ def test_a_member_of_two_credit_systems_draws_on_the_one_autumn_lists_first(enti
     check = check_feature(Customer.objects.get(autumn_id=customer["id"]), "shared_member")
 
     assert check.allowed and check.credit_system == "newer_credits"
+
+
+def test_a_webhook_naming_an_entity_refreshes_that_entity(entity_standin, client, settings):
+    server = entity_standin(120)
+    sync_all_customers()
+    settings.AUTUMN_WEBHOOK_SECRET, settings.AUTUMN_TASK_MODE = SECRET, "inline"
+    entity = next(e for e in server.list_entities() if e["id"])
+    server.modify_entity(entity["customer_id"], entity["id"], name="Renamed by billing", flags={})
+
+    response = deliver(client, {"type": "balances.limit_reached", "data": {
+        "customer_id": entity["customer_id"], "entity_id": entity["id"], "feature_id": "seats",
+        "limit_type": "included"}})
+
+    assert response.status_code == 200 and response.json()["status"] == "processed"
+    row = Entity.objects.get(autumn_id=entity["id"], customer__autumn_id=entity["customer_id"])
+    assert row.name == "Renamed by billing"
+    assert row.raw == server.get_entity(entity["customer_id"], entity["id"])
