@@ -8,8 +8,8 @@ decoding it. Three floors:
   after page, as a one-cursor sync crawls;
 - **windowed**: the ``created_at`` key space split into K windows (``created_at_range``,
   inclusive epoch ms) crawled at once by K threads, each with its own session. The split
-  knows nothing of the distribution: two requests ask for the oldest and the newest
-  customer, and [oldest, newest] is cut into K windows of equal *time* (the first open
+  knows nothing of the distribution: two requests at once ask for the oldest and the
+  newest customer, and [oldest, newest] is cut into K windows of equal *time* (the first open
   below, the last open above, as a sync's must be). With a skewed distribution (a launch
   day, an import hour) one window holds far more than its share, and that window is the
   floor's wall time: it is what a naive split achieves, which an adaptive one may beat
@@ -100,16 +100,17 @@ def one_cursor(url: str) -> int:
 
 def windowed(url: str, windows: int) -> int:
     """K windows of equal time between the oldest and the newest customer, at once."""
-    session = _session()
-    oldest = _post(session, url, "customers.list", {"limit": 1, "sort_order": "asc"})["list"]
-    newest = _post(session, url, "customers.list", {"limit": 1, "sort_order": "desc"})["list"]
-    if not oldest:
-        return 0
-    lo, hi = oldest[0]["created_at"], newest[0]["created_at"]
-    edges = [lo + (hi + 1 - lo) * i // windows for i in range(windows + 1)]
-    ranges = [(None if i == 0 else edges[i], None if i == windows - 1 else edges[i + 1] - 1)
-              for i in range(windows)]
     with ThreadPoolExecutor(max_workers=windows) as pool:
+        # The two ends of the key space, asked at once: one round trip before the crawl.
+        oldest, newest = pool.map(lambda order: _post(_session(), url, "customers.list",
+                                                      {"limit": 1, "sort_order": order})["list"],
+                                  ("asc", "desc"))
+        if not oldest:
+            return 0
+        lo, hi = oldest[0]["created_at"], newest[0]["created_at"]
+        edges = [lo + (hi + 1 - lo) * i // windows for i in range(windows + 1)]
+        ranges = [(None if i == 0 else edges[i], None if i == windows - 1 else edges[i + 1] - 1)
+                  for i in range(windows)]
         return sum(pool.map(lambda r: crawl_customers(_session(), url, *r), ranges))
 
 

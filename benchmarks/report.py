@@ -166,7 +166,19 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
                 f"target {verdict(speedup >= BASELINE_MIN_SPEEDUP)}")
         for label, target, cell in memory_cells(result):
             put(label, label, target, db, cell)
-    return list(rows.values())
+    # One order whatever each database measured (PostgreSQL alone has the one-connection row).
+    return [rows[key] for key in sorted(rows, key=_rank)]
+
+
+ROW_ORDER = ("floor_one", "floor_windowed", "floor_entities", "first_sync_one_connection",
+             "first_sync_one_connection_entities", "first_sync", "first_sync_entities", "first_cpu",
+             "no_change_resync", "no_change_resync_entities", "resync_after_change",
+             "resync_after_change_entities", "baseline")
+
+
+def _rank(key: str) -> tuple[int, str]:
+    """Steps in ROW_ORDER, then the memory rows (keyed by their label) in their order."""
+    return (ROW_ORDER.index(key), "") if key in ROW_ORDER else (len(ROW_ORDER), "")
 
 
 def memory_cells(result: dict[str, Any]) -> list[tuple[str, str, str]]:
