@@ -1,0 +1,108 @@
+"""Prepared pages of a partitioned crawl: one thread per window in flight, each with its
+own client (and HTTP session), their pages merged into one stream for the writer (runs
+without Django: the prefetch child uses it).
+
+Each window's pages come in its own order; windows interleave. A page carries its window's
+id and every window's bounds as they stood when it was read, so the writer's record of the
+run learns of splits in the order it commits pages. The stream holds a few pages at most
+(``QUEUE_PAGES``): a crawler waits rather than let memory grow with the crawl.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from ..client import AutumnClient, ListPosition
+from .preparer import MirrorView, PagePreparer, PreparedPage
+from .windows import Window, WindowPlan
+
+# Pages prepared and waiting for the writer, at most (besides one per crawler in hand).
+QUEUE_PAGES = 4
+
+_DONE = object()
+
+
+class WindowedCrawl:
+    """Crawl ``plan`` with ``crawlers`` threads. ``make_client`` builds one client per
+    crawler; ``view`` (shared by every window's preparer) must be loaded by the caller, on
+    its own thread, once ``pages`` has started the crawlers."""
+
+    def __init__(self, plan: WindowPlan, *, make_client: Callable[[], AutumnClient], limit: int,
+                 crawlers: int, view: MirrorView, time_style: str | None = None,
+                 child_text: bool = False) -> None:
+        self.plan, self.make_client, self.limit = plan, make_client, limit
+        self.crawlers = max(1, crawlers)
+        self.view, self.time_style, self.child_text = view, time_style, child_text
+        self._out: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for n in range(self.crawlers):
+            thread = threading.Thread(target=self._crawl, name=f"autumn-window-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def pages(self) -> Iterator[PreparedPage]:
+        """Every window's pages as they come; raises the first crawler's error (and stops
+        the others). Call ``start`` first."""
+        running = len(self._threads)
+        try:
+            while running:
+                item = self._out.get()
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Crawlers end after the request each may be making."""
+        self._stopping.set()
+        while True:  # free any crawler blocked on a full stream
+            try:
+                self._out.get_nowait()
+            except queue.Empty:
+                break
+
+    def _crawl(self) -> None:
+        try:
+            with self.make_client() as client:
+                while not self._stopping.is_set():
+                    window = self.plan.next_window()
+                    if window is None:
+                        break
+                    self._crawl_window(client, window)
+        except BaseException as exc:  # raised again on the caller's thread
+            self._put(exc)
+        finally:
+            self._put(_DONE)
+
+    def _crawl_window(self, client: AutumnClient, window: Window) -> None:
+        preparer = PagePreparer(client, view=self.view, time_style=self.time_style,
+                                child_text=self.child_text)
+        pages = preparer.pages(ListPosition(window.cursor, window.created_at_start), self.limit,
+                               window=window)
+        try:
+            for prepared in pages:
+                prepared.window, prepared.bounds = window.id, self.plan.bounds()
+                if not self._put(prepared):
+                    return
+        finally:
+            pages.close()
+            self.plan.finished(window)
+
+    def _put(self, item: object) -> bool:
+        """Queue ``item`` unless the crawl is stopping (then drop it: nobody reads)."""
+        while not self._stopping.is_set():
+            try:
+                self._out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return item is _DONE

@@ -1,0 +1,136 @@
+"""A run's windows (``windows.py``) as the database side keeps them: planned when an
+attempt starts, recorded page by page in ``SyncRun.windows`` (in the page's transaction,
+so a killed run resumes every unfinished window from its last committed page), and the
+part of the key space an attempt saw whole, where it may settle deletions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.db.models import Q
+
+from ..conf import autumn_settings
+from ..models import SyncRun
+from .preparer import PreparedPage
+from .records import EPOCH
+from .windows import Window, bounds_of
+
+logger = logging.getLogger(__name__)
+
+
+class RunWindows:
+    """The committed state of a run's windows, by id."""
+
+    def __init__(self, windows: list[Window], *, fixed: bool = False) -> None:
+        self.windows = {w.id: w for w in windows}
+        self.fixed = fixed  # bounds from the last complete run: cut only the open-ended window
+        # What this attempt will have seen whole when every window is done.
+        self.judged = _judged(windows)
+
+    @classmethod
+    def for_run(cls, run: SyncRun, using: str) -> RunWindows:
+        """The windows a run resumes, or a new plan (``plan_windows``)."""
+        if run.windows:
+            return cls([Window.from_dict(w) for w in run.windows], fixed=len(run.windows) > 1)
+        if run.cursor or run.created_at_start is not None:  # a run from before windows
+            return cls([Window(0, None, None, run.cursor, run.created_at_start)])
+        windows = plan_windows(run.env, using)
+        return cls(windows, fixed=len(windows) > 1)
+
+    def restart(self) -> None:
+        """Every window from its start (Autumn refused a saved cursor); all judged again."""
+        for window in self.windows.values():
+            window.cursor, window.created_at_start, window.reached, window.done = "", None, None, False
+        self.judged = None
+
+    def to_crawl(self) -> list[Window]:
+        """Copies for a crawl to cut and move (the committed ones change only by ``record``)."""
+        return [Window.from_dict(w.as_dict()) for w in self.windows.values() if not w.done]
+
+    def record(self, prepared: PreparedPage) -> None:
+        """A page of ``prepared.window`` is about to commit: its window moves on."""
+        if prepared.window is None:
+            return
+        for window_id, (start, end) in (prepared.bounds or {}).items():
+            window = self.windows.setdefault(window_id, Window(window_id, start, end))
+            window.start, window.end = start, end
+        window = self.windows[prepared.window]
+        after = prepared.page.next_position
+        window.cursor = after.cursor if after else ""
+        window.created_at_start = after.created_at_start if after else None
+        window.done = after is None
+        window.pages += 1
+        if prepared.reached_created_at is not None:
+            window.reached = max(window.reached or prepared.reached_created_at, prepared.reached_created_at)
+
+    def as_json(self) -> list[dict]:
+        return [w.as_dict() for w in sorted(self.windows.values(), key=lambda w: w.id)]
+
+    @property
+    def done(self) -> bool:
+        return all(w.done for w in self.windows.values())
+
+    def covered(self) -> float:
+        """About how much of the key space is crawled (for progress): windows done count
+        whole, the others by how far their time has moved."""
+        now = time.time_ns() // 1_000_000
+        total = len(self.windows)
+        fraction = 0.0
+        for w in self.windows.values():
+            if w.done:
+                fraction += 1
+            elif w.reached is not None and w.start is not None:
+                end = w.end if w.end is not None else now
+                fraction += min(max((w.reached - w.start) / max(end - w.start, 1), 0.0), 1.0)
+        return fraction / total if total else 1.0
+
+
+def plan_windows(env: str, using: str) -> list[Window]:
+    """The last complete run's windows, kept as they are (a no-change re-sync then reads
+    the same pages, whose memos spare decoding them) while they stay balanced; else one
+    window that splits as it proves large. One window only with ``AUTUMN_SYNC_WINDOWS = 1``."""
+    count = autumn_settings.SYNC_WINDOWS
+    if count > 1:
+        last = (SyncRun.objects.using(using).filter(env=env, status=SyncRun.Status.SUCCEEDED)
+                .exclude(windows=[]).order_by("-pk").values_list("windows", flat=True).first())
+        if last and 1 < len(last) <= REUSED_WINDOWS_PER_CRAWLER * count and _balanced(last):
+            return bounds_of(last)
+    return [Window(0, None, None)]
+
+
+# A plan with more windows than this many per crawler costs more requests than the memos
+# it keeps save: start afresh instead.
+REUSED_WINDOWS_PER_CRAWLER = 4
+
+
+def _balanced(windows: list[dict]) -> bool:
+    """New customers all land in the last, open-ended window: once it took much more than
+    its share of pages, a fresh plan spreads them again."""
+    pages = [w.get("pages", 0) for w in windows]
+    last = max(windows, key=lambda w: -1 if w["start"] is None else w["start"]).get("pages", 0)
+    return last <= 2 * sum(pages) / len(pages) + 2
+
+
+def _judged(windows: list[Window]) -> Q | None:
+    """The customers an attempt starting from ``windows`` will have seen if it finishes:
+    the whole key space for a fresh pass (None); for a resumed one, each unfinished
+    window's part after where it stood (strictly: customers at that very instant may
+    have been seen by the attempt before, whose sightings died with it)."""
+    if not any(w.started for w in windows):
+        return None
+    judged = Q(pk__in=[])
+    for w in windows:
+        if w.done:
+            continue
+        part = Q()
+        if w.reached is not None:
+            part &= Q(created_at__gt=EPOCH + timedelta(milliseconds=w.reached))
+        elif w.start is not None:
+            part &= Q(created_at__gte=EPOCH + timedelta(milliseconds=w.start))
+        if w.end is not None:
+            part &= Q(created_at__lte=EPOCH + timedelta(milliseconds=w.end))
+        judged |= part
+    return judged

@@ -1,0 +1,169 @@
+"""The partitioned crawl's plan: the ``created_at`` key space cut into windows, each crawled
+with its own cursor, several at once (runs without Django: the prefetch child uses it).
+
+Autumn answers a page in a quarter of a second from across the internet; one cursor means
+one page in flight. ``customers.list`` takes ``created_at_range`` (inclusive epoch ms), so
+the key space splits into windows crawled side by side. Customers bunch in time (a launch
+day, an import), and Autumn gives no count, so the plan does not guess slices: a crawler
+whose window is done takes the next one waiting, and when none waits it cuts the busy
+window with the most key space left (once that window proved large) in two and crawls the
+far half (``WindowPlan.next_window``). The last window has no end, so customers created
+during the crawl are still seen.
+
+A window's bounds change only here; its committed position (cursor, where it reached)
+is the sync's to record, page by page, in the page's transaction (``SyncRun.windows``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Window:
+    """One part of the key space and where its crawl stands.
+
+    ``start``/``end`` are inclusive epoch ms (None: unbounded). ``cursor`` and
+    ``created_at_start`` are the committed resume point, ``reached`` the ``created_at`` of
+    the last customer committed, ``done`` whether its last page committed. ``fetched`` is
+    how far its crawler has read (not committed): where a split may cut.
+    """
+
+    id: int
+    start: int | None
+    end: int | None
+    cursor: str = ""
+    created_at_start: int | None = None
+    reached: int | None = None
+    done: bool = False
+    pages: int = 0  # committed
+    fetched: int | None = field(default=None, compare=False)
+    full_pages: int = field(default=0, compare=False)  # received full: it has more to give
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        with self._lock:
+            return self.start, self.end
+
+    def received(self, created_at: int | None, full: bool = False) -> int | None:
+        """Its crawler got a page reaching ``created_at`` (``full``: as many customers as
+        asked for); the end now. A split cuts above everything received, under the same
+        lock, so no customer is read by two windows."""
+        with self._lock:
+            if created_at is not None:
+                self.fetched = max(self.fetched or created_at, created_at)
+            self.full_pages += full
+            return self.end
+
+    @property
+    def started(self) -> bool:
+        """Whether a page of it was committed (a resumed window)."""
+        return bool(self.cursor) or self.created_at_start is not None or self.done
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "start": self.start, "end": self.end, "cursor": self.cursor,
+                "created_at_start": self.created_at_start, "reached": self.reached, "done": self.done,
+                "pages": self.pages}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Window:
+        return cls(id=data["id"], start=data["start"], end=data["end"], cursor=data.get("cursor", ""),
+                   created_at_start=data.get("created_at_start"), reached=data.get("reached"),
+                   done=bool(data.get("done")), pages=data.get("pages", 0))
+
+
+def bounds_of(windows: list[dict[str, Any]]) -> list[Window]:
+    """A new plan with the bounds of ``windows`` (a finished run's), positions cleared: the
+    next run cuts the key space where the last one ended up cutting it, so its pages, and
+    their memos, come out the same when nothing changed."""
+    return [Window(i, w["start"], w["end"]) for i, w in enumerate(sorted(
+        windows, key=lambda w: -1 if w["start"] is None else w["start"]))]
+
+
+class WindowPlan:
+    """The windows of one attempt, handed to crawler threads; thread-safe.
+
+    A crawl may start with one window for the whole key space: an org of a few pages is
+    then read with one cursor, a few requests. A window that proves large (it gave
+    ``LARGE_AFTER_PAGES`` full pages) is cut in two for an idle crawler, again and again,
+    so the crawlers spread over where the customers are, however they bunch.
+    """
+
+    LARGE_AFTER_PAGES = 2
+    # Do not cut a window whose remaining key space is smaller than this: a bunch of
+    # customers created within a few ms cannot be split anyway.
+    MIN_SPLIT_MS = 2
+    # How often an idle crawler looks again for a window to cut while others crawl.
+    IDLE_POLL_SECONDS = 0.02
+
+    def __init__(self, windows: list[Window], now_ms: Callable[[], int] | None = None, *,
+                 fixed: bool = False) -> None:
+        # ``fixed``: a plan that came from the last complete run keeps its bounds, so the
+        # pages, and their memos, stay the same from run to run.
+        self.fixed = fixed
+        self._lock = threading.Lock()
+        self.windows = {w.id: w for w in windows}
+        self._waiting = [w.id for w in sorted(windows, key=_order) if not w.done]
+        self._busy: set[int] = set()
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+
+    def next_window(self) -> Window | None:
+        """A window for an idle crawler: the next one waiting, else the far half of the busy
+        window with the most key space left once one proves large; None when no window is
+        left to crawl or cut (the crawler is done)."""
+        while True:
+            with self._lock:
+                if self._waiting:
+                    window = self.windows[self._waiting.pop(0)]
+                else:
+                    window = self._split_largest()
+                    if window is None and not self._busy:
+                        return None
+                if window is not None:
+                    self._busy.add(window.id)
+                    return window
+            time.sleep(self.IDLE_POLL_SECONDS)
+
+    def finished(self, window: Window) -> None:
+        """Its crawler read its last page (not necessarily committed)."""
+        with self._lock:
+            self._busy.discard(window.id)
+
+    def bounds(self) -> dict[int, tuple[int | None, int | None]]:
+        """Every window's bounds now (sent with each page so the recorder knows splits)."""
+        with self._lock:
+            return {w.id: w.bounds() for w in self.windows.values()}
+
+    def _split_largest(self) -> Window | None:
+        now = self._now_ms()
+        best, best_left = None, self.MIN_SPLIT_MS
+        for window_id in self._busy:
+            window = self.windows[window_id]
+            if window.full_pages < self.LARGE_AFTER_PAGES or window.fetched is None:
+                continue
+            if self.fixed:
+                continue
+            end = window.bounds()[1]
+            left = (end if end is not None else now) - window.fetched
+            if left > best_left:
+                best, best_left = window, left
+        if best is None:
+            return None
+        with best._lock:  # its crawler may have received more meanwhile: cut above that
+            left = (best.end if best.end is not None else now) - best.fetched
+            if left <= self.MIN_SPLIT_MS:
+                return None
+            cut = best.fetched + left // 2
+            new = Window(max(self.windows) + 1, cut + 1, best.end)
+            best.end = cut
+            best.full_pages = 0  # its half must prove large again before another cut
+        self.windows[new.id] = new
+        return new
+
+
+def _order(window: Window) -> int:
+    return -1 if window.start is None else window.start

@@ -1,0 +1,260 @@
+"""The partitioned crawl: created_at windows crawled side by side, split as they prove
+large, resumed window by window, and the mirror equal to Autumn after all of it."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+
+import pytest
+
+from autumn_django.client import AutumnClient
+from autumn_django.exceptions import ServerError
+from autumn_django.models import Customer, SyncedPage, SyncRun
+from autumn_django.sync import sync_all_customers
+from autumn_django.sync.windows import Window, WindowPlan
+from autumn_django.testing import AutumnStandIn, make_customers
+from autumn_django.testing.skew import skew_created_at
+
+from .conftest import TEST_KEY, add_null_cursor_defect, assert_mirror_matches, run_manage
+from .test_sync_runs import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def skewed_standin(settings):
+    """A stand-in whose customers bunch in time (a launch day, an import hour)."""
+    servers: list[AutumnStandIn] = []
+
+    def start(n: int = 1200, *, seed: int = 5, **options) -> AutumnStandIn:
+        server = AutumnStandIn(customers=skew_created_at(make_customers(n, seed=seed), seed), **options)
+        server.start()
+        servers.append(server)
+        settings.AUTUMN_API_URL, settings.AUTUMN_SECRET_KEY = server.url, TEST_KEY
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def list_requests(server: AutumnStandIn) -> list[dict]:
+    return [body for endpoint, body in server.requests if endpoint == "customers.list"]
+
+
+def assert_windows_partition_the_key_space(run: SyncRun) -> None:
+    """Done, and disjoint from the first (open below) to the last (open above)."""
+    windows = sorted(run.windows, key=lambda w: -1 if w["start"] is None else w["start"])
+    assert all(w["done"] for w in windows), windows
+    assert windows[0]["start"] is None and windows[-1]["end"] is None
+    for before, after in itertools.pairwise(windows):
+        assert after["start"] == before["end"] + 1, (before, after)
+
+
+# -- the plan, without a server ----------------------------------------------------------
+
+
+def test_a_window_is_cut_only_once_it_proves_large_and_above_all_it_received():
+    whole = Window(0, None, None)
+    plan = WindowPlan([whole], now_ms=lambda: 10_000)
+    assert plan.next_window() is whole
+    whole.received(1_000, full=True)
+    # One full page says little: an idle crawler waits (and with nothing busy, ends).
+    waiter = threading.Thread(target=lambda: results.append(plan.next_window()))
+    results: list = []
+    waiter.start()
+    time.sleep(0.1)
+    assert not results
+    whole.received(2_000, full=True)
+    waiter.join(timeout=5)
+    [half] = results
+    assert (half.start, half.end) == (6_001, None) and whole.bounds() == (None, 6_000)
+    # What the first crawler receives after the cut stops at the new end.
+    assert whole.received(2_500, full=True) == 6_000
+    plan.finished(whole)
+    plan.finished(half)
+    assert plan.next_window() is None
+
+
+def test_a_plan_from_the_last_run_is_never_cut():
+    windows = [Window(0, None, 99), Window(1, 100, None)]
+    plan = WindowPlan(windows, now_ms=lambda: 10_000, fixed=True)
+    first, second = plan.next_window(), plan.next_window()
+    for window in (first, second):
+        window.received(50 if window is first else 200, full=True)
+        window.received(60 if window is first else 300, full=True)
+    plan.finished(first)
+    results: list = []
+    idle = threading.Thread(target=lambda: results.append(plan.next_window()))
+    idle.start()
+    time.sleep(0.1)
+    assert not results and second.bounds() == (100, None)  # large, yet not cut
+    plan.finished(second)
+    idle.join(timeout=5)
+    assert results == [None]
+
+
+# -- syncs ---------------------------------------------------------------------------------
+
+
+def test_a_windowed_sync_of_bunched_customers_reads_each_once_and_equals_autumn(skewed_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 6
+    server = skewed_standin(1500)
+
+    run = sync_all_customers(page_size=50)
+
+    assert (run.created, run.updated, run.unchanged, run.deleted, run.skipped) == (1500, 0, 0, 0, 0)
+    assert len(run.windows) > 1, "the one window proved large and was cut"
+    assert_windows_partition_the_key_space(run)
+    assert sum(w["pages"] for w in run.windows) == run.pages
+    assert_mirror_matches(server)
+    # Requests carry their window's bounds.
+    assert any("created_at_range" in body for body in list_requests(server))
+
+
+def test_a_no_change_resync_reuses_the_plan_and_reads_the_same_pages(skewed_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(900)
+    first = sync_all_customers(page_size=50)
+    sync_all_customers(page_size=50)  # customers due to reset are reset by the first pass's gets
+    digests = set(SyncedPage.objects.values_list("digest", flat=True))
+    server.clear_requests()
+
+    again = sync_all_customers(page_size=50)
+
+    bounds = sorted((w["start"] or 0, w["end"] or 0) for w in again.windows)
+    assert bounds == sorted((w["start"] or 0, w["end"] or 0) for w in first.windows)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 900)
+    assert set(SyncedPage.objects.values_list("digest", flat=True)) == digests
+
+
+def test_customers_created_and_deleted_during_a_windowed_crawl(skewed_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(900)
+    sync_all_customers(page_size=50)
+    server.faults.delay(0.05, endpoint="customers.list")
+    ids = [c["id"] for c in server.list_customers() if c["id"]]
+    stop = threading.Event()
+
+    def billing_happens() -> None:
+        n = 0
+        while not stop.is_set() and n < 20:
+            server.add_customer({**make_customers(1, seed=100 + n)[0], "id": f"during_{n}"})
+            server.modify_customer(ids[n * 7], name=f"changed {n}")
+            n += 1
+            time.sleep(0.03)
+
+    worker = threading.Thread(target=billing_happens)
+    worker.start()
+    try:
+        run = sync_all_customers(page_size=50)
+    finally:
+        stop.set()
+        worker.join()
+    server.faults.delay(0, endpoint="customers.list")
+
+    # Created during the crawl, so after its start: the open-ended window sees them.
+    added = Customer.objects.filter(autumn_id__startswith="during_").count()
+    assert added == run.created > 0
+    sync_all_customers(page_size=50)
+    assert_mirror_matches(server)
+
+
+def test_all_windows_wait_out_a_rate_limit_together(skewed_standin):
+    server = skewed_standin(10)
+    server.faults.rate_limit_next(1, retry_after=1, endpoint="customers.list")
+    first, second = AutumnClient(), AutumnClient()
+    limited = threading.Thread(target=lambda: first.customers.list(limit=5))
+    limited.start()
+    wait_for(lambda: server.requests, what="the rate-limited request")
+    time.sleep(0.05)
+    started = time.monotonic()
+
+    second.customers.list(limit=5)  # another window's request, on its own session
+
+    assert time.monotonic() - started >= 0.8, "it waited for the pause the first one learnt"
+    limited.join()
+    assert len(list_requests(server)) == 3  # the 429, the retry, the other: no wasted request
+
+
+def test_a_windowed_run_resumes_each_unfinished_window_and_judges_only_what_it_saw(skewed_standin,
+                                                                                 settings):
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(1200)
+    sync_all_customers(page_size=50)
+    server.faults.fail_next(1, status=500, endpoint="customers.list", after=12)
+    with pytest.raises(ServerError):
+        sync_all_customers(page_size=50)
+    failed = SyncRun.objects.latest()
+    saved = {w["id"]: w for w in failed.windows}
+    unfinished = [w for w in saved.values() if not w["done"]]
+    assert unfinished and any(w["cursor"] for w in unfinished), saved
+    # A customer in a part the failed attempt committed, and one in a part it did not reach.
+    customers = sorted(server.list_customers(), key=lambda c: c["created_at"])
+    started = next(w for w in unfinished if w["reached"] is not None)
+    early = next(c for c in customers if c["id"] and c["created_at"] < started["reached"]
+                 and (started["start"] is None or c["created_at"] >= started["start"]))
+    late = next(c for c in reversed(customers) if c["id"] and c["created_at"] > started["reached"]
+                and (started["end"] is None or c["created_at"] <= started["end"]))
+    server.delete_customer(early["id"])
+    server.delete_customer(late["id"])
+    server.clear_requests()
+
+    run = sync_all_customers(page_size=50)
+
+    assert (run.pk, run.attempts, run.status) == (failed.pk, 2, SyncRun.Status.SUCCEEDED)
+    cursors = {body["start_cursor"] for body in list_requests(server) if body["start_cursor"]}
+    assert {w["cursor"] for w in unfinished if w["cursor"]} <= cursors
+    assert Customer.objects.get(autumn_id=late["id"]).deleted_at is not None
+    assert Customer.objects.get(autumn_id=early["id"]).deleted_at is None  # the dead attempt saw it
+    assert sync_all_customers(page_size=50).deleted == 1
+    assert_mirror_matches(server)
+
+
+def test_the_null_cursor_defect_inside_a_window(skewed_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(300)
+    add_null_cursor_defect(server)
+
+    run = sync_all_customers(page_size=3)
+
+    assert run.created == 309
+    assert_mirror_matches(server)
+
+
+def test_a_killed_windowed_sync_resumes_every_unfinished_window(skewed_standin, settings):
+    """A real ``autumn_sync`` with 4 windows, killed with SIGKILL mid-crawl."""
+    server = skewed_standin(1500)
+    server.faults.delay(0.15, endpoint="customers.list")
+    child = run_manage("autumn_sync", "--page-size", "50", background=True,
+                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY,
+                                  "AUTUMN_TEST_SYNC_WINDOWS": "4"})
+    try:
+        wait_for(lambda: SyncRun.objects.filter(pages__gte=8).exists(), timeout=120,
+                 what="eight committed pages")
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    killed = SyncRun.objects.get()
+    assert killed.status == SyncRun.Status.RUNNING and len(killed.windows) > 1
+    assert Customer.objects.count() == killed.created < 1500
+    server.faults.delay(0, endpoint="customers.list")
+    server.clear_requests()
+
+    run = sync_all_customers(page_size=50)
+
+    assert (run.pk, run.attempts, run.status) == (killed.pk, 2, SyncRun.Status.SUCCEEDED)
+    assert run.created == 1500 and Customer.objects.count() == 1500, "nothing read twice or lost"
+    done_before = [w for w in killed.windows if w["done"]]
+    ranges = [body.get("created_at_range", {}) for body in list_requests(server)]
+    for window in done_before:  # a finished window is not crawled again
+        assert not any(r.get("start") == window["start"] and r.get("end") == window["end"]
+                       for r in ranges if window["start"] is not None)
+    assert_windows_partition_the_key_space(run)
+    assert_mirror_matches(server)
