@@ -313,6 +313,10 @@ RULES: tuple[Rule, ...] = (
          _must_be("a whole number from 1 to 8", lambda v: _whole(v) and 1 <= v <= 8),
          "2 (the default) overlaps one page's commit with the next page's writes on "
          "PostgreSQL; 1 writes one page at a time, on one connection."),
+    Rule("SYNC_WINDOWS", "E030",
+         _must_be("a whole number from 1 to 64", lambda v: _whole(v) and 1 <= v <= 64),
+         "8 (the default) keeps 8 pages in flight against a distant Autumn; 1 crawls with "
+         "one cursor. Autumn allows about 50 list requests a second per org."),
     Rule("SYNC_REPLICA_LAG_SECONDS", "E020",
          _must_be("a number of seconds, 0 or more", lambda v: _seconds(v) and v >= 0),
          "The default, 60, re-reads with customers.get a customer whose list row disagrees "

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import requests
 
@@ -90,9 +91,21 @@ class PageOutline:
 
     next_cursor: str | None
     count: int  # customers on the page
+    reached: int | None = None  # the latest created_at on it (epoch ms), when known
 
 
 Recall = Callable[[bytes], PageOutline | None]
+
+
+class Window(Protocol):
+    """A part of the ``created_at`` key space (``sync.windows.Window``)."""
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """(start, end), inclusive epoch ms; None: unbounded on that side."""
+
+    def received(self, created_at: int | None, full: bool) -> int | None:
+        """A page reaching ``created_at`` arrived: note it (a split must cut above it) and
+        return the window's end now, in one step."""
 
 
 class CustomerRead(NamedTuple):
@@ -148,6 +161,7 @@ class AutumnClient:
             retry_max_seconds if retry_max_seconds is not None else autumn_settings.RETRY_MAX_SECONDS
         )
         self._sleep = sleep
+        self._gate = RateGate.of(self.api_url, self.env)
         self._secret_key = secret_key  # for arguments(); never shown (see __repr__)
         self._session = requests.Session()
         self._session.headers.update(
@@ -199,6 +213,7 @@ class AutumnClient:
         attempt = 0
         while True:
             attempt += 1
+            self._gate.wait(self._sleep)
             started = time.monotonic()
             requested_at = datetime.now(timezone.utc)
             try:
@@ -223,11 +238,40 @@ class AutumnClient:
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise error
                 retry_after = _retry_after(response)
+                if retry_after is not None and response.status_code == 429:
+                    self._gate.pause(retry_after)
             wait = _backoff(attempt, retry_after)
             if attempt > self.max_retries or time.monotonic() + wait > deadline:
                 raise error
             logger.warning("Autumn %s failed (%s); retry %d in %.1f s", endpoint, error, attempt, wait)
             self._sleep(wait)
+
+
+class RateGate:
+    """One pause for every request of an org and env in this process: when Autumn answers
+    one with 429 and ``Retry-After``, the others (a partitioned crawl's windows, on their
+    own threads and sessions) wait it out too, instead of each spending a request to learn
+    the same. Autumn's budget is per org and env (autumn-api.md, "Errors")."""
+
+    _gates: dict[tuple[str, str], RateGate] = {}
+    _gates_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0  # time.monotonic() before which nothing is sent
+
+    @classmethod
+    def of(cls, api_url: str, env: str) -> RateGate:
+        with cls._gates_lock:
+            return cls._gates.setdefault((api_url, env), cls())
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self, sleep: Callable[[float], None]) -> None:
+        while (left := self._until - time.monotonic()) > 0:
+            sleep(left)
 
 
 def _configured_key(env: str | None) -> str:
@@ -275,7 +319,8 @@ class CustomersAPI:
         return self._client.post_for_response("customers.list", body)
 
     def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
-                   recall: Recall | None = None, **filters: Any) -> Iterator[ListPage]:
+                   recall: Recall | None = None, window: Window | None = None,
+                   **filters: Any) -> Iterator[ListPage]:
         """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
 
         Ascending, because customers created during the crawl then sort behind the cursor
@@ -287,16 +332,27 @@ class CustomersAPI:
         With ``recall``, each page carries the SHA-256 of its bytes and, when decoded, its
         ``PageOutline``; ``recall`` is asked for the outline of each digest, and a page it
         knows is not decoded: it comes ``recalled``, with no customers.
+
+        With ``window``, only customers created within its bounds (``created_at_range``,
+        inclusive epoch ms), read anew before each request: a partitioned crawl may lower a
+        window's end while it is crawled (``sync.windows``). Rows past an end lowered while
+        their request was out are dropped, and end the crawl.
         """
         limit = limit or autumn_settings.SYNC_PAGE_SIZE
         position = position or ListPosition()
         skip_keys: set[tuple[str, Any]] = set()
         while True:
             body_filters = dict(filters)
+            window_range = dict(filters.get("created_at_range", {}))
+            sent_end = None
+            if window is not None:
+                window_start, sent_end = window.bounds()
+                window_range.update({"start": window_start} if window_start is not None else {})
+                window_range.update({"end": sent_end} if sent_end is not None else {})
             if position.created_at_start is not None:
-                body_filters["created_at_range"] = {
-                    **filters.get("created_at_range", {}), "start": position.created_at_start
-                }
+                window_range["start"] = max(position.created_at_start, window_range.get("start", 0))
+            if window_range:
+                body_filters["created_at_range"] = window_range
             try:
                 response = self._list(start_cursor=position.cursor, limit=limit, **body_filters)
             except InvalidRequestError as exc:
@@ -312,6 +368,11 @@ class CustomersAPI:
                 page_digest = hashlib.sha256(response.content).digest()
                 outline = recall(page_digest)
             next_position = _outlined_next_position(outline, position, limit) if outline else _UNKNOWN
+            shrunk = False
+            if window is not None and next_position is not _UNKNOWN:
+                # A window cut while this page was on its way: decode it, to drop what is past the end.
+                shrunk = window.received(outline.reached, outline.count >= limit) != sent_end
+                next_position = _UNKNOWN if shrunk else next_position
             requested_at = response.requested_at
             if next_position is not _UNKNOWN:
                 yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True,
@@ -322,8 +383,16 @@ class CustomersAPI:
                 if skip_keys:
                     customers = [c for c in customers if _crawl_key(c) not in skip_keys]
                 next_position, skip_keys, stuck_at = _next_position(answer, position, limit)
+                if window is not None:
+                    end = window.received(_latest_created_at(customers), len(answer["list"]) >= limit)
+                    if end != sent_end:
+                        customers, past_end = _within(customers, end)
+                        if past_end:
+                            next_position = None
+                            page_digest = outline = None  # not the page as Autumn sent it
                 warnings = [] if stuck_at is None else self._crowding_warnings(stuck_at, limit, filters)
-                outline = PageOutline(answer["next_cursor"], len(answer["list"])) if page_digest else None
+                if page_digest:
+                    outline = PageOutline(answer["next_cursor"], len(answer["list"]))
                 yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline,
                                requested_at=requested_at)
             if next_position is None:
@@ -426,6 +495,21 @@ def _next_position(answer: dict[str, Any], position: ListPosition, limit: int
     repeated = {_crawl_key(c) for c in customers
                 if isinstance(c, dict) and c.get("created_at") == start}
     return ListPosition("", start), repeated, stuck_at
+
+
+def _latest_created_at(customers: list) -> int | None:
+    times = [c["created_at"] for c in customers
+             if isinstance(c, dict) and type(c.get("created_at")) is int]
+    return max(times) if times else None
+
+
+def _within(customers: list, end: int | None) -> tuple[list, bool]:
+    """The customers created by ``end`` (all of them if None), and whether any was later."""
+    if end is None:
+        return customers, False
+    kept = [c for c in customers if not (isinstance(c, dict) and isinstance(c.get("created_at"), int)
+                                         and c["created_at"] > end)]
+    return kept, len(kept) < len(customers)
 
 
 def _crawl_key(customer: Any) -> tuple[str, Any]:

@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     # commit one by one, in order; with 2 the server checks one page's foreign keys while
     # it copies the next page's rows. 1 writes one page at a time. SQLite always uses 1.
     "SYNC_DB_CONNECTIONS": 2,
+    # How many created_at windows a full sync crawls at once (customers.list takes
+    # created_at_range): each has a page in flight, so a distant Autumn's latency overlaps.
+    # 1 crawls with a single cursor. All windows share one rate budget.
+    "SYNC_WINDOWS": 8,
     # The mirror may be stale when the last complete sync of the key's env finished longer
     # ago than this: the system check autumn_django.W004 and a banner on the admin's
     # customer list say so. 25 hours leaves a daily sync an hour to run.

@@ -116,6 +116,10 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A child manage.py (the kill tests) crawling with one cursor, as a test asks.
+if os.environ.get("AUTUMN_TEST_SYNC_WINDOWS"):
+    AUTUMN_SYNC_WINDOWS = int(os.environ["AUTUMN_TEST_SYNC_WINDOWS"])
+
 if os.environ.get("AUTUMN_TEST_BEAT_EVERY"):
     from autumn_django.schedules import sync_schedule
 

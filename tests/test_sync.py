@@ -78,7 +78,9 @@ def test_unchanged_resync_rewrites_nothing(make_standin):
     assert_mirror_matches(server)
 
 
-def test_unchanged_page_costs_a_constant_number_of_queries(make_standin):
+def test_unchanged_page_costs_a_constant_number_of_queries(make_standin, settings):
+    # One cursor: the same number of pages at both sizes (windows split by timing).
+    settings.AUTUMN_SYNC_WINDOWS = 1
     # Counted on every connection: on PostgreSQL pages are written on the lanes' own.
     # Twice first: the first pass reads the customers due to reset through customers.get,
     # which resets them at Autumn, so their pages change once.
@@ -160,7 +162,8 @@ def test_page_size_above_the_org_maximum_uses_the_maximum(make_standin):
 
     run = sync_all_customers(page_size=5000)
 
-    assert run.status == SyncRun.Status.SUCCEEDED and run.page_size == 40 and run.pages == 3
+    assert run.status == SyncRun.Status.SUCCEEDED and run.page_size == 40 and run.pages >= 3
+    assert {body["limit"] for endpoint, body in server.requests if endpoint == "customers.list"} <= {5000, 40}
     assert_mirror_matches(server)
 
 
@@ -184,7 +187,8 @@ def test_a_record_that_does_not_parse_is_skipped_reported_and_left_as_it_was(mak
     assert Customer.objects.get(autumn_id=other["id"]).name == "Still stored"
 
 
-def test_sync_failing_midway_keeps_committed_pages_and_the_next_run_resumes(make_standin):
+def test_sync_failing_midway_keeps_committed_pages_and_the_next_run_resumes(make_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 1  # one cursor: windows resume in test_sync_windows.py
     server = make_standin(250)
     server.faults.fail_next(1, status=500, endpoint="customers.list", after=2)
 
@@ -247,7 +251,8 @@ def test_transient_faults_during_a_crawl_are_absorbed(make_standin):
     assert len(set(list_requests)) == run.pages
 
 
-def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin):
+def test_a_malformed_page_fails_the_run_keeping_what_was_stored(make_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 1  # one cursor: windows resume in test_sync_windows.py
     server = make_standin(200)
     server.faults.malformed_next(1, endpoint="customers.list", body=b"<html>502</html>",
                                  content_type="text/html", after=2)
@@ -284,7 +289,8 @@ def progress_saves(queries: list[Query]) -> int:
                and '"cursor"' in q.sql)  # not the entities phase's "entity_cursor"
 
 
-def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin):
+def test_resumed_run_settles_deletions_only_where_it_crawled(make_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 1  # one cursor: "before the point reached" (windows: test_sync_windows.py)
     server = make_standin(200)
     sync_all_customers(page_size=50)
     ids = [c["id"] for c in server.list_customers() if c["id"]]

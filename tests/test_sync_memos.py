@@ -21,6 +21,13 @@ from .conftest import add_null_cursor_defect, assert_mirror_matches
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _one_cursor(settings):
+    """Page boundaries here are a single cursor's; the windowed crawl's memos are tested in
+    test_sync_windows.py."""
+    settings.AUTUMN_SYNC_WINDOWS = 1
+
+
 def _capped(customers: list[dict]) -> list[dict]:
     return [c for c in customers if len(c["subscriptions"]) + len(c["purchases"]) > LIST_PRODUCT_CAP]
 

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from autumn_django.client import AutumnClient, ListPosition
+from autumn_django.client import AutumnClient
 from autumn_django.exceptions import SyncAlreadyRunning
 from autumn_django.models import Customer, SyncRun
 from autumn_django.sync import (
@@ -22,10 +22,16 @@ from autumn_django.sync import (
     sync_customer,
     update_customer,
 )
+from autumn_django.sync.windows import Window
 
 from .conftest import TEST_KEY, assert_mirror_matches, run_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def one_window(cursor: str) -> list[dict]:
+    """The saved windows of a run crawling one window, at ``cursor``."""
+    return [Window(0, None, None, cursor).as_dict()]
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
@@ -68,7 +74,8 @@ def start_slow_sync(server):
     its prefetch child."""
     server.faults.delay(0.25, endpoint="customers.list")
     child = run_manage("autumn_sync", "--page-size", "50", background=True,
-                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY})
+                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY,
+                                  "AUTUMN_TEST_SYNC_WINDOWS": "1"})
     # Generous: on a loaded machine the child's start-up alone can take many seconds.
     wait_for(lambda: SyncRun.objects.filter(pages__gte=2).exists(), timeout=120,
              what="two committed pages")
@@ -78,9 +85,11 @@ def start_slow_sync(server):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_a_killed_or_stopped_sync_is_taken_over_at_once_and_resumed(make_standin, stop):
+def test_a_killed_or_stopped_sync_is_taken_over_at_once_and_resumed(make_standin, stop, settings):
     """The lease (300 s here) is only the last resort: a run whose process is gone is seen
-    to be gone, and the next run resumes it straight away."""
+    to be gone, and the next run resumes it straight away. (One cursor; the windowed crawl's
+    kill test is in test_sync_windows.py.)"""
+    settings.AUTUMN_SYNC_WINDOWS = 1
     server = make_standin(400)
     child, prefetchers = start_slow_sync(server)
     try:
@@ -151,7 +160,7 @@ def test_stalled_run_that_was_taken_over_cannot_write(make_standin):
 
     stalled.pages = 99
     with pytest.raises(runs.LeaseLost, match="lost its lock"):
-        runs.save_page(stalled, ListPosition("x"))
+        runs.save_page(stalled, one_window("x"))
     assert SyncRun.objects.get().pages == 0
 
 
@@ -170,7 +179,7 @@ def test_two_runs_cannot_both_start(make_standin):
 def test_restart_begins_a_fresh_pass_instead_of_resuming(make_standin):
     server = make_standin(30)
     failed = runs.start_run("sandbox", page_size=10)
-    runs.save_page(failed, ListPosition("stale-cursor"))
+    runs.save_page(failed, one_window("stale-cursor"))
     runs.finish_run(failed, failure="boom")
 
     run = sync_all_customers(page_size=10, restart=True)
@@ -182,7 +191,7 @@ def test_restart_begins_a_fresh_pass_instead_of_resuming(make_standin):
 def test_a_saved_cursor_autumn_rejects_restarts_the_pass(make_standin):
     server = make_standin(30)
     failed = runs.start_run("sandbox", page_size=10)
-    runs.save_page(failed, ListPosition("not-a-cursor-autumn-knows"))
+    runs.save_page(failed, one_window("not-a-cursor-autumn-knows"))
     runs.finish_run(failed, failure="boom")
 
     run = sync_all_customers(page_size=10)

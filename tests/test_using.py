@@ -78,7 +78,8 @@ def test_full_sync_writes_every_row_and_the_run_in_that_database_only(make_stand
     assert_default_untouched()
 
 
-def test_a_run_failing_on_a_later_page_keeps_its_cursor_there_and_resumes_there(make_standin):
+def test_a_run_failing_on_a_later_page_keeps_its_cursor_there_and_resumes_there(make_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS = 1  # one cursor, as the counts below say
     server = make_standin(250)
     server.faults.fail_next(1, status=500, endpoint="customers.list", after=2)
 
@@ -108,11 +109,12 @@ def test_a_page_failing_after_it_recorded_its_progress_keeps_neither_its_rows_no
     # The run's resume point is the last thing a page writes: it must roll back with the
     # page's rows, so it has to be written in that page's transaction, on that database.
     settings.AUTUMN_SYNC_DB_CONNECTIONS = lanes
+    settings.AUTUMN_SYNC_WINDOWS = 1  # one cursor, as the counts below say
     server = make_standin(250)
     save_page = runs.save_page
 
-    def save_then_fail_on_page_3(run, next_position):
-        save_page(run, next_position)
+    def save_then_fail_on_page_3(run, windows):
+        save_page(run, windows)
         if run.pages == 3:
             raise DatabaseError("page 3 could not commit")
 

@@ -1,8 +1,8 @@
 """Progress display for ``autumn_sync``: a bar on a terminal, plain lines otherwise.
 
 Autumn's list has no total count, so the fraction done is estimated: from the number of
-customers the mirror held before the run when it held any, else from how far the crawl's
-``created_at`` has moved between the first customer and now (the crawl is ascending).
+customers the mirror held before the run when it held any, else from how much of the
+``created_at`` key space the crawl's windows have covered.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ class ProgressReporter:
                   f"(new {run.created:,}, changed {run.updated:,}, unchanged {run.unchanged:,}"
                   f"{f', skipped {run.skipped:,}' if run.skipped else ''})")
         if self.is_tty:
-            fraction = 1.0 if progress.page.next_position is None else self._fraction(progress, seen)
+            fraction = 1.0 if progress.done else self._fraction(progress, seen)
             filled = int(fraction * BAR_WIDTH)
             bar = "#" * filled + "-" * (BAR_WIDTH - filled)
             self.stream.write(f"\r[{bar}] {fraction:4.0%}  {counts}\033[K", ending="")
             self.stream.flush()
         elif (time.monotonic() - self._last_line >= LINE_EVERY_SECONDS
-              or progress.page.next_position is None or run.pages == 1):
+              or progress.done or run.pages == 1):
             self._last_line = time.monotonic()
             self.stream.write(f"page {run.pages}: {counts}")
 
@@ -49,11 +49,7 @@ class ProgressReporter:
     def _fraction(self, progress: SyncProgress, seen: int) -> float:
         if self.expected_total:
             return min(seen / self.expected_total, 0.99)
-        first, last = progress.first_created_at, progress.last_created_at
-        if first is None or last is None:
-            return 0.0
-        now_ms = time.time() * 1000
-        return min(max((last - first) / max(now_ms - first, 1.0), 0.0), 0.99)
+        return min(progress.covered, 0.99)
 
 
 class AdoptionReporter:

@@ -160,20 +160,21 @@ class BulkWriter:
                     written[(kind, key_value)] = pk
         return written
 
-    def delete_children(self, cursor, model: type[models.Model], customer_pks: Sequence[int]) -> None:
-        """Delete the rows of ``model`` that belong to these customers. An entity's rows
-        share the table with ``customer`` NULL (``entities``): no ``IN`` list matches them."""
-        table, fk = self.qn(model._meta.db_table), self.qn(model._meta.get_field("customer").column)
-        for chunk in chunks(customer_pks, self.max_params):
+    def delete_children(self, cursor, model: type[models.Model], owner_pks: Sequence[int],
+                        owner: str = "customer") -> None:
+        """Delete the rows of ``model`` that belong to these customers (or, with ``owner=
+        "entity"``, entities). Customers' and entities' rows share the table, each with the
+        other's column NULL (``models``): no ``IN`` list of one matches the other's."""
+        table, fk = self.qn(model._meta.db_table), self.qn(model._meta.get_field(owner).column)
+        for chunk in chunks(owner_pks, self.max_params):
             cursor.execute(f"DELETE FROM {table} WHERE {fk} IN ({marks(len(chunk))})", chunk)
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str],
-                        rows: Rows) -> None:
-        """Rows of ``(customer_pk, *values in names order)``, or their COPY text. The
-        ``entity`` column is left out, so NULL: a customer's row, as the models' one-owner
-        check wants."""
+                        rows: Rows, owner: str = "customer") -> None:
+        """Rows of ``(owner_pk, *values in names order)``, or their COPY text. The other
+        owner's column is left out, so NULL, as the models' one-owner check wants."""
         cursor.executemany(
-            f"INSERT INTO {self.qn(model._meta.db_table)} ({self._columns(model, ['customer', *names])}) "
+            f"INSERT INTO {self.qn(model._meta.db_table)} ({self._columns(model, [owner, *names])}) "
             f"VALUES ({marks(len(names) + 1)})",
             rows,
         )
@@ -298,10 +299,10 @@ class PostgresBulkWriter(BulkWriter):
         return pks
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str],
-                        rows: Rows) -> None:
+                        rows: Rows, owner: str = "customer") -> None:
         if not self.takes_copy_text:
-            return super().insert_children(cursor, model, names, rows)
-        self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, ["customer", *names]), rows)
+            return super().insert_children(cursor, model, names, rows, owner)
+        self._copy(cursor, self.qn(model._meta.db_table), self._columns(model, [owner, *names]), rows)
 
     def _minus_lag(self, read_at: str) -> str:
         return f"{read_at} - %s * INTERVAL '1 second'"

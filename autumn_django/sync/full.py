@@ -14,26 +14,29 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from ..client import AutumnClient, ListPage, ListPosition
+from ..client import AutumnClient, ListPage
 from ..conf import autumn_settings
 from ..exceptions import AutumnAPIError, AutumnResponseError, InvalidCursorError, NotFoundError, StopRequested
 from ..models import SyncRun
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
 from .catalogue import sync_catalogue
+from .crawl import WindowedCrawl
 from .entity_pass import EntityPass, EntityProgress
 from .fingerprints import Fingerprints
 from .lanes import CommitLanes, lane_count
+from .partition import RunWindows
 from .prefetch import prepared_pages
-from .preparer import PagePreparer, PreparedPage
+from .preparer import MirrorView, PreparedPage
 from .records import EPOCH, CustomerRecord, RecordError, as_copy_text, parse_customer
 from .trust import record_catalogue, with_list_catalogue
+from .windows import WindowPlan
 from .writer import MirrorWriter, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,9 @@ class SyncProgress:
     run: SyncRun
     page: ListPage
     first_created_at: int | None  # epoch ms the crawl had reached after this attempt's first page
-    last_created_at: int | None  # epoch ms the crawl has reached now
+    last_created_at: int | None  # epoch ms the page reached (its window's crawl ascends)
+    covered: float = 0.0  # about how much of the key space is crawled, 0 to 1
+    done: bool = False  # the last page of the crawl
 
 
 ProgressCallback = Callable[[SyncProgress], None]
@@ -99,6 +104,8 @@ class _Written:
 class _Stored:
     written: _Written
     run: SyncRun  # as this page left it
+    covered: float  # of the key space, after this page
+    done: bool  # every window is done
 
 
 class _Pass:
@@ -112,9 +119,9 @@ class _Pass:
         # Key fingerprints of every customer this attempt saw: kept in memory (8 bytes
         # each) rather than stamped on the rows, so unchanged customers are never rewritten.
         self.seen = Fingerprints()
-        # A resumed attempt only judges customers after the point it started from.
-        resumed = bool(run.cursor) or run.created_at_start is not None
-        self.crawled_after: datetime | None = run.reached_created_at if resumed else None
+        # The created_at windows crawled side by side, as committed; a resumed attempt only
+        # judges the customers in the part of each window after where it stood.
+        self.windows = RunWindows.for_run(run, using)
         self.identified_everyone = True
         self.first_created_at: int | None = None
 
@@ -137,35 +144,48 @@ class _Pass:
         self._settle_deletions()
 
     def _pages(self) -> Iterator[PreparedPage]:
-        position = ListPosition(self.run.cursor, self.run.created_at_start)
         while True:
+            resumed = any(w.started for w in self.windows.windows.values())
             try:
-                for prepared in self._page_source(position):
+                for prepared in self._page_source():
                     self._read_again_where_fresher(prepared)
                     yield prepared
                 return
             except InvalidCursorError:
-                if position == ListPosition():
+                if not resumed:
                     raise
-                # Autumn no longer understands the saved cursor: start the pass over.
+                # Autumn no longer understands a saved cursor: start the pass over.
                 # Nothing is lost; mirrored customers come back unchanged.
                 logger.warning("Autumn rejected run #%s's saved cursor; restarting its pass.",
                                self.run.pk)
                 self.run.errors.append({"warning": "The saved cursor was rejected; the pass restarted."})
-                position, self.crawled_after = ListPosition(), None
+                self.windows.restart()
 
-    def _page_source(self, position: ListPosition) -> Iterator[PreparedPage]:
+    def _page_source(self) -> Iterator[PreparedPage]:
+        """Every window's prepared pages, merged (``crawl``): in the prefetch child, or here."""
         style, child_text = self.writer.time_style, self.writer.child_text
+        windows, crawlers = self.windows.to_crawl(), autumn_settings.SYNC_WINDOWS
 
         def stored_memos() -> dict[bytes, bytes]:
             return memos.stored_memos(self.client.env, self.using)
 
         if autumn_settings.SYNC_PREFETCH_PROCESS:
-            return prepared_pages(self.client, position, self.run.page_size,
+            return prepared_pages(self.client, windows, crawlers, self.run.page_size,
                                   self.writer.state_fingerprints, stored_memos, time_style=style,
-                                  child_text=child_text)
-        return PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
-                            time_style=style, child_text=child_text).pages(position, self.run.page_size)
+                                  child_text=child_text, fixed=self.windows.fixed)
+        view = MirrorView(self.writer.state_fingerprints, stored_memos)
+        arguments = self.client.arguments()
+        crawl = WindowedCrawl(WindowPlan(windows, fixed=self.windows.fixed),
+                              make_client=lambda: AutumnClient(**arguments),
+                              limit=self.run.page_size, crawlers=crawlers, view=view,
+                              time_style=style, child_text=child_text)
+        crawl.start()
+        try:
+            view.load()  # on this thread: it reads the database
+        except BaseException:
+            crawl.stop()
+            raise
+        return crawl.pages()
 
     def _read_again_where_fresher(self, prepared: PreparedPage) -> None:
         """Before the page is written, outside its transaction: its list rows that
@@ -245,11 +265,12 @@ class _Pass:
         if prepared.reached_created_at is not None:
             reached = EPOCH + timedelta(milliseconds=prepared.reached_created_at)
             run.reached_created_at = max(run.reached_created_at or reached, reached)
-        runs.save_page(run, prepared.page.next_position)
+        self.windows.record(prepared)
+        runs.save_page(run, self.windows.as_json())
         # The next page may already be counting into ``run``: progress gets this page's.
         snapshot = copy.copy(run)
         snapshot.errors = list(run.errors)
-        return _Stored(written, snapshot)
+        return _Stored(written, snapshot, self.windows.covered(), self.windows.done)
 
     def _send_events(self, stored: _Stored) -> None:
         events.send_write_events(stored.written.result, stored.written.balances, self.using)
@@ -262,7 +283,7 @@ class _Pass:
             if self.first_created_at is None:
                 self.first_created_at = prepared.reached_created_at
             self.progress(SyncProgress(stored.run, prepared.page, self.first_created_at,
-                                       prepared.reached_created_at))
+                                       prepared.reached_created_at, stored.covered, stored.done))
 
     def _settle_deletions(self) -> None:
         run = self.run
@@ -275,7 +296,7 @@ class _Pass:
             return
         with transaction.atomic(using=self.using):
             deleted = self.writer.mark_missing_deleted(
-                self.seen, pass_started_at=run.started_at, crawled_after=self.crawled_after,
+                self.seen, pass_started_at=run.started_at, judged=self.windows.judged,
                 now=timezone.now())
             run.deleted += len(deleted)
             runs.enter_phase(run, "entities")

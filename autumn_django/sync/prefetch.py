@@ -7,8 +7,9 @@ what the mirror holds, so the child does not even parse a customer that did not 
 a no-change re-sync costs little more than fetching.
 
 The child needs no Django setup and no database: it gets the client's arguments (the key
-through its stdin, never its command line), runs ``preparer.PagePreparer`` and sends back
-pickled ``PreparedPage`` frames.
+through its stdin, never its command line) and the crawl's windows, runs
+``crawl.WindowedCrawl`` (a thread per window in flight: they wait on the network side by
+side, and one core decodes) and sends back pickled ``PreparedPage`` frames.
 """
 
 from __future__ import annotations
@@ -27,21 +28,23 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..client import AutumnClient, ListPosition
+from ..client import AutumnClient
 from ..exceptions import AutumnError
+from .crawl import WindowedCrawl
 from .fingerprints import Fingerprints
-from .preparer import MirrorState, PagePreparer, PreparedPage, StoredMemos
+from .preparer import MirrorState, MirrorView, PreparedPage, StoredMemos
+from .windows import Window, WindowPlan
 
 # Set to a file path, the prefetch process writes its cProfile statistics there.
 PROFILE_ENV = "AUTUMN_DJANGO_PREFETCH_PROFILE"
 
 
-def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
+def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, limit: int,
                    known: MirrorState, memos: StoredMemos, *, time_style: str | None = None,
-                   child_text: bool = False,
+                   child_text: bool = False, fixed: bool = False,
                    ) -> Iterator[PreparedPage]:
-    """``PagePreparer.pages`` run in a child process. Errors raised there (an
-    ``AutumnError`` such as an invalid cursor) are raised here."""
+    """``crawl.WindowedCrawl.pages`` of ``windows`` run in a child process. Errors raised
+    there (an ``AutumnError`` such as an invalid cursor) are raised here."""
     env = dict(os.environ)
     # The parent may import this package from a path only its sys.path knows (manage.py
     # adds the project root); the child must find the same code.
@@ -51,7 +54,8 @@ def prepared_pages(client: AutumnClient, position: ListPosition, limit: int,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
     try:
-        _write_frame(child.stdin, {"client": client.arguments(), "position": position, "limit": limit,
+        _write_frame(child.stdin, {"client": client.arguments(), "windows": [w.as_dict() for w in windows],
+                                   "crawlers": crawlers, "fixed": fixed, "limit": limit,
                                    "time_style": time_style, "child_text": child_text})
         # Computed while the child already fetches its first page.
         _write_frame(child.stdin, known().to_bytes())
@@ -189,20 +193,24 @@ def _serve() -> None:
 
 
 def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender) -> None:
-    with AutumnClient(**config["client"]) as client:
-        preparer = PagePreparer(client, lambda: Fingerprints(frozen=_read_frame(source)),
-                                lambda: _read_frame(source), time_style=config["time_style"],
-                                child_text=config["child_text"])
-        # Automatic collections while orjson builds a page's ~40,000 containers cost
-        # ~7% of this process's time (measured over 20,000 customers). It holds one
-        # page at a time: with its start-up objects frozen, one collection per page
-        # walks little, and still frees any cycle (a bad record's traceback).
-        gc.freeze()
-        gc.disable()
-        for prepared in preparer.pages(config["position"], config["limit"]):
-            sender.send(("page", prepared))
-            del prepared  # pickled: a collection need not walk its records
-            gc.collect()
+    arguments = config["client"]
+    view = MirrorView(lambda: Fingerprints(frozen=_read_frame(source)), lambda: _read_frame(source))
+    crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"]),
+                          make_client=lambda: AutumnClient(**arguments), limit=config["limit"],
+                          crawlers=config["crawlers"], view=view, time_style=config["time_style"],
+                          child_text=config["child_text"])
+    crawl.start()  # the first pages are on their way while the mirror's state arrives
+    view.load()
+    # Automatic collections while orjson builds a page's ~40,000 containers cost ~7% of
+    # this process's time (measured over 20,000 customers). With its start-up objects
+    # frozen, one collection per page walks little, and still frees any cycle (a bad
+    # record's traceback).
+    gc.freeze()
+    gc.disable()
+    for prepared in crawl.pages():
+        sender.send(("page", prepared))
+        del prepared  # pickled: a collection need not walk its records
+        gc.collect()
 
 
 if __name__ == "__main__":

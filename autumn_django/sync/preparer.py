@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from ..client import AutumnClient, CustomerRead, ListPage, ListPosition, PageOutline
+from ..client import AutumnClient, CustomerRead, ListPage, ListPosition, PageOutline, Window
 from ..exceptions import NotFoundError
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo
@@ -49,6 +49,10 @@ class PreparedPage:
     reread: int = 0  # customers of the page read again with customers.get
     # (autumn_id, when asked) of customers read again that customers.get no longer has
     gone: list[tuple[str, datetime]] = field(default_factory=list)
+    # In a partitioned crawl: the window the page is of, and every window's bounds when it
+    # was read (``sync.windows``).
+    window: int | None = None
+    bounds: dict[int, tuple[int | None, int | None]] | None = None
 
     @property
     def read_at(self) -> datetime | None:
@@ -65,26 +69,62 @@ MirrorState = Callable[[], Fingerprints]
 StoredMemos = Callable[[], dict[bytes, bytes]]
 
 
+class MirrorView:
+    """What the mirror holds, as the preparers of one crawl judge pages by: its state
+    fingerprints (``known``) and stored ``PageMemo`` bytes by page digest (``memos``). The
+    loaders run once, on the thread that calls ``load`` (they may use the database
+    connection, or in the prefetch process a pipe); preparers on other threads ``wait``."""
+
+    def __init__(self, known: MirrorState, memos: StoredMemos | None = None) -> None:
+        self._load_known, self._load_memos = known, memos or dict
+        self.known: Fingerprints | None = None
+        self.memos: dict[bytes, bytes] = {}
+        self._loaded = threading.Event()
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._loaded.is_set():
+                return
+            try:
+                self.known = self._load_known()
+                self.memos = self._load_memos()
+            finally:
+                self._loaded.set()  # a failure is raised here; the crawl's threads must not wait on
+
+    def wait(self) -> None:
+        self._loaded.wait()
+
+
 class PagePreparer:
     """Pages of parsed, classified customers. ``known`` gives the mirror's state
     fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
-    once, before the first page is classified. ``time_style`` (a key of ``TIME_FORMS``)
-    parses times straight into the database's parameter form; ``child_text`` formats child
-    rows as PostgreSQL COPY text."""
+    once, before the first page is classified (or give a shared ``view``, which another
+    thread loads). ``time_style`` (a key of ``TIME_FORMS``) parses times straight into the
+    database's parameter form; ``child_text`` formats child rows as PostgreSQL COPY text."""
 
-    def __init__(self, client: AutumnClient, known: MirrorState, memos: StoredMemos | None = None,
-                 time_style: str | None = None, child_text: bool = False) -> None:
+    def __init__(self, client: AutumnClient, known: MirrorState | None = None,
+                 memos: StoredMemos | None = None, time_style: str | None = None,
+                 child_text: bool = False, *, view: MirrorView | None = None) -> None:
         self.client = client
-        self._load_known, self._load_memos = known, memos or dict
-        self._known: Fingerprints | None = None
-        self._memos: dict[bytes, bytes] = {}
-        self._loaded = threading.Event()
+        self._owns_view = view is None
+        self.view = view or MirrorView(known, memos)
         self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
         self._readers: ThreadPoolExecutor | None = None
         self.time_style, self.child_text = time_style, child_text
 
-    def pages(self, position: ListPosition, limit: int) -> Iterator[PreparedPage]:
-        crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall)
+    @property
+    def _known(self) -> Fingerprints | None:
+        return self.view.known
+
+    @property
+    def _memos(self) -> dict[bytes, bytes]:
+        return self.view.memos
+
+    def pages(self, position: ListPosition, limit: int,
+              window: Window | None = None) -> Iterator[PreparedPage]:
+        crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall,
+                                                 window=window)
         pages = _OneAhead(crawl)  # the first page is on its way while the mirror's state loads
         try:
             self._load()
@@ -128,22 +168,21 @@ class PagePreparer:
         return prepared
 
     def _load(self) -> None:
-        """Load the mirror's state, on the thread that called ``pages`` or ``prepare``: the
-        loaders may use the database connection (or, in the prefetch process, a pipe)."""
-        if self._loaded.is_set():
-            return
-        try:
-            self._known = self._load_known()
-            self._memos = self._load_memos()
-        finally:
-            self._loaded.set()  # a failure is raised here; the crawl's thread must not wait on
+        """Load the mirror's state on the thread that called ``pages`` or ``prepare``, or,
+        with a shared view, wait for the thread that loads it."""
+        if self._owns_view:
+            self.view.load()
+        else:
+            self.view.wait()
 
     def _recall(self, digest: bytes) -> PageOutline | None:
         """For the crawl (on its thread): the outline of a page whose bytes the mirror
         still holds. What it judged is kept for ``prepare``, so each page is judged once."""
-        self._loaded.wait()
+        self.view.wait()
         stored = self._held[digest] = self._held_memo(digest)
-        return stored.outline if stored is not None else None
+        if stored is None:
+            return None
+        return PageOutline(stored.outline.next_cursor, stored.outline.count, stored.reached_created_at)
 
     def _held_memo(self, digest: bytes) -> PageMemo | None:
         """The stored memo of these bytes, if the mirror still holds every state in it."""

@@ -196,12 +196,12 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
 ChildRows = tuple[list[tuple], list[tuple], list[tuple], list[tuple]]
 
 
-def child_rows(data: dict, key: Any = None) -> ChildRows:
+def child_rows(data: dict, key: Any = None, time_style: str | None = None) -> ChildRows:
     """The subscription, purchase, balance and flag rows of a customer or an entity object
-    (in ``CHILD_FIELDS`` order, times as aware datetimes); ``RecordError`` with ``key``
-    naming the bad field."""
+    (in ``CHILD_FIELDS`` order, times as aware datetimes or in the form ``time_style``
+    names); ``RecordError`` with ``key`` naming the bad field."""
     try:
-        return _child_rows(data, DATETIMES.from_offset)
+        return _child_rows(data, (TIME_FORMS[time_style] if time_style else DATETIMES).from_offset)
     except _FieldError as exc:
         raise RecordError(str(exc), key) from None
 
@@ -241,10 +241,10 @@ TIME_FORMS: dict[str, TimeForm] = {
 
 
 # Positions of the times in each kind of child row, for convert_times.
-_TIME_FIELDS = frozenset({"started_at", "current_period_start", "current_period_end", "canceled_at",
-                          "expires_at", "trial_ends_at", "next_reset_at"})
+TIME_FIELDS = frozenset({"started_at", "current_period_start", "current_period_end", "canceled_at",
+                         "expires_at", "trial_ends_at", "next_reset_at"})
 _CHILD_TIME_POSITIONS = tuple(
-    (attribute, tuple(i for i, name in enumerate(fields) if name in _TIME_FIELDS))
+    (attribute, tuple(i for i, name in enumerate(fields) if name in TIME_FIELDS))
     for attribute, fields in CHILD_FIELDS.items()
 )
 

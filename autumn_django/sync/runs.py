@@ -27,7 +27,6 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..client import ListPosition
 from ..conf import autumn_settings
 from ..exceptions import SyncAlreadyRunning
 from ..models import SyncRun
@@ -91,16 +90,18 @@ def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolde
         raise _already_running(latest, now) from None
 
 
-def save_page(run: SyncRun, next_position: ListPosition | None) -> None:
-    """Store ``run``'s counters and resume point; call inside the page's transaction (on
-    the run's database)."""
-    position = next_position or ListPosition()
-    run.cursor, run.created_at_start = position.cursor, position.created_at_start
+def save_page(run: SyncRun, windows: list[dict]) -> None:
+    """Store ``run``'s counters and resume points (its windows: ``sync.partition``); call
+    inside the page's transaction (on the run's database). A run of one window also keeps
+    its position in ``cursor`` and ``created_at_start``, as runs did before windows."""
+    run.windows = windows
+    single = windows[0] if len(windows) == 1 else {}
+    run.cursor, run.created_at_start = single.get("cursor", ""), single.get("created_at_start")
     run.heartbeat_at = timezone.now()
     run.errors = run.errors[-MAX_RECORDED_ERRORS:]
     _save_if_ours(run, ["cursor", "created_at_start", "reached_created_at", "heartbeat_at", "pages",
                         "created", "updated", "unchanged", "undeleted", "skipped", "errors", "page_size",
-                        "deleted", "reread"])
+                        "deleted", "reread", "windows"])
 
 
 ENTITY_FIELDS = ("entity_cursor", "entities_reached_created_at", "entity_pages", "entities_created",

@@ -96,7 +96,7 @@ class MirrorWriter:
         self.env = env
         self.connection = connections[using]
         self._bulk = BulkWriter.for_connection(self.connection)
-        self.time_style, self._adapt_time = _time_adapter(self.connection)
+        self.time_style, self._adapt_time = time_adapter(self.connection)
         # Whether child rows go to the database as COPY text (PostgreSQL with psycopg 3).
         self.child_text = self._bulk.takes_copy_text
         self.lag_seconds = autumn_settings.SYNC_REPLICA_LAG_SECONDS
@@ -209,12 +209,12 @@ class MirrorWriter:
                                    using=self.connection.alias)
 
     def mark_missing_deleted(self, seen: Fingerprints, *, pass_started_at: datetime,
-                             crawled_after: datetime | None, now: datetime) -> list[int]:
+                             judged: Q | None, now: datetime) -> list[int]:
         """After a completed pass: present customers it did not see are gone from Autumn.
 
-        Only customers in the part of the key space this attempt crawled are judged
-        (``created_at`` after ``crawled_after``, the point a resumed attempt started from;
-        an earlier attempt's sightings died with its process). Rows written after the pass
+        Only customers in the part of the key space this attempt crawled whole are judged
+        (``judged``, None: all; a resumed attempt's windows after where they stood, as an
+        earlier attempt's sightings died with its process). Rows written after the pass
         began (a signup's ``get_or_create``) are spared: the crawl may have passed their
         place before they existed. So are rows ``customers.get`` read less than the
         replica-lag margin before the pass began: the list's replica may not show them
@@ -224,8 +224,8 @@ class MirrorWriter:
         present = customers.filter(env=self.env, deleted_at__isnull=True, synced_at__lt=pass_started_at)
         present = present.exclude(read_via="get",
                                   read_at__gt=pass_started_at - timedelta(seconds=self.lag_seconds))
-        if crawled_after is not None:
-            present = present.filter(created_at__gt=crawled_after)
+        if judged is not None:
+            present = present.filter(judged)
         missing = [
             pk for pk, autumn_id, email in present.values_list("pk", "autumn_id", "email")
             .iterator(chunk_size=5000)
@@ -339,7 +339,7 @@ def mark_deleted_by_get(env: str, autumn_ids: Sequence[str], *, read_at: datetim
                                  read_via="get").values_list("pk", flat=True))
 
 
-def _time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
+def time_adapter(connection) -> tuple[str | None, Callable[[datetime], Any]]:
     """How this backend wants a datetime parameter, and the name of that form in
     ``TIME_FORMS`` when records can be parsed straight into it (None: only Django's own
     adapter will do, in this process).
