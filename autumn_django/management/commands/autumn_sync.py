@@ -170,19 +170,23 @@ class Command(BaseCommand):
         seen = run.created + run.updated + run.unchanged + run.skipped
         resumed = f" (resumed run #{run.pk}, attempt {run.attempts})" if run.attempts > 1 else ""
         self.stdout.write(self.style.SUCCESS(
-            f"Synced {seen:,} {client.env} customers in {run.pages} pages, {seconds:.1f} s{resumed}: "
+            f"Synced {seen:,} {client.env} customers in {_pages(run.pages)}, {seconds:.1f} s{resumed}: "
             f"created {run.created:,}, updated {run.updated:,}, unchanged {run.unchanged:,}, "
             f"deleted {run.deleted:,}, skipped {run.skipped:,}. Read again through customers.get: "
             f"{run.reread:,}."))
         entities = run.entities_created + run.entities_updated + run.entities_unchanged + run.entities_skipped
         self.stdout.write(self.style.SUCCESS(
-            f"Synced {entities:,} {client.env} entities in {run.entity_pages} pages: created "
+            f"Synced {entities:,} {client.env} entities in {_pages(run.entity_pages)}: created "
             f"{run.entities_created:,}, updated {run.entities_updated:,}, unchanged "
             f"{run.entities_unchanged:,}, deleted {run.entities_deleted:,}, "
             f"skipped {run.entities_skipped:,}."))
         for problem in run.errors:
             if verbosity > 0:
                 self.stdout.write(self.style.WARNING("  " + _problem_line(problem)))
+
+
+def _pages(count: int) -> str:
+    return f"{count:,} page{'' if count == 1 else 's'}"
 
 
 def _problem_line(problem: dict) -> str:
