@@ -47,8 +47,8 @@ start_standin() {
     # 8787 when free, so the URL is the same every time; else let the stand-in pick (port 0)
     # and read the URL from its "listening" line.
     port_is_free "$port" || port=0
-    log "starting the Autumn stand-in (${DEMO_CUSTOMERS:-3000} customers; log: $log_file)"
-    "$PY" -m autumn_django.testing serve --customers "${DEMO_CUSTOMERS:-3000}" --seed 1 \
+    log "starting the Autumn stand-in (${DEMO_CUSTOMERS:-3000} customers with their entities; log: $log_file)"
+    "$PY" -m autumn_django.testing serve --customers "${DEMO_CUSTOMERS:-3000}" --seed 1 --entities \
         --port "$port" >"$log_file" 2>&1 &
     STANDIN_PID=$!
     at_exit stop_standin
