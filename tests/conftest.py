@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 from django.db import connection
 
 from autumn_django.models import Customer
-from autumn_django.testing import AutumnStandIn, make_customers
+from autumn_django.testing import AutumnStandIn, make_customers, make_entities
+from autumn_django.testing.skew import skew_created_at
 
 pytest_plugins = ["autumn_django.testing.pytest_plugin"]
 
@@ -27,11 +30,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 @pytest.fixture
 def make_standin(settings) -> Iterator[Callable[..., AutumnStandIn]]:
-    """Start a stand-in seeded with ``n`` customers and point the app's settings at it."""
+    """Start a stand-in seeded with ``n`` customers (``entities=True``: and their entities,
+    ``make_entities``; ``skew=True``: bunched in time, ``skew_created_at``) and point the
+    app's settings at it."""
     servers: list[AutumnStandIn] = []
 
-    def start(n: int = 60, *, seed: int = 7, **options) -> AutumnStandIn:
-        server = AutumnStandIn(customers=make_customers(n, seed=seed), **options)
+    def start(n: int = 60, *, seed: int = 7, entities: bool = False, skew: bool = False,
+              **options) -> AutumnStandIn:
+        customers = make_customers(n, seed=seed)
+        if skew:
+            customers = skew_created_at(customers, seed)
+        if entities:
+            options["entities"] = make_entities(customers, seed=seed)
+        server = AutumnStandIn(customers=customers, **options)
         server.start()
         servers.append(server)
         settings.AUTUMN_API_URL = server.url
@@ -180,6 +191,25 @@ def assert_mirror_matches(server: AutumnStandIn, env: str = "sandbox", using: st
 
 def _float(value):
     return None if value is None else float(value)
+
+
+def sync_killed_once(server: AutumnStandIn, committed: Callable[[], bool], what: str,
+                     *args: str, **env: str) -> None:
+    """``manage.py autumn_sync *args`` in a child process against ``server``, killed with
+    SIGKILL once ``committed()`` holds (it may run for minutes on a loaded machine)."""
+    child = run_manage("autumn_sync", *args, background=True,
+                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY, **env})
+    try:
+        deadline = time.monotonic() + 120
+        while not committed():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120,

@@ -3,7 +3,6 @@ first sync, changes, deletions, faults and a resumed run; single-customer refres
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 
 import pytest
@@ -14,39 +13,24 @@ from autumn_django.exceptions import ServerError
 from autumn_django.features import check_feature
 from autumn_django.models import Customer, Entity, Feature, Plan, SyncRun
 from autumn_django.sync import sync_all_customers, sync_customer
-from autumn_django.testing import AutumnStandIn, make_customers, make_entities
+from autumn_django.testing import AutumnStandIn, make_customers
 
 from .conftest import (
-    TEST_KEY,
     assert_mirror_matches,
     expected_children,
     mirrored_children,
     ms_to_datetime,
-    run_manage,
+    sync_killed_once,
 )
-from .test_sync_runs import wait_for
 from .test_webhooks import SECRET, deliver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def entity_standin(settings):
+def entity_standin(make_standin):
     """A stand-in with customers, their entities (10% of customers with 1-20) and the catalogue."""
-    servers: list[AutumnStandIn] = []
-
-    def start(n: int = 80, *, seed: int = 3, **options) -> AutumnStandIn:
-        customers = make_customers(n, seed=seed)
-        server = AutumnStandIn(customers=customers, entities=make_entities(customers, seed=seed), **options)
-        server.start()
-        servers.append(server)
-        settings.AUTUMN_API_URL = server.url
-        settings.AUTUMN_SECRET_KEY = TEST_KEY
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    return lambda n=80, *, seed=3, **options: make_standin(n, seed=seed, entities=True, **options)
 
 
 def entity_key(entity: dict) -> tuple:
@@ -309,17 +293,8 @@ def test_a_killed_sync_in_its_entities_phase_resumes_there(entity_standin):
     """A real ``autumn_sync`` killed with SIGKILL while it crawls entities."""
     server = entity_standin(300)
     server.faults.delay(0.3, endpoint="entities.list")
-    child = run_manage("autumn_sync", "--page-size", "20", background=True,
-                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY})
-    try:
-        wait_for(lambda: SyncRun.objects.filter(entity_pages__gte=2).exists(), timeout=120,
-                 what="two committed entity pages")
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    sync_killed_once(server, lambda: SyncRun.objects.filter(entity_pages__gte=2).exists(),
+                     "two committed entity pages", "--page-size", "20")
     killed = SyncRun.objects.get()
     assert killed.phase == "entities" and killed.status == SyncRun.Status.RUNNING
     assert Entity.objects.count() == killed.entities_created

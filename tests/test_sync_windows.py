@@ -4,7 +4,6 @@ large, resumed window by window, and the mirror equal to Autumn after all of it.
 from __future__ import annotations
 
 import itertools
-import signal
 import threading
 import time
 
@@ -16,29 +15,17 @@ from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import sync_all_customers
 from autumn_django.sync.windows import Window, WindowPlan
 from autumn_django.testing import AutumnStandIn, make_customers
-from autumn_django.testing.skew import skew_created_at
 
-from .conftest import TEST_KEY, add_null_cursor_defect, assert_mirror_matches, run_manage
+from .conftest import add_null_cursor_defect, assert_mirror_matches, sync_killed_once
 from .test_sync_runs import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def skewed_standin(settings):
+def skewed_standin(make_standin):
     """A stand-in whose customers bunch in time (a launch day, an import hour)."""
-    servers: list[AutumnStandIn] = []
-
-    def start(n: int = 1200, *, seed: int = 5, **options) -> AutumnStandIn:
-        server = AutumnStandIn(customers=skew_created_at(make_customers(n, seed=seed), seed), **options)
-        server.start()
-        servers.append(server)
-        settings.AUTUMN_API_URL, settings.AUTUMN_SECRET_KEY = server.url, TEST_KEY
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    return lambda n=1200, *, seed=5, **options: make_standin(n, seed=seed, skew=True, **options)
 
 
 def list_requests(server: AutumnStandIn) -> list[dict]:
@@ -229,18 +216,8 @@ def test_a_killed_windowed_sync_resumes_every_unfinished_window(skewed_standin, 
     """A real ``autumn_sync`` with 4 windows, killed with SIGKILL mid-crawl."""
     server = skewed_standin(1500)
     server.faults.delay(0.15, endpoint="customers.list")
-    child = run_manage("autumn_sync", "--page-size", "50", background=True,
-                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY,
-                                  "AUTUMN_TEST_SYNC_WINDOWS": "4"})
-    try:
-        wait_for(lambda: SyncRun.objects.filter(pages__gte=8).exists(), timeout=120,
-                 what="eight committed pages")
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    sync_killed_once(server, lambda: SyncRun.objects.filter(pages__gte=8).exists(),
+                     "eight committed pages", "--page-size", "50", AUTUMN_TEST_SYNC_WINDOWS="4")
     killed = SyncRun.objects.get()
     assert killed.status == SyncRun.Status.RUNNING and len(killed.windows) > 1
     assert Customer.objects.count() == killed.created < 1500

@@ -30,7 +30,7 @@ from .catalogue import sync_catalogue
 from .crawl import WindowedCrawl
 from .entity_pass import EntityPass, EntityProgress
 from .fingerprints import Fingerprints
-from .lanes import CommitLanes, lane_count
+from .lanes import CommitLanes, OneConnection, lane_count
 from .partition import RunWindows
 from .prefetch import prepared_pages
 from .preparer import MirrorView, PreparedPage
@@ -126,22 +126,22 @@ class _Pass:
         self.first_created_at: int | None = None
 
     def execute(self) -> None:
+        with self._pipeline() as pipeline:
+            for prepared, stored in pipeline.stored_in_order(self._pages()):
+                # At once after the page's commit; inside the caller's own transaction, at its commit.
+                transaction.on_commit(partial(self._send_events, stored), using=self.using)
+                self._report(prepared, stored)
+        self._settle_deletions()
+
+    def _pipeline(self) -> CommitLanes | OneConnection:
+        """Pages written and committed in order: on lanes of their own connections where
+        the database takes several writers (``lanes``), else one by one on this one."""
         lanes = lane_count(self.using, autumn_settings.SYNC_DB_CONNECTIONS)
         if lanes == 1:
-            for prepared in self._pages():
-                with transaction.atomic(using=self.using):
-                    stored = self._record(prepared, self._write(prepared, self.writer))
-                    transaction.on_commit(partial(self._send_events, stored), using=self.using)
-                self._report(prepared, stored)
-        else:
-            env, using = self.client.env, self.using
-            with CommitLanes(lanes, using, lane=lambda: MirrorWriter(env, using),
-                             write=self._write, record=self._record,
-                             touches=_customers_of) as pipeline:
-                for prepared, stored in pipeline.stored_in_order(self._pages()):
-                    self._send_events(stored)
-                    self._report(prepared, stored)
-        self._settle_deletions()
+            return OneConnection(self.using, self.writer, write=self._write, record=self._record)
+        env, using = self.client.env, self.using
+        return CommitLanes(lanes, using, lane=lambda: MirrorWriter(env, using), write=self._write,
+                           record=self._record, touches=_customers_of)
 
     def _pages(self) -> Iterator[PreparedPage]:
         while True:

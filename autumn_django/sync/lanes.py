@@ -125,6 +125,28 @@ class CommitLanes(Generic[Item, Lane, Written, Recorded]):
             return self.record(item, written)
 
 
+class OneConnection(Generic[Item, Lane, Written, Recorded]):
+    """``CommitLanes``' serial case: each item written and recorded in one transaction on
+    the caller's own connection (SQLite, or a caller inside its own transaction), with the
+    caller's ``lane``; the same ``stored_in_order`` for the sync to drive."""
+
+    def __init__(self, using: str, lane: Lane, *, write: Callable[[Item, Lane], Written],
+                 record: Callable[[Item, Written], Recorded]) -> None:
+        self.using, self.lane, self.write, self.record = using, lane, write, record
+
+    def stored_in_order(self, items: Iterable[Item]) -> Iterator[tuple[Item, Recorded]]:
+        for item in items:
+            with transaction.atomic(using=self.using):
+                recorded = self.record(item, self.write(item, self.lane))
+            yield item, recorded
+
+    def __enter__(self) -> OneConnection[Item, Lane, Written, Recorded]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
 class _InFlight(NamedTuple):
     item: Any
     future: Future
