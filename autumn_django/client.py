@@ -162,6 +162,7 @@ class AutumnClient:
         )
         self._sleep = sleep
         self._gate = RateGate.of(self.api_url, self.env)
+        self._own_pause = 0.0  # the end of the last pause this client set (it sleeps that out itself)
         self._secret_key = secret_key  # for arguments(); never shown (see __repr__)
         self._session = requests.Session()
         self._session.headers.update(
@@ -213,7 +214,7 @@ class AutumnClient:
         attempt = 0
         while True:
             attempt += 1
-            self._gate.wait(self._sleep)
+            self._gate.wait(self._sleep, self._own_pause)
             started = time.monotonic()
             requested_at = datetime.now(timezone.utc)
             try:
@@ -239,7 +240,7 @@ class AutumnClient:
                     raise error
                 retry_after = _retry_after(response)
                 if retry_after is not None and response.status_code == 429:
-                    self._gate.pause(retry_after)
+                    self._own_pause = self._gate.pause(retry_after)
             wait = _backoff(attempt, retry_after)
             if attempt > self.max_retries or time.monotonic() + wait > deadline:
                 raise error
@@ -265,12 +266,18 @@ class RateGate:
         with cls._gates_lock:
             return cls._gates.setdefault((api_url, env), cls())
 
-    def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> float:
+        """Pause every request for ``seconds``; returns when the pause ends."""
         with self._lock:
             self._until = max(self._until, time.monotonic() + seconds)
+            return self._until
 
-    def wait(self, sleep: Callable[[float], None]) -> None:
-        while (left := self._until - time.monotonic()) > 0:
+    def wait(self, sleep: Callable[[float], None], own_pause: float = 0.0) -> None:
+        """Wait out a pause another client learnt; not one this client set itself
+        (``own_pause``: it waits that out in its own backoff)."""
+        with self._lock:
+            until = self._until
+        if until > own_pause and (left := until - time.monotonic()) > 0:
             sleep(left)
 
 

@@ -44,7 +44,9 @@ def finished():
 def counts_of(run: SyncRun) -> dict[str, int]:
     run = SyncRun.objects.get(pk=run.pk)
     return {name: getattr(run, name) for name in
-            ("created", "updated", "unchanged", "deleted", "undeleted", "skipped", "reread")}
+            ("created", "updated", "unchanged", "deleted", "undeleted", "skipped", "reread",
+             "entities_created", "entities_updated", "entities_unchanged", "entities_deleted",
+             "entities_skipped")}
 
 
 def test_sync_finished_is_sent_once_after_a_run_succeeds_and_never_for_a_failed_one(make_standin, finished):

@@ -21,6 +21,13 @@ from .conftest import assert_mirror_matches
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+@pytest.fixture(autouse=True)
+def _one_cursor(settings):
+    """Pages here come in one cursor's order, as the counts say; windows and lanes
+    together are exercised by test_sync_windows.py on PostgreSQL."""
+    settings.AUTUMN_SYNC_WINDOWS = 1
+
 on_postgres = pytest.mark.skipif(connection.vendor != "postgresql",
                                  reason="SQLite takes one writer at a time: pages are written in turn")
 POISON = "poison@example.com"
