@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 from ..client import AutumnClient, ListPosition
 from .preparer import MirrorView, PagePreparer, PreparedPage
+from .records import DATETIME_ROWS, RowForm
 from .windows import Window, WindowPlan
 
 # Pages prepared and waiting for the writer, at most (besides one per crawler in hand).
@@ -30,11 +31,10 @@ class WindowedCrawl:
     its own thread, once ``pages`` has started the crawlers."""
 
     def __init__(self, plan: WindowPlan, *, make_client: Callable[[], AutumnClient], limit: int,
-                 crawlers: int, view: MirrorView, time_style: str | None = None,
-                 child_text: bool = False) -> None:
+                 crawlers: int, view: MirrorView, form: RowForm = DATETIME_ROWS) -> None:
         self.plan, self.make_client, self.limit = plan, make_client, limit
         self.crawlers = max(1, crawlers)
-        self.view, self.time_style, self.child_text = view, time_style, child_text
+        self.view, self.form = view, form
         self._out: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -84,8 +84,7 @@ class WindowedCrawl:
             self._put(_DONE)
 
     def _crawl_window(self, client: AutumnClient, window: Window) -> None:
-        preparer = PagePreparer(client, view=self.view, time_style=self.time_style,
-                                child_text=self.child_text)
+        preparer = PagePreparer(client, form=self.form, view=self.view)
         pages = preparer.pages(ListPosition(window.cursor, window.created_at_start), self.limit,
                                window=window)
         try:

@@ -27,7 +27,7 @@ from django.db.models import Q
 from .. import jsonlib
 from ..models import Balance, Customer, Entity, Flag, Purchase, Subscription
 from .bulk import BulkWriter
-from .records import CHILD_FIELDS, EPOCH, TIME_FIELDS, RecordError, child_rows
+from .records import CHILD_FIELDS, DATETIME_ROWS, EPOCH, TIME_FIELDS, RecordError, RowForm, child_rows
 from .writer import time_adapter
 
 # Entity rows are keyed by (customer's Autumn id, entity id); entities without an id (they
@@ -68,7 +68,7 @@ def entity_key_text(key: EntityKey | None) -> str:
 
 
 def parse_entity(data: Any, *, read_at: datetime | None = None,
-                 time_style: str | None = None) -> EntityRecord:
+                 form: RowForm = DATETIME_ROWS) -> EntityRecord:
     """Validate an entity object and build its rows; ``RecordError`` naming the bad field.
     An error whose ``key`` is None is an object that might stand for any mirrored entity."""
     if not isinstance(data, dict):
@@ -91,7 +91,7 @@ def parse_entity(data: Any, *, read_at: datetime | None = None,
     feature_id = data.get("feature_id")
     if feature_id is not None and (not isinstance(feature_id, str) or len(feature_id) > 255):
         raise RecordError("feature_id: expected text of at most 255 characters or null", key)
-    subscriptions, purchases, balances, flags = child_rows(data, key, time_style)
+    subscriptions, purchases, balances, flags = child_rows(data, key, form.time_style)
     raw_json = jsonlib.dumps_sorted_bytes(data)
     return EntityRecord(
         key=key, customer_id=customer_id,
@@ -133,14 +133,15 @@ class EntityWriter:
     child rows, ten or more an entity since its answer repeats its customer's plans and
     balances, through the customers' SQL (``bulk``): through the ORM they cost 3 ms an
     entity on SQLite (2,075 entities with 22,000 rows: 6.7 of the pass's 11.3 s went to
-    ``bulk_create``'s per-value preparation). Parse records with ``time_style`` to hand
-    their times over in the database's form."""
+    ``bulk_create``'s per-value preparation). Parse records in its ``form`` to hand their
+    times over as the database takes them (only times: entity rows never go as COPY text)."""
 
     def __init__(self, env: str, using: str = DEFAULT_DB_ALIAS) -> None:
         self.env, self.using = env, using
         connection = connections[using]
         self._bulk = BulkWriter.for_connection(connection)
-        self.time_style, self._adapt_time = time_adapter(connection)
+        time_style, self._adapt_time = time_adapter(connection)
+        self.form = RowForm(time_style)
 
     def write(self, records: Sequence[EntityRecord], *, now: datetime) -> EntityWriteResult:
         result = EntityWriteResult()
@@ -185,8 +186,8 @@ class EntityWriter:
 
     def _times(self, attribute: str, values: tuple) -> tuple:
         """A child row's values with its times in this database's form."""
-        if self.time_style is not None:
-            return values  # parsed in that form (``parse_entity(time_style=...)``)
+        if self.form.time_style is not None:
+            return values  # parsed in that form (``parse_entity(form=...)``)
         positions = _TIME_POSITIONS[attribute]
         return tuple(self._adapt_time(v) if i in positions and isinstance(v, datetime) else v
                      for i, v in enumerate(values))

@@ -25,7 +25,7 @@ from ..exceptions import InvalidCursorError
 from ..models import Entity, SyncRun
 from . import runs
 from .entities import EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, parse_entity
-from .records import RecordError
+from .records import RecordError, RowForm
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class EntityPass:
 
     def _crawl(self, cursor: str) -> None:
         for page in self.client.entities.iter_pages(limit=self.run.page_size, cursor=cursor):
-            records, problems = _parse_page(page.entities, page.requested_at, self.writer.time_style)
+            records, problems = _parse_page(page.entities, page.requested_at, self.writer.form)
             records, orphaned = self._with_customers(records)
             run = self.run
             with transaction.atomic(using=self.using):
@@ -132,12 +132,12 @@ class EntityPass:
         run.entities_deleted += self.writer.mark_deleted(gone, now=timezone.now())
 
 
-def _parse_page(entities: list, read_at: datetime | None, time_style: str | None
+def _parse_page(entities: list, read_at: datetime | None, form: RowForm
                 ) -> tuple[list[EntityRecord], list[RecordError]]:
     records, problems = [], []
     for data in entities:
         try:
-            records.append(parse_entity(data, read_at=read_at, time_style=time_style))
+            records.append(parse_entity(data, read_at=read_at, form=form))
         except RecordError as exc:
             problems.append(exc)
     return records, problems
@@ -155,7 +155,7 @@ def sync_customer_entities(client: AutumnClient, customer_id: str, *, using: str
     complete = True
     for page in client.entities.iter_pages(customer_id=customer_id):
         complete &= page.complete
-        page_records, problems = _parse_page(page.entities, page.requested_at, writer.time_style)
+        page_records, problems = _parse_page(page.entities, page.requested_at, writer.form)
         records += page_records
         skipped += problems
     for problem in skipped:

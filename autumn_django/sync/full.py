@@ -34,7 +34,7 @@ from .lanes import CommitLanes, OneConnection, lane_count
 from .partition import RunWindows
 from .prefetch import prepared_pages
 from .preparer import MirrorView, PreparedPage
-from .records import EPOCH, CustomerRecord, RecordError, as_copy_text, parse_customer
+from .records import EPOCH, CustomerRecord, RecordError
 from .trust import record_catalogue, with_list_catalogue
 from .windows import WindowPlan
 from .writer import MirrorWriter, WriteResult
@@ -163,7 +163,7 @@ class _Pass:
 
     def _page_source(self) -> Iterator[PreparedPage]:
         """Every window's prepared pages, merged (``crawl``): in the prefetch child, or here."""
-        style, child_text = self.writer.time_style, self.writer.child_text
+        form = self.writer.form
         windows, crawlers = self.windows.to_crawl(), autumn_settings.SYNC_WINDOWS
 
         def stored_memos() -> dict[bytes, bytes]:
@@ -171,14 +171,14 @@ class _Pass:
 
         if autumn_settings.SYNC_PREFETCH_PROCESS:
             return prepared_pages(self.client, windows, crawlers, self.run.page_size,
-                                  self.writer.state_fingerprints, stored_memos, time_style=style,
-                                  child_text=child_text, fixed=self.windows.fixed)
+                                  self.writer.state_fingerprints, stored_memos, form=form,
+                                  fixed=self.windows.fixed)
         view = MirrorView(self.writer.state_fingerprints, stored_memos)
         arguments = self.client.arguments()
         crawl = WindowedCrawl(WindowPlan(windows, fixed=self.windows.fixed),
                               make_client=lambda: AutumnClient(**arguments),
                               limit=self.run.page_size, crawlers=crawlers, view=view,
-                              time_style=style, child_text=child_text)
+                              form=form)
         crawl.start()
         try:
             view.load()  # on this thread: it reads the database
@@ -220,14 +220,10 @@ class _Pass:
             return None
         data = with_list_catalogue(read.customer, record_catalogue(listed))
         try:
-            record = parse_customer(data, time_style=self.writer.time_style, read_at=read.read_at,
-                                    read_via="get")
+            return self.writer.form.parse(data, read_at=read.read_at, read_via="get")
         except RecordError as exc:
             prepared.problems.append(exc)
             return None
-        if self.writer.child_text:
-            as_copy_text(record)
-        return record
 
     def _write(self, prepared: PreparedPage, writer: MirrorWriter) -> _Written:
         """A page's rows and memo, in its transaction (on ``writer``'s connection)."""

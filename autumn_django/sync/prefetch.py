@@ -33,6 +33,7 @@ from ..exceptions import AutumnError
 from .crawl import WindowedCrawl
 from .fingerprints import Fingerprints
 from .preparer import MirrorState, MirrorView, PreparedPage, StoredMemos
+from .records import DATETIME_ROWS, RowForm
 from .windows import Window, WindowPlan
 
 # Set to a file path, the prefetch process writes its cProfile statistics there.
@@ -40,8 +41,8 @@ PROFILE_ENV = "AUTUMN_DJANGO_PREFETCH_PROFILE"
 
 
 def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, limit: int,
-                   known: MirrorState, memos: StoredMemos, *, time_style: str | None = None,
-                   child_text: bool = False, fixed: bool = False,
+                   known: MirrorState, memos: StoredMemos, *, form: RowForm = DATETIME_ROWS,
+                   fixed: bool = False,
                    ) -> Iterator[PreparedPage]:
     """``crawl.WindowedCrawl.pages`` of ``windows`` run in a child process. Errors raised
     there (an ``AutumnError`` such as an invalid cursor) are raised here."""
@@ -56,7 +57,7 @@ def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, l
     try:
         _write_frame(child.stdin, {"client": client.arguments(), "windows": [w.as_dict() for w in windows],
                                    "crawlers": crawlers, "fixed": fixed, "limit": limit,
-                                   "time_style": time_style, "child_text": child_text})
+                                   "form": form})
         # Computed while the child already fetches its first page.
         _write_frame(child.stdin, known().to_bytes())
         _write_frame(child.stdin, memos())
@@ -197,8 +198,7 @@ def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender)
     view = MirrorView(lambda: Fingerprints(frozen=_read_frame(source)), lambda: _read_frame(source))
     crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"]),
                           make_client=lambda: AutumnClient(**arguments), limit=config["limit"],
-                          crawlers=config["crawlers"], view=view, time_style=config["time_style"],
-                          child_text=config["child_text"])
+                          crawlers=config["crawlers"], view=view, form=config["form"])
     crawl.start()  # the first pages are on their way while the mirror's state arrives
     view.load()
     # Automatic collections while orjson builds a page's ~40,000 containers cost ~7% of

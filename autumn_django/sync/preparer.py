@@ -25,12 +25,12 @@ from ..exceptions import NotFoundError
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo
 from .records import (
+    DATETIME_ROWS,
     LIST_PRODUCT_CAP,
     CustomerRecord,
     RecordError,
-    as_copy_text,
+    RowForm,
     canonical_json,
-    parse_customer,
     record_key,
 )
 from .trust import Catalogue, list_catalogue, with_list_catalogue
@@ -100,18 +100,17 @@ class PagePreparer:
     """Pages of parsed, classified customers. ``known`` gives the mirror's state
     fingerprints and ``memos`` the stored ``PageMemo`` bytes by page digest; each is called
     once, before the first page is classified (or give a shared ``view``, which another
-    thread loads). ``time_style`` (a key of ``TIME_FORMS``) parses times straight into the
-    database's parameter form; ``child_text`` formats child rows as PostgreSQL COPY text."""
+    thread loads). Records come in the writer's ``form`` (``records.RowForm``)."""
 
     def __init__(self, client: AutumnClient, known: MirrorState | None = None,
-                 memos: StoredMemos | None = None, time_style: str | None = None,
-                 child_text: bool = False, *, view: MirrorView | None = None) -> None:
+                 memos: StoredMemos | None = None, form: RowForm = DATETIME_ROWS, *,
+                 view: MirrorView | None = None) -> None:
         self.client = client
         self._owns_view = view is None
         self.view = view or MirrorView(known, memos)
         self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
         self._readers: ThreadPoolExecutor | None = None
-        self.time_style, self.child_text = time_style, child_text
+        self.form = form
 
     @property
     def _known(self) -> Fingerprints | None:
@@ -224,7 +223,7 @@ class PagePreparer:
                     data = with_list_catalogue(answer.customer, catalogues.get(key[1], {}))
                     read_at, read_via = answer.read_at, "get"
                 if key is None:
-                    record = parse_customer(data, time_style=self.time_style, read_at=read_at,
+                    record = self.form.parse(data, read_at=read_at,
                                             read_via=read_via)
                 else:
                     state, record = self._parse_if_changed(data, read_at, read_via)
@@ -237,8 +236,6 @@ class PagePreparer:
                 if record is None:
                     prepared.unchanged += 1
                 else:
-                    if self.child_text:
-                        as_copy_text(record)
                     prepared.records.append(record)
             if key is not None:
                 key_print = key_fingerprint(key)
@@ -271,7 +268,7 @@ class PagePreparer:
         state = state_fingerprint(canonical[1])
         if state in self._known:
             return state, None
-        return state, parse_customer(data, canonical, time_style=self.time_style, read_at=read_at,
+        return state, self.form.parse(data, canonical, read_at=read_at,
                                      read_via=read_via)
 
 

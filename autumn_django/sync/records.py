@@ -213,6 +213,32 @@ def _child_rows(data: dict, to_time: TimeConverter) -> ChildRows:
             _rows(_flag_row, _mapping(data, "flags"), "flags", to_time))
 
 
+@dataclass(frozen=True)
+class RowForm:
+    """The form a writer takes parsed rows in: chosen by the writer for its database
+    (``MirrorWriter.form``) and handed to whatever parses for it (the prefetch child too).
+
+    ``time_style`` names the times' form (a key of ``TIME_FORMS``; None: aware datetimes,
+    which the writer converts); ``copy_text`` makes a customer's rows PostgreSQL COPY text
+    lines (``as_copy_text``)."""
+
+    time_style: str | None = None
+    copy_text: bool = False
+
+    def parse(self, data: Any, canonical: tuple[bytes, str] | None = None, *,
+              read_at: datetime | None = None, read_via: str = "") -> CustomerRecord:
+        """``parse_customer`` into this form."""
+        record = parse_customer(data, canonical, time_style=self.time_style, read_at=read_at,
+                                read_via=read_via)
+        if self.copy_text:
+            as_copy_text(record)
+        return record
+
+
+# Aware datetimes, no COPY text: the form of a record parsed for no writer in particular.
+DATETIME_ROWS = RowForm()
+
+
 class TimeForm:
     """How parsed times are handed to the writer: ``from_offset`` turns a time's offset from
     the epoch into that form while parsing, ``from_datetime`` turns a datetime into it.

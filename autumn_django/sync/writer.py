@@ -45,6 +45,7 @@ from .records import (
     SUBSCRIPTION_FIELDS,
     TIME_FORMS,
     CustomerRecord,
+    RowForm,
     convert_times,
     customer_copy_line,
 )
@@ -96,9 +97,11 @@ class MirrorWriter:
         self.env = env
         self.connection = connections[using]
         self._bulk = BulkWriter.for_connection(self.connection)
-        self.time_style, self._adapt_time = time_adapter(self.connection)
+        time_style, self._adapt_time = time_adapter(self.connection)
         # Whether child rows go to the database as COPY text (PostgreSQL with psycopg 3).
-        self.child_text = self._bulk.takes_copy_text
+        # The form records are parsed into for this database: times as it takes them, and
+        # on PostgreSQL with psycopg 3 a customer's rows as COPY text.
+        self.form = RowForm(time_style, copy_text=self._bulk.takes_copy_text)
         self.lag_seconds = autumn_settings.SYNC_REPLICA_LAG_SECONDS
         # Claims concern id-less rows the mirror held before; with none, skip their lookup
         # (on a first sync it would look up every page's emails for nothing).
@@ -118,7 +121,7 @@ class MirrorWriter:
         records = list({r.key: r for r in records}.values())  # a page never repeats a key
         for record in records:
             if record.time_style is None:  # not parsed in this writer's form
-                convert_times(record, self._adapt_time, self.time_style or "database")
+                convert_times(record, self._adapt_time, self.form.time_style or "database")
             if record.read_at is None:
                 record.read_at = now
         names = [*CUSTOMER_FIELDS, *_BOOKKEEPING_FIELDS]
@@ -294,10 +297,10 @@ class MirrorWriter:
             if read not in reads:
                 read_at = self._adapt_time(record.read_at)
                 reads[read] = (f"\t{copy_value(read_at)}\t{copy_value(record.read_via)}\n"
-                               if self.child_text else (read_at, record.read_via))
+                               if self.form.copy_text else (read_at, record.read_via))
             return reads[read]
 
-        if self.child_text:
+        if self.form.copy_text:
             bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}"
             return in_pieces(customer_copy_line(record) + bookkeeping + read_of(record) for record in records)
         return [[*(record.values[name] for name in CUSTOMER_FIELDS),
@@ -315,7 +318,7 @@ class MirrorWriter:
             if not any(getattr(record, attribute) for record in records):
                 continue
             rows: Rows
-            if self.child_text:
+            if self.form.copy_text:
                 rows = in_pieces(
                     f"{written[record.key]}\t{child if record.child_text else copy_line(child)}\n"
                     for record in records for child in getattr(record, attribute))
