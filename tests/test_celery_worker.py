@@ -91,12 +91,13 @@ def start_celery(celery_env, tmp_path) -> Iterator[Callable[..., subprocess.Pope
     children: list[subprocess.Popen] = []
 
     def start(kind: str, *args: str, **env: str) -> subprocess.Popen:
-        command = ["-A", "tests.celery_app", kind, "--loglevel", "INFO", *args]
+        command = ["-A", "tests.celery_app", kind, "--loglevel", "INFO"]
         if kind == "worker":
             command += ["--pool", "prefork", "--concurrency", "2", "--without-gossip",
                         "--without-mingle", "--hostname", f"test{len(children)}@%h"]
         else:
             command += ["--schedule", str(tmp_path / "celerybeat-schedule"), "--max-interval", "1"]
+        command += args  # last, so a test's own options (e.g. "--pool solo") win
         child = run_manage(*command, background=True, env_extra={**celery_env, **env},
                            module="celery")
         children.append(child)
