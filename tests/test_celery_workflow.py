@@ -38,7 +38,7 @@ def _fresh_publisher_pool() -> None:
 # Workers: one task at a time each (the solo pool runs it in the worker's own process, so
 # SIGKILL ends the task with it), windows cut into 4, a dead claim stale after 6 s, and
 # a killed worker's message back in the queue 2 s after it was taken.
-WORKER_ENV = {"AUTUMN_SYNC_PAGE_SIZE": "20", "AUTUMN_TEST_SYNC_WINDOWS": "4",
+WORKER_ENV = {"AUTUMN_TEST_SYNC_PAGE_SIZE": "20", "AUTUMN_TEST_SYNC_WINDOWS": "4",
               "AUTUMN_SYNC_LOCK_TIMEOUT": "6", "AUTUMN_TEST_VISIBILITY_TIMEOUT": "2"}
 
 
