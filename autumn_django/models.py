@@ -442,6 +442,10 @@ class SyncRun(models.Model):
     entities_unchanged = models.PositiveIntegerField(default=0, db_default=0)
     entities_deleted = models.PositiveIntegerField(default=0, db_default=0)
     entities_skipped = models.PositiveIntegerField(default=0, db_default=0)
+    # A run of the Celery workflow (sync/workflow.py): its windows are SyncWindow rows, one
+    # task each, and no one process holds it (no host, pid or advisory lock): it is known
+    # dead only by its lease. A run resumes only as the kind it was started.
+    workflow = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         verbose_name = _("sync run")
@@ -458,6 +462,60 @@ class SyncRun(models.Model):
     @property
     def duration(self):
         return (self.finished_at - self.started_at) if self.finished_at else None
+
+
+class SyncWindow(models.Model):
+    """A window of a workflow run (``sync.workflow``), crawled by one Celery task at a time.
+
+    Each task updates only its own window's row, in each page's transaction: workers
+    sharing a run cannot lose each other's progress. ``claim`` names the task crawling it,
+    renewed with each page (``claimed_at``); a claim older than ``AUTUMN_SYNC_LOCK_TIMEOUT``
+    belongs to a dead worker, and the window is taken over from its last committed page.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="window_rows")
+    number = models.PositiveIntegerField()
+    start = models.BigIntegerField(null=True, blank=True)  # inclusive epoch ms; None: unbounded
+    end = models.BigIntegerField(null=True, blank=True)
+    cursor = models.TextField(blank=True, default="")
+    created_at_start = models.BigIntegerField(null=True, blank=True)
+    reached = models.BigIntegerField(null=True, blank=True)
+    done = models.BooleanField(default=False)
+    pages = models.PositiveIntegerField(default=0)
+    claim = models.CharField(max_length=32, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")  # "host:pid" of the last claim
+    # False once a page held a record that might be a mirrored customer garbled: the run
+    # then marks no customer deleted.
+    identified_everyone = models.BooleanField(default=True)
+    errors = models.JSONField(default=list, blank=True)
+    # Its bounds are the last complete run's (``sync.partition.plan_windows``): not cut, so
+    # its pages, and their memos, stay the same from run to run.
+    planned = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = _("sync window")
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="autumn_syncwindow_unique")]
+
+    def __str__(self) -> str:
+        return f"window {self.number} of run #{self.run_id}"
+
+
+class SyncSighting(models.Model):
+    """The key fingerprints (``sync.fingerprints``) of one committed page of a workflow run,
+    written in the page's transaction: the task settling deletions unions every page's, so
+    a window resumed by another worker still counts what the dead one committed. Deleted
+    once the run settled its deletions."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="sightings")
+    window = models.PositiveIntegerField()
+    fingerprints = models.BinaryField()
+
+    class Meta:
+        verbose_name = _("sync sighting")
+
+    def __str__(self) -> str:
+        return f"sightings of window {self.window} of run #{self.run_id}"
 
 
 class SyncedPage(models.Model):

@@ -16,12 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 SYNC_ALL_TASK = "autumn_django.sync_all_customers"
+# The same sync as a workflow of one task per window, shared by every worker (``sync.workflow``).
+SYNC_WORKFLOW_TASK = "autumn_django.sync_all_customers_workflow"
 ENTRY_NAME = "autumn-sync-all-customers"
 ENVS = ("sandbox", "live")
 
 
 def sync_schedule(every: float | timedelta = 3600, env: str | None = None, *, name: str | None = None,
-                  expires: float | None = None) -> dict[str, dict[str, Any]]:
+                  expires: float | None = None, workflow: bool = False) -> dict[str, dict[str, Any]]:
     """``{name: entry}`` running the full sync of ``env`` every ``every`` seconds.
 
     Without ``env`` the task syncs ``AUTUMN_ENV`` (read when it runs), under the name
@@ -30,6 +32,9 @@ def sync_schedule(every: float | timedelta = 3600, env: str | None = None, *, na
     A run that waited in the queue longer than one interval expires instead of running:
     otherwise a worker that was down for a day would work through a pile of stale syncs.
     (Runs never overlap anyway: a run that finds another running ends at once.)
+
+    ``workflow``: queue the workflow instead (one task per window, any number of workers
+    sharing the run), under the same entry name.
     """
     seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
     if seconds <= 0:
@@ -38,7 +43,7 @@ def sync_schedule(every: float | timedelta = 3600, env: str | None = None, *, na
         raise ValueError(f"env must be 'sandbox' or 'live', not {env!r}")
     expires = seconds if expires is None else expires
     entry: dict[str, Any] = {
-        "task": SYNC_ALL_TASK,
+        "task": SYNC_WORKFLOW_TASK if workflow else SYNC_ALL_TASK,
         "schedule": seconds,
         # Celery's scheduler passes "expires" to apply_async; django-celery-beat reads
         # "expire_seconds" into its PeriodicTask. Each ignores the other's key.
@@ -52,7 +57,7 @@ def sync_schedule(every: float | timedelta = 3600, env: str | None = None, *, na
 
 
 def sync_schedules(every: float | timedelta = 3600, envs: Iterable[str] | None = None, *,
-                   expires: float | None = None) -> dict[str, dict[str, Any]]:
+                   expires: float | None = None, workflow: bool = False) -> dict[str, dict[str, Any]]:
     """One entry per environment: the full sync of each, every ``every`` seconds.
 
     ``envs``: the environments ("sandbox", "live"), or the ``AUTUMN_SECRET_KEYS`` dict
@@ -80,5 +85,5 @@ def sync_schedules(every: float | timedelta = 3600, envs: Iterable[str] | None =
     entries: dict[str, dict[str, Any]] = {}
     for env in chosen:
         name = ENTRY_NAME if len(chosen) == 1 else f"{ENTRY_NAME}-{env}"
-        entries.update(sync_schedule(every, env, name=name, expires=expires))
+        entries.update(sync_schedule(every, env, name=name, expires=expires, workflow=workflow))
     return entries

@@ -53,6 +53,59 @@ def sync_all_customers_task(restart: bool = False, env: str | None = None) -> di
             "skipped": run.skipped}
 
 
+@shared_task(name="autumn_django.sync_all_customers_workflow")
+def sync_all_customers_workflow_task(restart: bool = False, env: str | None = None) -> dict[str, Any]:
+    """The full sync of ``env`` as a workflow (``sync.workflow``): this task takes the
+    env's lock and queues one ``autumn_django.sync_window`` task per window; any number of
+    workers crawl them, and the last to finish settles deletions, crawls the entities and
+    finishes the run. Skipped, like the in-process sync, while another run of the env is live."""
+    from .sync import workflow
+
+    try:
+        with AutumnClient(env=env) as client:
+            run, pending = workflow.start_workflow(client, restart=restart)
+            if not pending:  # resumed after its customers were all crawled
+                run = (workflow.finish_workflow(client, run) if run.phase == "entities"
+                       else workflow.settle_if_last(run.pk, run.lease_token, client) or run)
+    except SyncAlreadyRunning as exc:
+        logger.info("Full sync skipped: %s", exc.message)
+        return {"status": "skipped", "reason": exc.message}
+    for number in pending:
+        sync_window_task.delay(run.pk, number, run.lease_token)
+    return {"status": run.status, "run": run.pk, "env": run.env, "windows": pending}
+
+
+# A copy of a window's message redelivered while a live task still crawls the window
+# (the broker's visibility timeout passed) looks again this often, until the window is
+# done or its claim is stale (a dead worker's).
+WINDOW_BUSY_RETRY_SECONDS = 5
+
+
+@shared_task(name="autumn_django.sync_window", bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=None)
+def sync_window_task(self: Any, run_pk: int, number: int, lease_token: str) -> dict[str, Any]:
+    """Crawl window ``number`` of workflow run ``run_pk`` from its committed position.
+    Acknowledged late, so a worker killed mid-window leaves its message to another worker,
+    which resumes the window from its last committed page."""
+    from .sync import workflow
+
+    claimed = workflow.claim_window(run_pk, number, lease_token)
+    if claimed == "busy":
+        countdown = min(WINDOW_BUSY_RETRY_SECONDS, max(1, autumn_settings.SYNC_LOCK_TIMEOUT // 4))
+        raise self.retry(countdown=countdown)
+    with AutumnClient(env=None if isinstance(claimed, str) else claimed[0].env) as client:
+        if not isinstance(claimed, str):
+            run, row = claimed
+            workflow.crawl_window(client, run, row,
+                                  lambda n: sync_window_task.delay(run_pk, n, lease_token))
+        elif claimed == "stale":
+            return {"status": "stale", "run": run_pk, "window": number}
+        finished = workflow.settle_if_last(run_pk, lease_token, client)
+    if finished is not None:
+        return {"status": finished.status, "run": run_pk, "window": number, "settled": True}
+    return {"status": "crawled", "run": run_pk, "window": number}
+
+
 @shared_task(name="autumn_django.sync_customer", **RETRY_OPTIONS)
 def sync_customer_task(customer_id: str, env: str | None = None) -> str:
     """Refresh one customer of ``env`` (default ``AUTUMN_ENV``) through customers.get."""

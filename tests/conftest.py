@@ -230,3 +230,8 @@ def run_manage(*args: str, env_extra: dict[str, str] | None = None, timeout: flo
         return subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True, **popen)
     return subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+# The Celery tests' real redis-server and workers, one Redis for the whole session whichever
+# module asks first (defined apart; imported last: they use run_manage above).
+from .celery_fixtures import celery_env, redis_url, start_celery  # noqa: E402, F401

@@ -116,6 +116,15 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Child workers crawling pages as small as a test asks.
+if os.environ.get("AUTUMN_TEST_SYNC_PAGE_SIZE"):
+    AUTUMN_SYNC_PAGE_SIZE = int(os.environ["AUTUMN_TEST_SYNC_PAGE_SIZE"])
+# The workflow tests kill a worker: its unacknowledged message comes back this soon.
+if os.environ.get("AUTUMN_TEST_VISIBILITY_TIMEOUT"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ["AUTUMN_TEST_VISIBILITY_TIMEOUT"]),
+        "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    }
 # A child manage.py (the kill tests) crawling with one cursor, as a test asks.
 if os.environ.get("AUTUMN_TEST_SYNC_WINDOWS"):
     AUTUMN_SYNC_WINDOWS = int(os.environ["AUTUMN_TEST_SYNC_WINDOWS"])

@@ -43,17 +43,23 @@ class LeaseLost(SyncAlreadyRunning):
 
 
 def start_run(env: str, *, page_size: int, restart: bool = False,
-              using: str = DEFAULT_DB_ALIAS) -> SyncRun:
+              using: str = DEFAULT_DB_ALIAS, workflow: bool = False) -> SyncRun:
     """Take the env's sync lock in database ``using``: resume the last unfinished run, or
     begin a new one.
 
     Raises ``SyncAlreadyRunning`` if a live run holds the lock. The run returned holds
     its env's lock until ``finish_run`` (or ``release``) lets it go.
+
+    ``workflow``: a run of the Celery workflow (``sync.workflow``), shared by the tasks of
+    its windows, so no one process holds it: it records no host, pid or advisory lock and
+    is known dead by its lease only. A run resumes only as the kind it was started (their
+    resume points differ); an unfinished run of the other kind is left failed, or
+    abandoned once its lease expired, and a new run begins.
     """
     holder = RunHolder(env, using)
     holder.acquire()
     try:
-        run = _start(env, page_size, restart, using, holder)
+        run = _start(env, page_size, restart, using, holder, workflow)
     except BaseException:
         holder.release()
         raise
@@ -61,7 +67,8 @@ def start_run(env: str, *, page_size: int, restart: bool = False,
     return run
 
 
-def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolder) -> SyncRun:
+def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolder,
+           workflow: bool) -> SyncRun:
     now = timezone.now()
     stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
     latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
@@ -75,15 +82,16 @@ def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolde
             logger.warning("Sync run #%s stopped renewing its lock at %s; taking it over.",
                            latest.pk, latest.heartbeat_at)
     resumable = latest is not None and latest.status != SyncRun.Status.SUCCEEDED
-    if resumable and not restart:
-        return _take_over(latest, now, holder)
+    if resumable and not restart and latest.workflow == workflow:
+        return _take_over(latest, now, holder, workflow)
     if resumable and latest.status == SyncRun.Status.RUNNING:
         _abandon(latest, now)
     try:
         with transaction.atomic(using=using):
             return SyncRun.objects.using(using).create(
                 env=env, status=SyncRun.Status.RUNNING, started_at=now, heartbeat_at=now,
-                lease_token=uuid.uuid4().hex, page_size=page_size, **holder.identity(),
+                lease_token=uuid.uuid4().hex, page_size=page_size, workflow=workflow,
+                **_identity(holder, workflow),
             )
     except IntegrityError:
         latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
@@ -102,6 +110,13 @@ def save_page(run: SyncRun, windows: list[dict]) -> None:
     _save_if_ours(run, ["cursor", "created_at_start", "reached_created_at", "heartbeat_at", "pages",
                         "created", "updated", "unchanged", "undeleted", "skipped", "errors", "page_size",
                         "deleted", "reread", "windows"])
+
+
+def save_errors(run: SyncRun) -> None:
+    """Store the run's error list (warnings of a step outside any page), renewing its lease."""
+    run.heartbeat_at = timezone.now()
+    run.errors = run.errors[-MAX_RECORDED_ERRORS:]
+    _save_if_ours(run, ["errors", "heartbeat_at"])
 
 
 ENTITY_FIELDS = ("entity_cursor", "entities_reached_created_at", "entity_pages", "entities_created",
@@ -160,14 +175,21 @@ def _save_if_ours(run: SyncRun, fields: list[str]) -> None:
         )
 
 
-def _take_over(run: SyncRun, now: datetime, holder: RunHolder) -> SyncRun:
+def _identity(holder: RunHolder, workflow: bool) -> dict[str, object]:
+    """What the run row records of its holder: nobody, for a workflow run (its tasks run
+    in any number of processes; a dead one is known by its lease)."""
+    return {"host": "", "pid": None, "advisory_lock": False} if workflow else holder.identity()
+
+
+def _take_over(run: SyncRun, now: datetime, holder: RunHolder, workflow: bool) -> SyncRun:
     old_token, new_token = run.lease_token, uuid.uuid4().hex
     runs = _runs_of(run)
     try:
         with transaction.atomic(using=runs.db):
             taken = runs.filter(pk=run.pk, lease_token=old_token).update(
                 status=SyncRun.Status.RUNNING, lease_token=new_token, heartbeat_at=now,
-                finished_at=None, failure="", attempts=run.attempts + 1, **holder.identity(),
+                finished_at=None, failure="", attempts=run.attempts + 1,
+                **_identity(holder, workflow),
             )
     except IntegrityError:  # another run became the running one meanwhile
         taken = 0

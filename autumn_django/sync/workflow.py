@@ -1,0 +1,327 @@
+"""The full sync as a Celery workflow: one task per window, any number of workers sharing
+one run (the tasks are in ``autumn_django.tasks``; this module is their database side).
+
+Everything the workers share lives in the database, so a worker may die at any point:
+- the run row stays the env's one lock (``runs``), started with ``workflow=True``: no
+  process holds it, so it records no host, pid or advisory lock, and a dead workflow is
+  known by its lease only (``AUTUMN_SYNC_LOCK_TIMEOUT`` after its last page);
+- each window is a ``SyncWindow`` row, claimed by one task at a time (a claim older than
+  the lock timeout is a dead worker's); a task updates only its own window's row, in each
+  page's transaction, and adds the page's counts to the run with ``F()`` expressions, so
+  no worker's progress is written over by another's;
+- each page's key fingerprints are a ``SyncSighting`` row written in the page's
+  transaction: a window resumed by another worker still counts what the dead one committed;
+- the last window to finish (a compare-and-swap on the run's phase) unions the sightings,
+  settles deletions over the whole key space, and the same task runs the entities pass and
+  finishes the run (``sync_finished``).
+
+A window that proves large is cut, as ``WindowPlan`` cuts it, and its far half becomes a
+new window row whose task is queued once the page that cut it committed, up to
+``AUTUMN_SYNC_WINDOWS`` windows unfinished at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from array import array
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from functools import partial
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..client import AutumnClient, ListPosition
+from ..conf import autumn_settings
+from ..exceptions import InvalidCursorError
+from ..models import SyncRun, SyncSighting, SyncWindow
+from ..owners import link_owners_to_customers
+from . import events, memos, runs
+from .entity_pass import EntityPass
+from .fingerprints import Fingerprints
+from .full import _failure_text, _key_text, _Pass, _sync_catalogue, _Written
+from .holders import this_host
+from .lanes import OneConnection
+from .partition import plan_windows
+from .preparer import PagePreparer, PreparedPage
+from .records import EPOCH
+from .windows import Window, WindowPlan
+from .writer import MirrorWriter
+
+logger = logging.getLogger(__name__)
+
+Enqueue = Callable[[int], None]  # queue the task of a window, by number
+
+
+class WindowLost(runs.LeaseLost):
+    """Another task claimed this window: this one's claim went stale (it stalled longer
+    than the lock timeout) or the run was taken over."""
+
+
+def start_workflow(client: AutumnClient, *, restart: bool = False,
+                   using: str = DEFAULT_DB_ALIAS) -> tuple[SyncRun, list[int]]:
+    """Take the env's lock for a workflow run (a new one, or the env's unfinished workflow
+    run resumed), read the catalogue and plan its windows; returns the run and the numbers
+    of the windows whose tasks the caller queues (none: the customers are all crawled, and
+    the caller settles with ``settle_if_last``). Raises ``SyncAlreadyRunning``."""
+    run = runs.start_run(client.env, page_size=autumn_settings.SYNC_PAGE_SIZE, restart=restart,
+                         using=using, workflow=True)
+    try:
+        if run.phase == "customers":
+            _sync_catalogue(client, run, using)
+        with transaction.atomic(using=using):
+            windows = SyncWindow.objects.using(using).filter(run=run)
+            if not windows.exists():
+                plan = plan_windows(run.env, using)
+                # A plan of several windows is the last complete run's, kept whole (``plan_windows``).
+                SyncWindow.objects.using(using).bulk_create(
+                    SyncWindow(run=run, number=w.id, start=w.start, end=w.end, planned=len(plan) > 1)
+                    for w in plan)
+            # The tasks of the attempt before are gone (its lease expired): free their claims.
+            windows.filter(done=False).update(claim="", claimed_at=None)
+            runs.save_errors(run)
+            pending = list(windows.filter(done=False).order_by("number").values_list("number", flat=True))
+    except BaseException as exc:
+        if isinstance(exc, runs.LeaseLost):
+            runs.release(run)
+        else:
+            runs.finish_run(run, failure=_failure_text(exc))
+        raise
+    runs.release(run)  # the run row is the lock; this process is not its holder
+    return run, pending
+
+
+def claim_window(run_pk: int, number: int, lease_token: str,
+                 using: str = DEFAULT_DB_ALIAS) -> tuple[SyncRun, SyncWindow] | str:
+    """Claim a window for this task: the run and the window row, or why not: "stale" (the
+    run finished, failed or was taken over), "done", or "busy" (a live task crawls it; a
+    copy of its message, redelivered, waits until it is done or its claim goes stale)."""
+    run = SyncRun.objects.using(using).filter(pk=run_pk, lease_token=lease_token,
+                                              status=SyncRun.Status.RUNNING).first()
+    if run is None:
+        return "stale"
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
+    claim = uuid.uuid4().hex
+    rows = SyncWindow.objects.using(using).filter(run=run, number=number)
+    claimed = rows.filter(done=False).filter(Q(claim="") | Q(claimed_at__lt=stale_before)).update(
+        claim=claim, claimed_at=now, worker=f"{this_host()}:{os.getpid()}")
+    if not claimed:
+        row = rows.first()
+        return "busy" if row is not None and not row.done else "done"
+    SyncRun.objects.using(using).filter(pk=run.pk, lease_token=lease_token).update(heartbeat_at=now)
+    return run, rows.get()
+
+
+def crawl_window(client: AutumnClient, run: SyncRun, row: SyncWindow, enqueue: Enqueue,
+                 using: str = DEFAULT_DB_ALIAS) -> None:
+    """Crawl a claimed window from its committed position to its end. A failure other than
+    a lost claim or lease fails the run (its windows' positions are kept for the next)."""
+    try:
+        _WindowPass(client, run, row, enqueue, using).execute()
+    except runs.LeaseLost:
+        raise
+    except BaseException as exc:
+        SyncRun.objects.using(using).filter(pk=run.pk, lease_token=run.lease_token).update(
+            status=SyncRun.Status.FAILED, failure=_failure_text(exc), finished_at=timezone.now())
+        raise
+
+
+def settle_if_last(run_pk: int, lease_token: str, client: AutumnClient,
+                   using: str = DEFAULT_DB_ALIAS) -> SyncRun | None:
+    """Once every window is done, one task (whichever wins the run's phase) settles the
+    customers' deletions, then crawls the entities and finishes the run; None for the
+    others. Returns the finished run."""
+    run = _settle(run_pk, lease_token, using)
+    if run is None:
+        return None
+    return finish_workflow(client, run, using)
+
+
+def finish_workflow(client: AutumnClient, run: SyncRun, using: str = DEFAULT_DB_ALIAS) -> SyncRun:
+    """The entities pass of a workflow run whose customers are settled, then the end."""
+    try:
+        EntityPass(client, run, using).execute()
+        runs.finish_run(run)
+    except BaseException as exc:
+        if not isinstance(exc, runs.LeaseLost):
+            runs.finish_run(run, failure=_failure_text(exc))
+        raise
+    events.send_sync_finished_on_commit(run, using)
+    return run
+
+
+def _settle(run_pk: int, lease_token: str, using: str) -> SyncRun | None:
+    now = timezone.now()
+    with transaction.atomic(using=using):
+        # The compare-and-swap first (a write: SQLite takes its lock now): of the tasks that
+        # each saw every window done, one moves the run on.
+        moved = SyncRun.objects.using(using).filter(
+            pk=run_pk, lease_token=lease_token, status=SyncRun.Status.RUNNING, phase="customers",
+        ).update(phase="entities", heartbeat_at=now)
+        if not moved or SyncWindow.objects.using(using).filter(run_id=run_pk, done=False).exists():
+            transaction.set_rollback(True, using=using)
+            return None
+        run = SyncRun.objects.using(using).get(pk=run_pk)
+        run.phase = "customers"  # until enter_phase below, with what the phase counted
+        rows = list(SyncWindow.objects.using(using).filter(run=run).order_by("number"))
+        run.errors += [error for row in rows for error in row.errors]
+        reached = [row.reached for row in rows if row.reached is not None]
+        if reached:
+            run.reached_created_at = EPOCH + timedelta(milliseconds=max(reached))
+        # Kept as in-process runs keep them: the next run reuses their bounds.
+        runs.save_page(run, [_window_of(row).as_dict() for row in rows])
+        memos.prune_memos(run.env, run.started_at, using)
+        deleted: list[int] = []
+        if all(row.identified_everyone for row in rows):
+            seen = Fingerprints()
+            sightings = SyncSighting.objects.using(using).filter(run=run)
+            for blob in sightings.values_list("fingerprints", flat=True):
+                seen.add_many(array("Q", bytes(blob)))
+            # Every page of the run stored its sightings, whichever worker read it: the
+            # whole key space is judged.
+            deleted = MirrorWriter(run.env, using).mark_missing_deleted(
+                seen, pass_started_at=run.started_at, judged=None, now=now)
+        else:
+            run.errors.append({"warning": "Records that might stand for a mirrored customer (not "
+                                          "an object, or an id that is not text) were skipped, so "
+                                          "no customer was marked deleted by this run."})
+        run.deleted += len(deleted)
+        runs.enter_phase(run, "entities")
+        SyncSighting.objects.using(using).filter(run=run).delete()
+        transaction.on_commit(lambda: events.send_deleted_events(deleted, using), using=using)
+    link_owners_to_customers(run.env, using=using)
+    return run
+
+
+def _window_of(row: SyncWindow) -> Window:
+    return Window(row.number, row.start, row.end, row.cursor, row.created_at_start, row.reached,
+                  row.done, row.pages)
+
+
+class _WindowPass(_Pass):
+    """One task's crawl of one window: the in-process pass's page pipeline (read again
+    where fresher, write, record), with the window's row, the page's sightings and the
+    run's counts recorded in the page's transaction."""
+
+    def __init__(self, client: AutumnClient, run: SyncRun, row: SyncWindow, enqueue: Enqueue,
+                 using: str) -> None:
+        super().__init__(client, run, using, None)
+        self.row, self.enqueue = row, enqueue
+        self.window = _window_of(row)
+        self.identified_everyone = row.identified_everyone
+        # A plan reused from the last complete run keeps its bounds (and its pages' memos).
+        self.fixed = row.planned
+
+    def execute(self) -> None:
+        with OneConnection(self.using, self.writer, write=self._write, record=self._record) as pipeline:
+            for _ in pipeline.stored_in_order(self._pages()):
+                pass
+
+    def _pages(self) -> Iterator[PreparedPage]:
+        while True:
+            try:
+                for prepared in self._page_source():
+                    self._read_again_where_fresher(prepared)
+                    yield prepared
+                return
+            except InvalidCursorError:
+                if not self.window.cursor:
+                    raise
+                # Autumn no longer understands the saved cursor: go on from the created_at
+                # the window reached (customers of that very ms are read again, unchanged).
+                logger.warning("Autumn rejected window %s of run #%s's saved cursor; resuming it "
+                               "from the created_at it reached.", self.window.id, self.run.pk)
+                self.window.cursor = ""
+                self.window.created_at_start = self.window.reached or self.window.start
+
+    def _page_source(self) -> Iterator[PreparedPage]:
+        def stored_memos() -> dict[bytes, bytes]:
+            return memos.stored_memos(self.client.env, self.using)
+
+        preparer = PagePreparer(self.client, self.writer.state_fingerprints, stored_memos,
+                                form=self.writer.form)
+        position = ListPosition(self.window.cursor, self.window.created_at_start)
+        for prepared in preparer.pages(position, self.run.page_size, window=self.window):
+            prepared.window = self.window.id
+            yield prepared
+
+    def _write(self, prepared: PreparedPage, writer):  # type: ignore[override]
+        # First in the page's transaction, and a write: the claim is checked (and SQLite's
+        # write lock taken, so two workers' transactions never deadlock upgrading a read).
+        claimed = SyncWindow.objects.using(self.using).filter(pk=self.row.pk, claim=self.row.claim) \
+            .update(claimed_at=timezone.now())
+        if not claimed:
+            raise WindowLost(f"Window {self.window.id} of sync run #{self.run.pk} was claimed by "
+                             "another task (this one stalled longer than AUTUMN_SYNC_LOCK_TIMEOUT); "
+                             "nothing of this page was kept.")
+        return super()._write(prepared, writer)
+
+    def _record(self, prepared: PreparedPage, written: _Written) -> None:  # type: ignore[override]
+        window, result, problems, using = self.window, written.result, prepared.problems, self.using
+        self.identified_everyone &= all(p.key or not p.may_be_mirrored for p in problems)
+        after = prepared.page.next_position
+        window.cursor = after.cursor if after else ""
+        window.created_at_start = after.created_at_start if after else None
+        window.done = after is None
+        window.pages += 1
+        if prepared.reached_created_at is not None:
+            window.reached = max(window.reached or prepared.reached_created_at, prepared.reached_created_at)
+        # The run's counts, added where they stand (other workers add theirs): this also
+        # locks the run's row until the commit, so windows are numbered one at a time below.
+        added = SyncRun.objects.using(using).filter(
+            pk=self.run.pk, lease_token=self.run.lease_token, status=SyncRun.Status.RUNNING,
+        ).update(pages=F("pages") + 1, created=F("created") + len(result.created),
+                 updated=F("updated") + len(result.updated),
+                 undeleted=F("undeleted") + len(result.undeleted),
+                 unchanged=F("unchanged") + len(result.unchanged) + len(result.kept) + prepared.unchanged,
+                 deleted=F("deleted") + len(written.deleted), reread=F("reread") + prepared.reread,
+                 skipped=F("skipped") + len(problems), heartbeat_at=timezone.now())
+        if not added:
+            raise runs.LeaseLost(f"Sync run #{self.run.pk} finished, failed or was taken over; "
+                                 "nothing of this page was kept.")
+        cut = None if window.done else self._cut()
+        errors = [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
+        errors += [{"warning": warning} for warning in prepared.page.warnings]
+        self.row.errors = (self.row.errors + errors)[-runs.MAX_RECORDED_ERRORS:]
+        SyncWindow.objects.using(using).filter(pk=self.row.pk, claim=self.row.claim).update(
+            end=window.bounds()[1], cursor=window.cursor, created_at_start=window.created_at_start,
+            reached=window.reached, done=window.done, pages=window.pages, errors=self.row.errors,
+            identified_everyone=self.identified_everyone)
+        SyncSighting.objects.using(using).create(run_id=self.run.pk, window=window.id,
+                                                 fingerprints=array("Q", prepared.seen).tobytes())
+        if cut is not None:
+            number = (SyncWindow.objects.using(using).filter(run_id=self.run.pk)
+                      .order_by("-number").values_list("number", flat=True).first()) + 1
+            SyncWindow.objects.using(using).create(run_id=self.run.pk, number=number, start=cut[0],
+                                                   end=cut[1])
+            transaction.on_commit(partial(self.enqueue, number), using=using)
+        transaction.on_commit(partial(self._send_written, written), using=using)
+
+    def _send_written(self, written: _Written) -> None:
+        events.send_write_events(written.result, written.balances, self.using)
+        events.send_deleted_events(written.deleted, self.using)
+
+    def _cut(self) -> tuple[int, int | None] | None:
+        """The far half of this window, once it proved large and fewer than
+        ``AUTUMN_SYNC_WINDOWS`` windows are unfinished: cut above everything received, as
+        ``WindowPlan`` cuts (the page on its way drops rows past the new end)."""
+        window = self.window
+        if self.fixed or window.full_pages < WindowPlan.LARGE_AFTER_PAGES or window.fetched is None:
+            return None
+        unfinished = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk, done=False).count()
+        if unfinished >= autumn_settings.SYNC_WINDOWS:
+            return None
+        now = time.time_ns() // 1_000_000
+        with window._lock:
+            left = (window.end if window.end is not None else now) - window.fetched
+            if left <= WindowPlan.MIN_SPLIT_MS:
+                return None
+            cut = window.fetched + left // 2
+            far = (cut + 1, window.end)
+            window.end, window.full_pages = cut, 0
+        return far
