@@ -35,7 +35,7 @@ def format_amount(value: float | None) -> str:
         return EMPTY
     if not math.isfinite(value):
         return str(value)
-    rounded = round(value, 2)
+    rounded = round(float(value), 2)  # an int from JSON (a credit cost) has no is_integer before 3.12
     if rounded.is_integer():
         return number_format(int(rounded), force_grouping=True)
     places = 1 if round(value, 1) == rounded else 2
