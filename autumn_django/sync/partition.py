@@ -58,13 +58,7 @@ class RunWindows:
             window = self.windows.setdefault(window_id, Window(window_id, start, end))
             window.start, window.end = start, end
         window = self.windows[prepared.window]
-        after = prepared.page.next_position
-        window.cursor = after.cursor if after else ""
-        window.created_at_start = after.created_at_start if after else None
-        window.done = after is None
-        window.pages += 1
-        if prepared.reached_created_at is not None:
-            window.reached = max(window.reached or prepared.reached_created_at, prepared.reached_created_at)
+        window.committed(prepared.page.next_position, prepared.reached_created_at)
 
     def as_json(self) -> list[dict]:
         return [w.as_dict() for w in sorted(self.windows.values(), key=lambda w: w.id)]

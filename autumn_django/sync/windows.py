@@ -59,6 +59,16 @@ class Window:
             self.full_pages += full
             return self.end
 
+    def committed(self, after: Any, reached: int | None) -> None:
+        """A page of it committed: ``after`` is its next ``ListPosition`` (None: the
+        window is done), ``reached`` the latest ``created_at`` on it."""
+        self.cursor = after.cursor if after else ""
+        self.created_at_start = after.created_at_start if after else None
+        self.done = after is None
+        self.pages += 1
+        if reached is not None:
+            self.reached = max(self.reached or reached, reached)
+
     @property
     def started(self) -> bool:
         """Whether a page of it was committed (a resumed window)."""

@@ -264,13 +264,7 @@ class _WindowPass(_Pass):
     def _record(self, prepared: PreparedPage, written: _Written) -> None:  # type: ignore[override]
         window, result, problems, using = self.window, written.result, prepared.problems, self.using
         self.identified_everyone &= all(p.key or not p.may_be_mirrored for p in problems)
-        after = prepared.page.next_position
-        window.cursor = after.cursor if after else ""
-        window.created_at_start = after.created_at_start if after else None
-        window.done = after is None
-        window.pages += 1
-        if prepared.reached_created_at is not None:
-            window.reached = max(window.reached or prepared.reached_created_at, prepared.reached_created_at)
+        window.committed(prepared.page.next_position, prepared.reached_created_at)
         # The run's counts, added where they stand (other workers add theirs): this also
         # locks the run's row until the commit, so windows are numbered one at a time below.
         added = SyncRun.objects.using(using).filter(
