@@ -10,7 +10,6 @@ repr, an exception or a log line.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import requests
 
@@ -37,6 +36,7 @@ from .exceptions import (
     RateLimitError,
     ServerError,
 )
+from .listing import ListCrawl, ListPosition, Window, crawl_key, created_at_ms
 
 logger = logging.getLogger(__name__)
 
@@ -55,57 +55,18 @@ _ERROR_CLASSES: dict[int, type[AutumnAPIError]] = {
 }
 
 
-@dataclass(frozen=True)
-class ListPosition:
-    """Where a ``customers.list`` crawl stands; stored by the sync so a run can resume.
-
-    ``created_at_start`` is set when the crawl had to continue past Autumn's null-cursor
-    defect: from then on every request carries ``created_at_range.start``.
-    """
-
-    cursor: str = ""
-    created_at_start: int | None = None
-
-
 @dataclass
 class ListPage:
+    """A decoded page of ``customers.list`` (``customers.iter_pages``)."""
+
     customers: list[Any]
     position: ListPosition
     next_position: ListPosition | None  # None: this was the last page
     limit: int
     warnings: list[str] = field(default_factory=list)
-    # SHA-256 of the answer's bytes, when the crawl has a recall: equal bytes, equal
-    # customers, so work derived from one page can be reused for the next equal one.
-    digest: bytes | None = None
-    outline: PageOutline | None = None  # of a decoded page; None when the crawl is off its cursor
-    recalled: bool = False  # not decoded (``customers`` is empty): the caller knew these bytes
     # When the request that returned this page was sent (UTC): what the page says was true
     # then or later. None only for a page built by hand.
     requested_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class PageOutline:
-    """What the crawl needs of a page to go on from it, kept by a caller that has read the
-    page before: with it, the same bytes again need no decoding at all."""
-
-    next_cursor: str | None
-    count: int  # customers on the page
-    reached: int | None = None  # the latest created_at on it (epoch ms), when known
-
-
-Recall = Callable[[bytes], PageOutline | None]
-
-
-class Window(Protocol):
-    """A part of the ``created_at`` key space (``sync.windows.Window``)."""
-
-    def bounds(self) -> tuple[int | None, int | None]:
-        """(start, end), inclusive epoch ms; None: unbounded on that side."""
-
-    def received(self, created_at: int | None, full: bool) -> int | None:
-        """A page reaching ``created_at`` arrived: note it (a split must cut above it) and
-        return the window's end now, in one step."""
 
 
 class CustomerRead(NamedTuple):
@@ -315,7 +276,7 @@ class CustomersAPI:
     def list(self, *, start_cursor: str = "", limit: int | None = None,
              sort_order: str = "asc", **filters: Any) -> dict[str, Any]:
         """One page of ``customers.list``: ``{"list": [...], "next_cursor": str | None}``."""
-        return _list_answer(self._list(start_cursor=start_cursor, limit=limit, sort_order=sort_order,
+        return list_answer(self._list(start_cursor=start_cursor, limit=limit, sort_order=sort_order,
                                        **filters))
 
     def _list(self, *, start_cursor: str, limit: int | None, sort_order: str = "asc",
@@ -326,87 +287,38 @@ class CustomersAPI:
         return self._client.post_for_response("customers.list", body)
 
     def iter_pages(self, *, limit: int | None = None, position: ListPosition | None = None,
-                   recall: Recall | None = None, window: Window | None = None,
-                   **filters: Any) -> Iterator[ListPage]:
-        """Crawl every customer in ascending ``(created_at, id)`` order, page by page.
-
-        Ascending, because customers created during the crawl then sort behind the cursor
-        and are seen. Handles two traps of the API: a limit above the org maximum is
-        lowered to the maximum Autumn names, and a full page that ends in a customer with
-        no id (whose ``next_cursor`` is null although more follow) is continued with
-        ``created_at_range.start`` from its last ``created_at``.
-
-        With ``recall``, each page carries the SHA-256 of its bytes and, when decoded, its
-        ``PageOutline``; ``recall`` is asked for the outline of each digest, and a page it
-        knows is not decoded: it comes ``recalled``, with no customers.
-
+                   window: Window | None = None, **filters: Any) -> Iterator[ListPage]:
+        """Crawl every customer in ascending ``(created_at, id)`` order, page by page, by the
+        rules of ``listing.ListCrawl`` (the org's maximum page size, the null-cursor defect).
         With ``window``, only customers created within its bounds (``created_at_range``,
-        inclusive epoch ms), read anew before each request: a partitioned crawl may lower a
-        window's end while it is crawled (``sync.windows``). Rows past an end lowered while
-        their request was out are dropped, and end the crawl.
-        """
-        limit = limit or autumn_settings.SYNC_PAGE_SIZE
-        position = position or ListPosition()
-        skip_keys: set[tuple[str, Any]] = set()
-        while True:
-            body_filters = dict(filters)
-            window_range = dict(filters.get("created_at_range", {}))
-            sent_end = None
-            if window is not None:
-                window_start, sent_end = window.bounds()
-                window_range.update({"start": window_start} if window_start is not None else {})
-                window_range.update({"end": sent_end} if sent_end is not None else {})
-            if position.created_at_start is not None:
-                window_range["start"] = max(position.created_at_start, window_range.get("start", 0))
-            if window_range:
-                body_filters["created_at_range"] = window_range
-            try:
-                response = self._list(start_cursor=position.cursor, limit=limit, **body_filters)
-            except InvalidRequestError as exc:
-                org_max = _org_max_limit(exc)
-                if org_max is None or org_max >= limit:
-                    raise
-                logger.warning("Page size %d is above this org's maximum; using %d", limit, org_max)
-                limit = org_max
-                continue
-            # Off the cursor (continuing past the defect) a page is filtered: no digest.
-            page_digest = outline = None
-            if recall is not None and not skip_keys:
-                page_digest = hashlib.sha256(response.content).digest()
-                outline = recall(page_digest)
-            next_position = _outlined_next_position(outline, position, limit) if outline else _UNKNOWN
-            shrunk = False
-            if window is not None and next_position is not _UNKNOWN:
-                # A window cut while this page was on its way: decode it, to drop what is past the end.
-                shrunk = window.received(outline.reached, outline.count >= limit) != sent_end
-                next_position = _UNKNOWN if shrunk else next_position
-            requested_at = response.requested_at
-            if next_position is not _UNKNOWN:
-                yield ListPage([], position, next_position, limit, [], page_digest, outline, recalled=True,
-                               requested_at=requested_at)
-            else:
-                answer = _list_answer(response)
-                customers = answer["list"]
-                if skip_keys:
-                    customers = [c for c in customers if _crawl_key(c) not in skip_keys]
-                next_position, skip_keys, stuck_at = _next_position(answer, position, limit)
-                if window is not None:
-                    end = window.received(_latest_created_at(customers), len(answer["list"]) >= limit)
-                    if end != sent_end:
-                        customers, past_end = _within(customers, end)
-                        if past_end:
-                            next_position = None
-                            page_digest = outline = None  # not the page as Autumn sent it
-                warnings = [] if stuck_at is None else self._crowding_warnings(stuck_at, limit, filters)
-                if page_digest:
-                    outline = PageOutline(answer["next_cursor"], len(answer["list"]))
-                yield ListPage(customers, position, next_position, limit, warnings, page_digest, outline,
-                               requested_at=requested_at)
-            if next_position is None:
-                return
-            position = next_position
+        inclusive epoch ms), read anew before each request."""
+        crawl = ListCrawl(limit or autumn_settings.SYNC_PAGE_SIZE, position or ListPosition(), window,
+                          filters)
+        while not crawl.done:
+            response = self.page_response(crawl)
+            answer = list_answer(response)
+            rows = answer["list"]
+            step = crawl.advance(answer["next_cursor"],
+                                 [(crawl_key(row, n), created_at_ms(row)) for n, row in enumerate(rows)])
+            warnings = [] if step.stuck_at is None else self.crowding_warnings(step.stuck_at, crawl.limit,
+                                                                               filters)
+            yield ListPage(step.kept(rows), step.position, step.next_position, crawl.limit, warnings,
+                           response.requested_at)
 
-    def _crowding_warnings(self, created_at: int, limit: int, filters: dict[str, Any]) -> list[str]:
+    def page_response(self, crawl: ListCrawl) -> requests.Response:
+        """The answer to ``crawl``'s next request, undecoded: the caller decodes it and tells
+        the crawl where it leads. A limit above the org's maximum is lowered and asked again."""
+        while True:
+            body = crawl.request()
+            try:
+                return self._client.post_for_response("customers.list", body)
+            except InvalidRequestError as exc:
+                if crawl.lower_limit(exc.message) is None:
+                    raise
+                logger.warning("Page size %d is above this org's maximum; using %d",
+                               body["limit"], crawl.limit)
+
+    def crowding_warnings(self, created_at: int, limit: int, filters: dict[str, Any]) -> list[str]:
         """The crawl had to step past ``created_at`` from a full page of customers created
         then (ending on one without an id). Customers were missed only if more than
         ``limit`` share that instant: one request for ``limit + 1`` of them says whether."""
@@ -456,7 +368,7 @@ class CustomersAPI:
         return CustomerRead(_customer(decode_answer(response, endpoint), endpoint), response.requested_at)
 
 
-def _list_answer(response: requests.Response) -> dict[str, Any]:
+def list_answer(response: requests.Response) -> dict[str, Any]:
     page = decode_answer(response, "customers.list")
     if (not isinstance(page, dict) or not isinstance(page.get("list"), list)
             or not isinstance(page.get("next_cursor"), (str, type(None)))):
@@ -465,77 +377,6 @@ def _list_answer(response: requests.Response) -> dict[str, Any]:
             f"{_preview(page)}"
         )
     return page
-
-
-_UNKNOWN = object()  # the outline alone cannot say where the crawl goes next
-
-
-def _outlined_next_position(outline: PageOutline, position: ListPosition, limit: int) -> Any:
-    """Where the crawl goes after a page, from its outline: the same answer as
-    ``_next_position`` except at the null-cursor defect, which needs the page itself."""
-    if outline.next_cursor:
-        return ListPosition(outline.next_cursor, position.created_at_start)
-    if outline.count < limit or outline.count == 0:
-        return None
-    return _UNKNOWN
-
-
-def _next_position(answer: dict[str, Any], position: ListPosition, limit: int
-                   ) -> tuple[ListPosition | None, set[tuple[str, Any]], int | None]:
-    """Where the crawl goes after this page, which customers the next page may repeat, and
-    the ``created_at`` it had to step past (a full page of customers created then)."""
-    customers = answer["list"]
-    plain = _outlined_next_position(PageOutline(answer["next_cursor"], len(customers)), position, limit)
-    if plain is not _UNKNOWN:
-        return plain, set(), None
-    # A full page without a cursor: Autumn's defect when the last customer has no id.
-    last_created = customers[-1].get("created_at") if isinstance(customers[-1], dict) else None
-    if not isinstance(last_created, int):
-        raise AutumnResponseError(
-            "customers.list returned a full page without next_cursor and its last customer "
-            "has no usable created_at, so the crawl cannot continue safely."
-        )
-    start, stuck_at = last_created, None
-    if position.cursor == "" and position.created_at_start == last_created:
-        # The whole page shares one created_at: continuing from it again would loop.
-        start, stuck_at = last_created + 1, last_created
-    repeated = {_crawl_key(c) for c in customers
-                if isinstance(c, dict) and c.get("created_at") == start}
-    return ListPosition("", start), repeated, stuck_at
-
-
-def _latest_created_at(customers: list) -> int | None:
-    times = [c["created_at"] for c in customers
-             if isinstance(c, dict) and type(c.get("created_at")) is int]
-    return max(times) if times else None
-
-
-def _within(customers: list, end: int | None) -> tuple[list, bool]:
-    """The customers created by ``end`` (all of them if None), and whether any was later."""
-    if end is None:
-        return customers, False
-    kept = [c for c in customers if not (isinstance(c, dict) and isinstance(c.get("created_at"), int)
-                                         and c["created_at"] > end)]
-    return kept, len(kept) < len(customers)
-
-
-def _crawl_key(customer: Any) -> tuple[str, Any]:
-    if not isinstance(customer, dict):
-        return ("invalid", id(customer))
-    if customer.get("id") is not None:
-        return ("id", customer.get("id"))
-    return ("email", customer.get("email"))
-
-
-def _org_max_limit(exc: InvalidRequestError) -> int | None:
-    """The maximum in ``limit 5000 exceeds max of 1000 for this org``, if that is the error."""
-    words = exc.message.split()
-    if "exceeds" in words and "max" in words:
-        try:
-            return int(words[words.index("max") + 2])
-        except (IndexError, ValueError):
-            return None
-    return None
 
 
 def _customer(value: Any, endpoint: str) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 import requests
 
 # client.py imports this module only when a client is built, so this import is not circular.
-from .client import AutumnClient, _org_max_limit, _preview, decode_answer
+from .client import AutumnClient, _preview, decode_answer
 from .conf import autumn_settings
 from .exceptions import AutumnResponseError, InvalidRequestError
+from .listing import org_max_limit
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class EntitiesAPI:
             try:
                 response = self._list(start_cursor=cursor, limit=ask, customer_id=customer_id)
             except InvalidRequestError as exc:
-                org_max = _org_max_limit(exc)
+                org_max = org_max_limit(exc.message)
                 if org_max is None or org_max >= ask:
                     raise
                 logger.warning("Page size %d is above this org's maximum; using %d", ask, org_max)

@@ -8,7 +8,8 @@ from array import array
 
 import pytest
 
-from autumn_django.client import AutumnClient, ListPosition, PageOutline
+from autumn_django.client import AutumnClient, ListPosition
+from autumn_django.listing import PageOutline
 from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import store_customer, sync_all_customers
 from autumn_django.sync.fingerprints import Fingerprints, state_fingerprint

@@ -20,7 +20,7 @@ from functools import partial
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from ..client import AutumnClient, ListPage
+from ..client import AutumnClient
 from ..conf import autumn_settings
 from ..exceptions import AutumnAPIError, AutumnResponseError, InvalidCursorError, NotFoundError, StopRequested
 from ..models import SyncRun
@@ -34,6 +34,7 @@ from .lanes import CommitLanes, OneConnection, lane_count
 from .partition import RunWindows
 from .prefetch import prepared_pages
 from .preparer import MirrorView, PreparedPage
+from .rawpages import RawPage
 from .records import EPOCH, CustomerRecord, RecordError
 from .trust import record_catalogue, with_list_catalogue
 from .windows import WindowPlan
@@ -47,7 +48,7 @@ class SyncProgress:
     """What a progress display needs after each committed page."""
 
     run: SyncRun
-    page: ListPage
+    page: RawPage
     first_created_at: int | None  # epoch ms the crawl had reached after this attempt's first page
     last_created_at: int | None  # epoch ms the page reached (its window's crawl ascends)
     covered: float = 0.0  # about how much of the key space is crawled, 0 to 1

@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Iterable
 
 from .. import jsonlib
-from ..client import PageOutline
+from ..listing import PageOutline
 from .fingerprints import Fingerprints
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from ..client import AutumnClient, CustomerRead, ListPage, ListPosition, PageOutline, Window
+from ..client import AutumnClient, CustomerRead
 from ..exceptions import NotFoundError
+from ..listing import ListCrawl, ListPosition, PageOutline, Window
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo
+from .rawpages import RawPage, Row, raw_pages
 from .records import (
     DATETIME_ROWS,
     LIST_PRODUCT_CAP,
@@ -31,14 +33,13 @@ from .records import (
     RecordError,
     RowForm,
     canonical_json,
-    record_key,
 )
 from .trust import Catalogue, list_catalogue, with_list_catalogue
 
 
 @dataclass
 class PreparedPage:
-    page: ListPage  # its customers list emptied: what matters was parsed below
+    page: RawPage  # its rows emptied: what matters was parsed below
     records: list[CustomerRecord]  # new or changed customers, fully parsed
     problems: list[RecordError]  # customers that did not parse
     unchanged: int = 0  # customers whose stored JSON is the same; not parsed
@@ -104,8 +105,11 @@ class PagePreparer:
 
     def __init__(self, client: AutumnClient, known: MirrorState | None = None,
                  memos: StoredMemos | None = None, form: RowForm = DATETIME_ROWS, *,
-                 view: MirrorView | None = None) -> None:
+                 view: MirrorView | None = None, slots: threading.Semaphore | None = None) -> None:
         self.client = client
+        # Shared by the preparers of one crawl: a page is prepared only with a slot, which
+        # its consumer frees, so prepared pages in memory stay few however many windows run.
+        self.slots = slots
         self._owns_view = view is None
         self.view = view or MirrorView(known, memos)
         self._held: dict[bytes, PageMemo | None] = {}  # judged for the crawl, not yet prepared
@@ -122,12 +126,13 @@ class PagePreparer:
 
     def pages(self, position: ListPosition, limit: int,
               window: Window | None = None) -> Iterator[PreparedPage]:
-        crawl = self.client.customers.iter_pages(limit=limit, position=position, recall=self._recall,
-                                                 window=window)
+        crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall)
         pages = _OneAhead(crawl)  # the first page is on its way while the mirror's state loads
         try:
             self._load()
             for page in pages:
+                if self.slots is not None:
+                    self.slots.acquire()  # released by whoever takes the prepared page
                 yield self.prepare(page)
         finally:
             pages.stop()
@@ -135,7 +140,7 @@ class PagePreparer:
                 self._readers.shutdown(cancel_futures=True)
                 self._readers = None
 
-    def prepare(self, page: ListPage) -> PreparedPage:
+    def prepare(self, page: RawPage) -> PreparedPage:
         self._load()
         prepared = PreparedPage(page=page, records=[], problems=[])
         stored = self._held_memo(page.digest) if page.digest else None
@@ -148,22 +153,22 @@ class PagePreparer:
             rows, capped_ids, reached = [], stored.capped_ids, stored.reached_created_at
             catalogues = stored.capped_catalogues
         else:
-            rows = page.customers
-            capped_ids = [data["id"] for data in rows if _needs_get(data)]
+            rows = page.rows
+            capped_ids = [row.autumn_id for row in rows if row.autumn_id is not None
+                          and row.products >= LIST_PRODUCT_CAP]
             # A row due to reset shows last period's usage: only get applies the reset.
             due_ids, due_at = _due_to_reset(rows, _now_ms(), capped_ids)
             capped_ids += due_ids
             reread = set(capped_ids)  # the list's catalogue fields of each customer read again
-            catalogues = {data["id"]: list_catalogue(data) for data in rows
-                          if type(data) is dict and data.get("id") in reread}
-            reached = _reached_created_at(rows)
+            catalogues = {row.autumn_id: list_catalogue(row.data) for row in rows if row.autumn_id in reread}
+            reached = page.reached
             if page.digest and page.outline:
                 new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids,
                                     capped_catalogues=catalogues, due_at=due_at)
         if self._classify(rows, capped_ids, prepared, new_memo, catalogues) and new_memo is not None:
             prepared.memo = new_memo.to_bytes()
         prepared.reached_created_at = reached
-        page.customers = []
+        page.rows = []
         return prepared
 
     def _load(self) -> None:
@@ -195,7 +200,7 @@ class PagePreparer:
             return None  # a reset on the page came due since: its rows need a look
         return stored if stored is not None and stored.held_by(self._known) else None
 
-    def _classify(self, rows: list, capped_ids: list[str], prepared: PreparedPage,
+    def _classify(self, rows: list[Row], capped_ids: list[str], prepared: PreparedPage,
                   memo: PageMemo | None, catalogues: dict[str, Catalogue]) -> bool:
         """Parse the new and changed customers of ``rows`` (list rows) and of ``capped_ids``
         (read in full, with the list's ``catalogues`` by id) into ``prepared``, counting the
@@ -206,27 +211,31 @@ class PagePreparer:
         prepared.reread += len(reading)
         # A capped customer's full answer stands in for its list row (a page that was not
         # decoded has only those). The others come first: the answers arrive meanwhile.
-        entries: list[tuple[Any, Any]] = [
-            (key, data) for data in rows if (key := record_key(data)) is None or key not in reading]
+        entries: list[tuple[Any, Any]] = [(row.key, row) for row in rows
+                                          if row.key is None or row.key not in reading]
         entries += reading.items()
         parsed_all = True
-        for key, data in entries:
-            capped = isinstance(data, Future)
+        for key, row in entries:
+            capped = isinstance(row, Future)
             state = None
             read_at, read_via = prepared.read_at, "list"
             try:
                 if capped:
-                    answer = data.result()
+                    answer = row.result()
                     if isinstance(answer, NotFoundError):
                         raise answer
                     # The list is trusted for catalogue fields: its row's stand in get's.
                     data = with_list_catalogue(answer.customer, catalogues.get(key[1], {}))
                     read_at, read_via = answer.read_at, "get"
-                if key is None:
-                    record = self.form.parse(data, read_at=read_at,
-                                            read_via=read_via)
                 else:
-                    state, record = self._parse_if_changed(data, read_at, read_via)
+                    data = row.data
+                if key is None:
+                    record = self.form.parse(data, read_at=read_at, read_via=read_via)
+                else:
+                    canonical = canonical_json(data)
+                    state = state_fingerprint(canonical[1])
+                    record = None if state in self._known else self.form.parse(
+                        data, canonical, read_at=read_at, read_via=read_via)
             except RecordError as exc:
                 prepared.problems.append(exc)
                 parsed_all = False
@@ -260,16 +269,6 @@ class PagePreparer:
             return self.client.customers.get_read(customer_id)
         except NotFoundError as exc:
             return exc
-
-    def _parse_if_changed(self, data: dict, read_at: datetime | None,
-                          read_via: str) -> tuple[int, CustomerRecord | None]:
-        """The customer's state fingerprint, and its record unless the mirror holds exactly this."""
-        canonical = canonical_json(data)
-        state = state_fingerprint(canonical[1])
-        if state in self._known:
-            return state, None
-        return state, self.form.parse(data, canonical, read_at=read_at,
-                                     read_via=read_via)
 
 
 class _OneAhead(Generic[T]):
@@ -319,63 +318,27 @@ class _OneAhead(Generic[T]):
                 self._items.close()
 
 
-def _reached_created_at(customers: list) -> int | None:
-    """The latest ``created_at`` (epoch ms) on the page, changed or not."""
-    reached = None
-    for data in customers:
-        created_at = data.get("created_at") if isinstance(data, dict) else None
-        if isinstance(created_at, int) and not isinstance(created_at, bool):
-            reached = created_at if reached is None else max(reached, created_at)
-    return reached
-
-
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _due_to_reset(rows: list, now_ms: int, skip: list[str]) -> tuple[list[str], int | None]:
+def _due_to_reset(rows: list[Row], now_ms: int, skip: list[str]) -> tuple[list[str], int | None]:
     """The ids of the list rows with a balance (or a breakdown entry) due to reset by
     ``now_ms`` (no earlier than the page was fetched), but those in ``skip``; and the
     earliest reset time after ``now_ms`` on the page (None: none), when its memo expires.
 
     Autumn resets balances lazily: a list row still shows last period's usage until its
     queued reset lands, while ``customers.get`` applies every due reset before answering
-    (autumn-api.md, "Balance resets"). This runs on every row, so it only compares the
-    rows' reset times (whole epoch ms, as Autumn sends them) with the page's time."""
+    (autumn-api.md, "Balance resets"). Each row's earliest reset time (whole epoch ms, as
+    Autumn sends them) is read with its head (``rawpages``): this only compares them."""
     due: list[str] = []
     after: int | None = None
-    for data in rows:
-        balances = data.get("balances") if type(data) is dict else None
-        if not balances or type(balances) is not dict:
-            continue
-        earliest = None
-        for balance in balances.values():
-            if type(balance) is not dict:
-                continue
-            at = balance.get("next_reset_at")
-            if type(at) is int and (earliest is None or at < earliest):
-                earliest = at
-            for entry in balance.get("breakdown") or ():
-                reset = entry.get("reset") if type(entry) is dict else None
-                at = reset.get("resets_at") if type(reset) is dict else None
-                if type(at) is int and (earliest is None or at < earliest):
-                    earliest = at
+    for row in rows:
+        earliest = row.earliest_reset
         if earliest is None:
             continue
         if earliest > now_ms:
             after = earliest if after is None or earliest < after else after
-        elif type(data.get("id")) is str and data["id"] not in skip:
-            due.append(data["id"])  # an id-less customer cannot be read through get
+        elif row.autumn_id is not None and row.autumn_id not in skip:
+            due.append(row.autumn_id)  # an id-less customer cannot be read through get
     return due, after
-
-
-def _needs_get(data: Any) -> bool:
-    """Whether only ``customers.get`` shows all of this list row's products."""
-    return isinstance(data, dict) and isinstance(data.get("id"), str) and _at_product_cap(data)
-
-
-def _at_product_cap(data: dict) -> bool:
-    subscriptions, purchases = data.get("subscriptions"), data.get("purchases")
-    count = (len(subscriptions) if isinstance(subscriptions, list) else 0) + (
-        len(purchases) if isinstance(purchases, list) else 0)
-    return count >= LIST_PRODUCT_CAP
