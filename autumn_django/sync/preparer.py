@@ -126,13 +126,21 @@ class PagePreparer:
 
     def pages(self, position: ListPosition, limit: int,
               window: Window | None = None) -> Iterator[PreparedPage]:
-        crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall)
-        pages = _OneAhead(crawl)  # the first page is on its way while the mirror's state loads
+        """The prepared pages of the crawl from ``position``. With ``slots``, each page's
+        answer waits as bytes for a slot before it is decoded (the slot is freed by
+        whoever takes the prepared page), and the crawl goes no page ahead: other windows'
+        crawls overlap the network's time. Without, the next page is fetched and decoded on
+        a thread while this one is prepared."""
+        before = self.slots.acquire if self.slots is not None else None
+        crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall,
+                          before_decoding=before)
+        pages = _OneAhead(crawl) if before is None else _Inline(crawl)
         try:
-            self._load()
+            if self._owns_view or before is None:
+                # A shared view is loaded by another thread: meanwhile an inline crawl's
+                # first request is already out (it waits for the view only to recall).
+                self._load()
             for page in pages:
-                if self.slots is not None:
-                    self.slots.acquire()  # released by whoever takes the prepared page
                 yield self.prepare(page)
         finally:
             pages.stop()
@@ -269,6 +277,19 @@ class PagePreparer:
             return self.client.customers.get_read(customer_id)
         except NotFoundError as exc:
             return exc
+
+
+class _Inline(Generic[T]):
+    """``items`` on the caller's thread, with ``_OneAhead``'s ``stop``."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[T]:
+        return self._items
+
+    def stop(self) -> None:
+        self._items.close()
 
 
 class _OneAhead(Generic[T]):
