@@ -303,6 +303,10 @@ RULES: tuple[Rule, ...] = (
     Rule("SYNC_LOCK_TIMEOUT", "E006",
          _must_be("a number of seconds of at least 30", lambda v: _seconds(v) and v >= 30),
          "It must exceed the longest a single page can take, retries included."),
+    Rule("SYNC_QUEUE_TIMEOUT", "E031",
+         _must_be("a positive number of seconds", lambda v: _seconds(v) and v > 0),
+         "The default, 3600, lets a Celery workflow's window tasks wait an hour in a busy "
+         "queue before their run is taken for dead."),
     Rule("SYNC_PREFETCH_PROCESS", "E016", _must_be("True or False", lambda v: isinstance(v, bool)),
          _BOOL_HINT),
     Rule("SYNC_STALE_AFTER_SECONDS", "E019",

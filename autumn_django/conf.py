@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     # A sync renews its lease after every page; a lease older than this is taken to
     # belong to a run that died, and the next run takes it over and resumes.
     "SYNC_LOCK_TIMEOUT": 300,
+    # The Celery workflow's window tasks may wait this long in the broker's queue for a
+    # worker: a workflow run with a window queued this recently, and not yet claimed, is
+    # not taken for dead when its lease runs out. An hour is Redis's default visibility
+    # timeout, after which a message a dead worker had reserved comes back.
+    "SYNC_QUEUE_TIMEOUT": 3600,
     # Fetch, decode and parse pages in a child process while this one writes (about twice
     # as fast on two cores); False keeps all of a sync in one process.
     "SYNC_PREFETCH_PROCESS": True,

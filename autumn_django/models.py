@@ -446,6 +446,11 @@ class SyncRun(models.Model):
     # task each, and no one process holds it (no host, pid or advisory lock): it is known
     # dead only by its lease. A run resumes only as the kind it was started.
     workflow = models.BooleanField(default=False, db_default=False)
+    # A workflow run's last stage (the entities pass and the end), claimed by one task at a
+    # time as windows are: renewed with each entities page; older than
+    # AUTUMN_SYNC_LOCK_TIMEOUT, a dead worker's, and another task resumes the stage.
+    finish_claim = models.CharField(max_length=32, blank=True, default="", db_default="")
+    finish_claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("sync run")
@@ -492,6 +497,10 @@ class SyncWindow(models.Model):
     # Its bounds are the last complete run's (``sync.partition.plan_windows``): not cut, so
     # its pages, and their memos, stay the same from run to run.
     planned = models.BooleanField(default=False)
+    # When its task was last handed to the broker; None: never, or its task may be lost
+    # (a worker died between the commit that made the window and the enqueue). A window
+    # queued and not yet claimed keeps its run alive for AUTUMN_SYNC_QUEUE_TIMEOUT.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("sync window")

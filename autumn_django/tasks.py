@@ -64,21 +64,36 @@ def sync_all_customers_workflow_task(restart: bool = False, env: str | None = No
     try:
         with AutumnClient(env=env) as client:
             run, pending = workflow.start_workflow(client, restart=restart)
-            if not pending:  # resumed after its customers were all crawled
-                run = (workflow.finish_workflow(client, run) if run.phase == "entities"
-                       else workflow.settle_if_last(run.pk, run.lease_token, client) or run)
+            # Resumed after its customers were all crawled: settle them if not yet done,
+            # and leave the last stage to a task acknowledged late.
+            if not pending and workflow.settle_if_last(run.pk, run.lease_token):
+                sync_workflow_finish_task.delay(run.pk, run.lease_token)
     except SyncAlreadyRunning as exc:
         logger.info("Full sync skipped: %s", exc.message)
         return {"status": "skipped", "reason": exc.message}
-    for number in pending:
-        sync_window_task.delay(run.pk, number, run.lease_token)
+    _queue_windows(run.pk, run.lease_token, pending)
     return {"status": run.status, "run": run.pk, "env": run.env, "windows": pending}
 
 
 # A copy of a window's message redelivered while a live task still crawls the window
 # (the broker's visibility timeout passed) looks again this often, until the window is
-# done or its claim is stale (a dead worker's).
+# done or its claim is stale (a dead worker's). The same for the run's last stage.
 WINDOW_BUSY_RETRY_SECONDS = 5
+
+
+def _busy_countdown() -> int:
+    return min(WINDOW_BUSY_RETRY_SECONDS, max(1, autumn_settings.SYNC_LOCK_TIMEOUT // 4))
+
+
+def _queue_windows(run_pk: int, lease_token: str, numbers: list[int]) -> None:
+    """Queue these windows' tasks, then record it (``SyncWindow.queued_at``): a window
+    queued and not yet claimed keeps its run alive while its task waits for a worker."""
+    from .sync import workflow
+
+    for number in numbers:
+        sync_window_task.delay(run_pk, number, lease_token)
+        # Each at once: a task that finishes meanwhile would queue the others again.
+        workflow.mark_queued(run_pk, [number])
 
 
 @shared_task(name="autumn_django.sync_window", bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -86,24 +101,51 @@ WINDOW_BUSY_RETRY_SECONDS = 5
 def sync_window_task(self: Any, run_pk: int, number: int, lease_token: str) -> dict[str, Any]:
     """Crawl window ``number`` of workflow run ``run_pk`` from its committed position.
     Acknowledged late, so a worker killed mid-window leaves its message to another worker,
-    which resumes the window from its last committed page."""
+    which resumes the window from its last committed page. The task that finds every
+    window done settles the run and runs its last stage (``finish_workflow``): killed
+    there, its message, redelivered, resumes that stage."""
     from .sync import workflow
 
     claimed = workflow.claim_window(run_pk, number, lease_token)
     if claimed == "busy":
-        countdown = min(WINDOW_BUSY_RETRY_SECONDS, max(1, autumn_settings.SYNC_LOCK_TIMEOUT // 4))
-        raise self.retry(countdown=countdown)
-    with AutumnClient(env=None if isinstance(claimed, str) else claimed[0].env) as client:
+        raise self.retry(countdown=_busy_countdown())
+    if claimed == "stale":
+        return {"status": "stale", "run": run_pk, "window": number}
+    with AutumnClient(env=workflow.run_env(run_pk)) as client:
         if not isinstance(claimed, str):
             run, row = claimed
-            workflow.crawl_window(client, run, row,
-                                  lambda n: sync_window_task.delay(run_pk, n, lease_token))
-        elif claimed == "stale":
-            return {"status": "stale", "run": run_pk, "window": number}
-        finished = workflow.settle_if_last(run_pk, lease_token, client)
-    if finished is not None:
-        return {"status": finished.status, "run": run_pk, "window": number, "settled": True}
-    return {"status": "crawled", "run": run_pk, "window": number}
+            workflow.crawl_window(client, run, row, lambda n: _queue_windows(run_pk, lease_token, [n]))
+        # Windows whose task a dead worker never queued (it died after the commit that cut them).
+        _queue_windows(run_pk, lease_token, workflow.unqueued_windows(run_pk, lease_token))
+        if not workflow.settle_if_last(run_pk, lease_token):
+            return {"status": "crawled", "run": run_pk, "window": number}
+        finished = workflow.finish_workflow(client, run_pk, lease_token)
+    if finished == "busy" and claimed == "done":
+        # This message may be a redelivered copy of the one whose task runs the last stage
+        # (its only copy, should that worker die): wait for the stage to end or go stale.
+        # A task that crawled its window itself cannot be that copy, and lets go.
+        raise self.retry(countdown=_busy_countdown())
+    if isinstance(finished, str):
+        return {"status": finished, "run": run_pk, "window": number}
+    return {"status": finished.status, "run": run_pk, "window": number, "settled": True}
+
+
+@shared_task(name="autumn_django.sync_workflow_finish", bind=True, acks_late=True,
+             reject_on_worker_lost=True, max_retries=None)
+def sync_workflow_finish_task(self: Any, run_pk: int, lease_token: str) -> dict[str, Any]:
+    """The last stage of workflow run ``run_pk`` whose customers are settled: the entities
+    pass, resumed from the run's saved cursor, and the end of the run. Acknowledged late:
+    a worker killed mid-stage leaves its message to another, which resumes the stage once
+    the dead one's claim is stale."""
+    from .sync import workflow
+
+    with AutumnClient(env=workflow.run_env(run_pk)) as client:
+        finished = workflow.finish_workflow(client, run_pk, lease_token)
+    if finished == "busy":
+        raise self.retry(countdown=_busy_countdown())
+    if isinstance(finished, str):
+        return {"status": finished, "run": run_pk}
+    return {"status": finished.status, "run": run_pk}
 
 
 @shared_task(name="autumn_django.sync_customer", **RETRY_OPTIONS)

@@ -36,6 +36,9 @@ def ids() -> list[str]:
     ("AUTUMN_SYNC_DB_CONNECTIONS", 1, []),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 5, ["autumn_django.E006"]),
     ("AUTUMN_SYNC_LOCK_TIMEOUT", 34, ["autumn_django.W002"]),  # 5 s of retries + 30 s read
+    ("AUTUMN_SYNC_QUEUE_TIMEOUT", 0, ["autumn_django.E031"]),
+    ("AUTUMN_SYNC_QUEUE_TIMEOUT", "3600", ["autumn_django.E031"]),
+    ("AUTUMN_SYNC_QUEUE_TIMEOUT", 30, []),
     ("AUTUMN_WEBHOOK_SECRET", "whsec_not base64!", ["autumn_django.E007"]),
     ("AUTUMN_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", []),
     # Wrong types and values out of range of the settings that had a check already.

@@ -30,14 +30,18 @@ from .records import RecordError, RowForm
 logger = logging.getLogger(__name__)
 
 EntityProgress = Callable[[SyncRun], None]
+# Called first in each of the pass's transactions; raises (``runs.LeaseLost``) when the
+# caller no longer holds the pass (the workflow's claim on its last stage).
+EntityGuard = Callable[[], None]
 
 
 class EntityPass:
     """One attempt at a run's entities phase: from the saved cursor to the end."""
 
     def __init__(self, client: AutumnClient, run: SyncRun, using: str = DEFAULT_DB_ALIAS,
-                 progress: EntityProgress | None = None) -> None:
+                 progress: EntityProgress | None = None, guard: EntityGuard | None = None) -> None:
         self.client, self.run, self.using, self.progress = client, run, using, progress
+        self.guard = guard or (lambda: None)
         self.writer = EntityWriter(client.env, using)
         self.seen: set[int] = set()
         # A resumed attempt sees only entities older than where the last one stopped.
@@ -60,7 +64,9 @@ class EntityPass:
                 self.run.errors.append({"warning": "The saved entities cursor was rejected; "
                                                    "the entities pass restarted."})
                 cursor, self.crawled_before, self.seen = "", None, set()
-        self._settle_deletions()
+        with transaction.atomic(using=self.using):
+            self.guard()
+            self._settle_deletions()
 
     def _crawl(self, cursor: str) -> None:
         for page in self.client.entities.iter_pages(limit=self.run.page_size, cursor=cursor):
@@ -68,6 +74,7 @@ class EntityPass:
             records, orphaned = self._with_customers(records)
             run = self.run
             with transaction.atomic(using=self.using):
+                self.guard()
                 result = self.writer.write(records, now=timezone.now())
                 orphaned += result.orphans
                 self.identified_everyone &= all(problem.key is not None or not problem.may_be_mirrored

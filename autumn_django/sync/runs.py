@@ -10,7 +10,8 @@ and its own ``lease_token``. The database decides every race:
 
 A run whose process died is taken over at once where that can be known for sure
 (``holders.RunHolder``: PostgreSQL's advisory lock, or a process id on this host), and
-after the lease (``AUTUMN_SYNC_LOCK_TIMEOUT``) everywhere else.
+after the lease (``AUTUMN_SYNC_LOCK_TIMEOUT``) everywhere else; a workflow run with a
+window task still waiting in the broker's queue is not dead (``sync.workflow``).
 
 Runs live in the database the sync writes to (``start_run(using=...)``): a page's resume
 point must commit in that page's transaction. Once started, a run is read and written on
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from ..conf import autumn_settings
 from ..exceptions import SyncAlreadyRunning
-from ..models import SyncRun
+from ..models import SyncRun, SyncWindow
 from .holders import RunHolder
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolde
                            latest.pk, latest.host or "unknown host", latest.pid)
         elif latest.heartbeat_at >= stale_before:
             raise _already_running(latest, now)
+        elif (waiting := _queued_window_at(latest, now)) is not None:
+            raise _already_running(latest, now, queued_at=waiting)
         else:
             logger.warning("Sync run #%s stopped renewing its lock at %s; taking it over.",
                            latest.pk, latest.heartbeat_at)
@@ -96,6 +99,19 @@ def _start(env: str, page_size: int, restart: bool, using: str, holder: RunHolde
     except IntegrityError:
         latest = SyncRun.objects.using(using).filter(env=env).order_by("-pk").first()
         raise _already_running(latest, now) from None
+
+
+def _queued_window_at(run: SyncRun, now: datetime) -> datetime | None:
+    """When the window of a workflow run that waits longest for a worker was queued, if
+    one was queued within ``AUTUMN_SYNC_QUEUE_TIMEOUT`` and not yet claimed: its task
+    waits in the broker (a busy queue) and renews the lease once a worker takes it, so
+    the run is not dead. None: not a workflow run, or no window waits."""
+    if not run.workflow:
+        return None
+    waiting_since = now - timedelta(seconds=autumn_settings.SYNC_QUEUE_TIMEOUT)
+    return (SyncWindow.objects.using(run._state.db or DEFAULT_DB_ALIAS)
+            .filter(run=run, done=False, claim="", queued_at__gte=waiting_since)
+            .order_by("queued_at").values_list("queued_at", flat=True).first())
 
 
 def save_page(run: SyncRun, windows: list[dict]) -> None:
@@ -212,10 +228,20 @@ def _runs_of(run: SyncRun) -> QuerySet[SyncRun]:
     return SyncRun.objects.using(run._state.db or DEFAULT_DB_ALIAS)
 
 
-def _already_running(run: SyncRun | None, now: datetime) -> SyncAlreadyRunning:
+def _already_running(run: SyncRun | None, now: datetime,
+                     queued_at: datetime | None = None) -> SyncAlreadyRunning:
     if run is None:
         return SyncAlreadyRunning("Another sync started at the same moment; this one stops.")
     age = int((now - run.heartbeat_at).total_seconds())
+    if queued_at is not None:
+        waited = int((now - queued_at).total_seconds())
+        return SyncAlreadyRunning(
+            f"Another sync of {run.env} is running (workflow run #{run.pk}, last progress "
+            f"{age} s ago): its window tasks wait in the Celery queue for a worker (queued "
+            f"{waited} s ago). It counts as dead once no window of it was queued within "
+            f"AUTUMN_SYNC_QUEUE_TIMEOUT ({autumn_settings.SYNC_QUEUE_TIMEOUT} s) and its lease "
+            "ran out."
+        )
     return SyncAlreadyRunning(
         f"Another sync of {run.env} is running (run #{run.pk} on {run.host or 'an unknown host'}, "
         f"pid {run.pid}, last progress {age} s ago). Wait for it to finish; if its process "

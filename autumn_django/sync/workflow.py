@@ -3,17 +3,26 @@ one run (the tasks are in ``autumn_django.tasks``; this module is their database
 
 Everything the workers share lives in the database, so a worker may die at any point:
 - the run row stays the env's one lock (``runs``), started with ``workflow=True``: no
-  process holds it, so it records no host, pid or advisory lock, and a dead workflow is
-  known by its lease only (``AUTUMN_SYNC_LOCK_TIMEOUT`` after its last page);
+  process holds it, so it records no host, pid or advisory lock. It is dead once its lease
+  ran out (``AUTUMN_SYNC_LOCK_TIMEOUT`` after its last page, claim or entities page) and
+  no window of it waits in the broker: a window queued (``queued_at``) within
+  ``AUTUMN_SYNC_QUEUE_TIMEOUT`` and not yet claimed keeps it alive, so tasks waiting in a
+  busy queue longer than the lease still find their run when a worker takes them;
 - each window is a ``SyncWindow`` row, claimed by one task at a time (a claim older than
   the lock timeout is a dead worker's); a task updates only its own window's row, in each
   page's transaction, and adds the page's counts to the run with ``F()`` expressions, so
   no worker's progress is written over by another's;
 - each page's key fingerprints are a ``SyncSighting`` row written in the page's
   transaction: a window resumed by another worker still counts what the dead one committed;
-- the last window to finish (a compare-and-swap on the run's phase) unions the sightings,
-  settles deletions over the whole key space, and the same task runs the entities pass and
-  finishes the run (``sync_finished``).
+- a task that finished its window queues again every unfinished window whose task was
+  never known to be queued (``queued_at`` is None: a worker died between the commit that
+  made it and the enqueue); the claim still lets one task at a time crawl it;
+- the last window to finish (a compare-and-swap on the run's phase) unions the sightings
+  and settles deletions over the whole key space, once. The last stage (the entities pass
+  and the end of the run, ``sync_finished``) is claimed like a window (``finish_claim``,
+  renewed with each entities page, stale after the lock timeout): a task acknowledged
+  late runs it, and its message, redelivered after a worker died, resumes the entities
+  pass from the run's ``entity_cursor``.
 
 A window that proves large is cut, as ``WindowPlan`` cuts it, and its far half becomes a
 new window row whose task is queued once the page that cut it committed, up to
@@ -62,12 +71,18 @@ class WindowLost(runs.LeaseLost):
     than the lock timeout) or the run was taken over."""
 
 
+class FinishLost(runs.LeaseLost):
+    """Another task claimed the run's last stage (this one's claim went stale), or the
+    run ended or was taken over."""
+
+
 def start_workflow(client: AutumnClient, *, restart: bool = False,
                    using: str = DEFAULT_DB_ALIAS) -> tuple[SyncRun, list[int]]:
     """Take the env's lock for a workflow run (a new one, or the env's unfinished workflow
     run resumed), read the catalogue and plan its windows; returns the run and the numbers
     of the windows whose tasks the caller queues (none: the customers are all crawled, and
-    the caller settles with ``settle_if_last``). Raises ``SyncAlreadyRunning``."""
+    the caller settles with ``settle_if_last`` and runs ``finish_workflow``). Raises
+    ``SyncAlreadyRunning``."""
     run = runs.start_run(client.env, page_size=autumn_settings.SYNC_PAGE_SIZE, restart=restart,
                          using=using, workflow=True)
     try:
@@ -81,8 +96,10 @@ def start_workflow(client: AutumnClient, *, restart: bool = False,
                 SyncWindow.objects.using(using).bulk_create(
                     SyncWindow(run=run, number=w.id, start=w.start, end=w.end, planned=len(plan) > 1)
                     for w in plan)
-            # The tasks of the attempt before are gone (its lease expired): free their claims.
-            windows.filter(done=False).update(claim="", claimed_at=None)
+            # The tasks of the attempt before are gone (it was dead): free their claims. The
+            # caller queues every unfinished window again (then ``mark_queued``).
+            windows.filter(done=False).update(claim="", claimed_at=None, queued_at=None)
+            SyncRun.objects.using(using).filter(pk=run.pk).update(finish_claim="", finish_claimed_at=None)
             runs.save_errors(run)
             pending = list(windows.filter(done=False).order_by("number").values_list("number", flat=True))
     except BaseException as exc:
@@ -131,28 +148,88 @@ def crawl_window(client: AutumnClient, run: SyncRun, row: SyncWindow, enqueue: E
         raise
 
 
-def settle_if_last(run_pk: int, lease_token: str, client: AutumnClient,
-                   using: str = DEFAULT_DB_ALIAS) -> SyncRun | None:
+def mark_queued(run_pk: int, numbers: list[int], using: str = DEFAULT_DB_ALIAS) -> None:
+    """Record that these windows' tasks were handed to the broker (call after the enqueue:
+    a worker dying in between leaves them to ``unqueued_windows``, at worst queued twice)."""
+    if numbers:
+        SyncWindow.objects.using(using).filter(run_id=run_pk, number__in=numbers, done=False) \
+            .update(queued_at=timezone.now())
+
+
+def unqueued_windows(run_pk: int, lease_token: str, using: str = DEFAULT_DB_ALIAS) -> list[int]:
+    """The unfinished windows of a live run that no task claimed and none is known to be
+    queued for: cut by a page whose worker died before queueing their task. The caller
+    queues them (a copy queued twice finds the window claimed, or done)."""
+    live = SyncRun.objects.using(using).filter(pk=run_pk, lease_token=lease_token,
+                                               status=SyncRun.Status.RUNNING)
+    if not live.exists():
+        return []
+    return list(SyncWindow.objects.using(using).filter(
+        run_id=run_pk, done=False, claim="", queued_at__isnull=True,
+    ).order_by("number").values_list("number", flat=True))
+
+
+def settle_if_last(run_pk: int, lease_token: str, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Once every window is done, one task (whichever wins the run's phase) settles the
-    customers' deletions, then crawls the entities and finishes the run; None for the
-    others. Returns the finished run."""
-    run = _settle(run_pk, lease_token, using)
-    if run is None:
-        return None
-    return finish_workflow(client, run, using)
+    customers' deletions. True when the run's customers are settled (by this call or an
+    earlier one) and it still runs: the caller then runs ``finish_workflow``."""
+    _settle(run_pk, lease_token, using)
+    return SyncRun.objects.using(using).filter(pk=run_pk, lease_token=lease_token, phase="entities",
+                                               status=SyncRun.Status.RUNNING).exists()
 
 
-def finish_workflow(client: AutumnClient, run: SyncRun, using: str = DEFAULT_DB_ALIAS) -> SyncRun:
-    """The entities pass of a workflow run whose customers are settled, then the end."""
+def finish_workflow(client: AutumnClient, run_pk: int, lease_token: str,
+                    using: str = DEFAULT_DB_ALIAS) -> SyncRun | str:
+    """The last stage of a run whose customers are settled: claim it, link owners, crawl
+    the entities from the run's saved ``entity_cursor``, finish the run. Returns the
+    finished run, or why not: "stale" (finished, failed or taken over) or "busy" (a live
+    task runs the stage; a copy of its message waits until it ends or its claim is stale)."""
+    claimed = _claim_finish(run_pk, lease_token, using)
+    if isinstance(claimed, str):
+        return claimed
+    run, claim = claimed
+    guard = partial(_hold_finish, run, claim, using)
     try:
-        EntityPass(client, run, using).execute()
-        runs.finish_run(run)
+        link_owners_to_customers(run.env, using=using)  # idempotent: again on a resumed stage
+        EntityPass(client, run, using, guard=guard).execute()
+        with transaction.atomic(using=using):
+            guard()  # a stalled task whose claim was taken must not end the run
+            runs.finish_run(run)
     except BaseException as exc:
         if not isinstance(exc, runs.LeaseLost):
             runs.finish_run(run, failure=_failure_text(exc))
         raise
     events.send_sync_finished_on_commit(run, using)
     return run
+
+
+def run_env(run_pk: int, using: str = DEFAULT_DB_ALIAS) -> str | None:
+    """The env of a run (None: no such run), for a task's client."""
+    return SyncRun.objects.using(using).filter(pk=run_pk).values_list("env", flat=True).first()
+
+
+def _claim_finish(run_pk: int, lease_token: str, using: str) -> tuple[SyncRun, str] | str:
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=autumn_settings.SYNC_LOCK_TIMEOUT)
+    settled = SyncRun.objects.using(using).filter(pk=run_pk, lease_token=lease_token, phase="entities",
+                                                  status=SyncRun.Status.RUNNING)
+    claim = uuid.uuid4().hex
+    claimed = settled.filter(Q(finish_claim="") | Q(finish_claimed_at__lt=stale_before)).update(
+        finish_claim=claim, finish_claimed_at=now, heartbeat_at=now)
+    if not claimed:
+        return "busy" if settled.exists() else "stale"
+    return settled.get(), claim
+
+
+def _hold_finish(run: SyncRun, claim: str, using: str) -> None:
+    """First in each transaction of the last stage (a write: SQLite's lock is taken, and
+    PostgreSQL's row lock holds off a task that would claim the stage meanwhile)."""
+    held = SyncRun.objects.using(using).filter(pk=run.pk, finish_claim=claim, lease_token=run.lease_token,
+                                               status=SyncRun.Status.RUNNING)
+    if not held.update(finish_claimed_at=timezone.now()):
+        raise FinishLost(f"The last stage of sync run #{run.pk} was claimed by another task (this one "
+                         "stalled longer than AUTUMN_SYNC_LOCK_TIMEOUT) or the run ended; nothing "
+                         "of this page was kept.")
 
 
 def _settle(run_pk: int, lease_token: str, using: str) -> SyncRun | None:
@@ -194,7 +271,6 @@ def _settle(run_pk: int, lease_token: str, using: str) -> SyncRun | None:
         runs.enter_phase(run, "entities")
         SyncSighting.objects.using(using).filter(run=run).delete()
         transaction.on_commit(lambda: events.send_deleted_events(deleted, using), using=using)
-    link_owners_to_customers(run.env, using=using)
     return run
 
 
