@@ -177,3 +177,61 @@ def test_a_page_with_a_record_that_does_not_parse_is_reported_on_every_run(make_
     assert again.errors and again.errors[0]["customer"] == f"id:{broken}"
     assert again.unchanged == 89
 
+
+
+class _CountingDecoder:
+    """``rawpages``' full decoder, counting the customers decoded in full."""
+
+    def __init__(self, decoder) -> None:
+        self.decoder, self.calls = decoder, 0
+
+    def decode(self, raw):
+        self.calls += 1
+        return self.decoder.decode(raw)
+
+
+def test_on_a_changed_page_only_the_changed_customers_are_decoded(make_standin, monkeypatch):
+    from autumn_django.sync import rawpages
+
+    server = make_standin(150)
+    with AutumnClient() as client:
+        first = list(PagePreparer(client, lambda: Fingerprints()).pages(ListPosition(), 60))
+        memos = {p.page.digest: p.memo for p in first}
+        mirror = Fingerprints(state_fingerprint(r.raw_hash) for p in first for r in p.records)
+        plain = [c for c in server.list_customers()[60:120] if c["id"] and c not in _capped([c])]
+        server.modify_customer(plain[0]["id"], name="Renamed on the second page")
+        counting = _CountingDecoder(rawpages._any)
+        monkeypatch.setattr(rawpages, "_any", counting)
+
+        again = list(PagePreparer(client, lambda: mirror, lambda: memos).pages(ListPosition(), 60))
+
+    assert [p.page.recalled for p in again] == [True, False, True]
+    changed = again[1]
+    assert [r.autumn_id for r in changed.records] == [plain[0]["id"]]
+    assert changed.records[0].values["name"] == "Renamed on the second page"
+    # The page's other customers were known by their bytes: none of them decoded. The
+    # capped ones are read again with customers.get, as on every page.
+    capped_on_page = len(_capped(server.list_customers()[60:120]))
+    assert counting.calls == 1 + capped_on_page
+    assert changed.unchanged == 60 - 1 - capped_on_page + capped_on_page
+    assert sorted(changed.seen) == sorted(first[1].seen)
+    # Its new memo names the new bytes: a third pass knows the page whole.
+    assert changed.memo is not None and len(PageMemo.from_bytes(changed.memo).raws) == 60 - capped_on_page
+
+
+def test_bytes_seen_before_are_decoded_again_when_the_mirror_no_longer_holds_their_state(make_standin):
+    server = make_standin(150)
+    with AutumnClient() as client:
+        first = list(PagePreparer(client, lambda: Fingerprints()).pages(ListPosition(), 60))
+        memos = {p.page.digest: p.memo for p in first if p.memo is not None}
+        on_page = [c for c in server.list_customers()[60:120] if c["id"] and c not in _capped([c])]
+        assert first[1].memo is not None
+        # The mirror holds another state of this customer (a webhook stored a newer one).
+        target, other = on_page[0], on_page[1]
+        mirror = Fingerprints(state_fingerprint(r.raw_hash) for p in first for r in p.records
+                              if r.autumn_id != target["id"])
+        server.modify_customer(other["id"], name="Another change, so the page is not recalled")
+
+        again = list(PagePreparer(client, lambda: mirror, lambda: memos).pages(ListPosition(), 60))
+
+    assert sorted(r.autumn_id for r in again[1].records) == sorted([target["id"], other["id"]])

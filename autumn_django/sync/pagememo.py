@@ -7,11 +7,18 @@ named, and which of them only ``customers.get`` shows in full (those at the list
 product cap, whose products past the cap can change while the page stays the same), with
 the catalogue fields the page showed for them (``trust``: ``get``'s answer is stored with
 the list's).
+
+A memo also names each customer's bytes on the page (``raw_fingerprint``). When a page
+changed, most of its customers did not: ``RawIndex``, made of every stored memo, gives the
+state of bytes seen before, so an unchanged customer on a changed page is neither decoded
+nor hashed in its canonical form (``preparer``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from .. import jsonlib
@@ -19,7 +26,7 @@ from ..listing import PageOutline
 from .fingerprints import Fingerprints
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
-_FORMAT = b"autumn_django page memo 3\n"
+_FORMAT = b"autumn_django page memo 4\n"
 
 
 class PageMemo:
@@ -29,19 +36,21 @@ class PageMemo:
 
     def __init__(self, outline: PageOutline, *, reached_created_at: int | None = None,
                  capped_ids: Iterable[str] = (), capped_catalogues: dict | None = None,
-                 keys: Iterable[int] = (), states: Iterable[int] = (),
+                 keys: Iterable[int] = (), states: Iterable[int] = (), raws: Iterable[int] = (),
                  due_at: int | None = None) -> None:
         self.outline, self.reached_created_at = outline, reached_created_at
         self.capped_ids = list(capped_ids)
         self.capped_catalogues = capped_catalogues or {}
-        self.keys, self.states = array("Q", keys), array("Q", states)
+        self.keys, self.states, self.raws = array("Q", keys), array("Q", states), array("Q", raws)
         # The earliest balance reset (epoch ms) among the page's customers that are not
         # read again: once it is due, that row needs customers.get, so the memo is stale.
         self.due_at = due_at
 
-    def add(self, key: int, state: int) -> None:
+    def add(self, key: int, state: int, raw: int = 0) -> None:
+        """A customer of the page: its key and state fingerprints, and its bytes' (0: unknown)."""
         self.keys.append(key)
         self.states.append(state)
+        self.raws.append(raw)
 
     def held_by(self, mirror: Fingerprints) -> bool:
         return all(state in mirror for state in self.states)
@@ -56,7 +65,7 @@ class PageMemo:
             "due_at": self.due_at,
             "capped_catalogues": self.capped_catalogues,
         })
-        return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes()
+        return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes() + self.raws.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PageMemo | None:
@@ -66,16 +75,39 @@ class PageMemo:
         try:
             end = data.index(b"\n", len(_FORMAT))
             header = jsonlib.loads(data[len(_FORMAT):end])
-            both = array("Q")
-            both.frombytes(data[end + 1:])
-            if len(both) % 2:
+            every = array("Q")
+            every.frombytes(data[end + 1:])
+            if len(every) % 3:
                 return None
             if "due_at" not in header:
                 return None  # written before memos knew of resets: the page is read again
             outline = PageOutline(header["next_cursor"], header["count"])
-            half = len(both) // 2
+            third = len(every) // 3
             return cls(outline, reached_created_at=header["reached_created_at"], due_at=header["due_at"],
                        capped_ids=header["capped_ids"], capped_catalogues=header["capped_catalogues"],
-                       keys=both[:half], states=both[half:])
+                       keys=every[:third], states=every[third:2 * third], raws=every[2 * third:])
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def raw_fingerprint(raw: bytes | memoryview) -> int:
+    """64 bits naming a customer's bytes as a list page showed them (never 0: 0 is unknown)."""
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") or 1
+
+
+class RawIndex:
+    """The state fingerprint of each customer's bytes named in stored memos: 16 bytes a
+    customer, sorted, so a lookup is a bisection."""
+
+    def __init__(self, memos: Iterable[PageMemo]) -> None:
+        pairs = sorted((raw, state) for memo in memos
+                       for raw, state in zip(memo.raws, memo.states, strict=True) if raw)
+        self._raws = array("Q", (raw for raw, _ in pairs))
+        self._states = array("Q", (state for _, state in pairs))
+
+    def state_of(self, raw: int) -> int | None:
+        i = bisect_left(self._raws, raw)
+        return self._states[i] if i < len(self._raws) and self._raws[i] == raw else None
+
+    def __len__(self) -> int:
+        return len(self._raws)

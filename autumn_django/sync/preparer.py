@@ -24,7 +24,7 @@ from ..client import AutumnClient, CustomerRead
 from ..exceptions import NotFoundError
 from ..listing import ListCrawl, ListPosition, PageOutline, Window
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
-from .pagememo import PageMemo
+from .pagememo import PageMemo, RawIndex, raw_fingerprint
 from .rawpages import RawPage, Row, raw_pages
 from .records import (
     DATETIME_ROWS,
@@ -80,6 +80,7 @@ class MirrorView:
         self._load_known, self._load_memos = known, memos or dict
         self.known: Fingerprints | None = None
         self.memos: dict[bytes, bytes] = {}
+        self.raws = RawIndex(())
         self._loaded = threading.Event()
         self._lock = threading.Lock()
 
@@ -90,6 +91,8 @@ class MirrorView:
             try:
                 self.known = self._load_known()
                 self.memos = self._load_memos()
+                self.raws = RawIndex(memo for data in self.memos.values()
+                                     if (memo := PageMemo.from_bytes(data)) is not None)
             finally:
                 self._loaded.set()  # a failure is raised here; the crawl's threads must not wait on
 
@@ -225,7 +228,7 @@ class PagePreparer:
         parsed_all = True
         for key, row in entries:
             capped = isinstance(row, Future)
-            state = None
+            state, raw_print = None, 0
             read_at, read_via = prepared.read_at, "list"
             try:
                 if capped:
@@ -236,14 +239,20 @@ class PagePreparer:
                     data = with_list_catalogue(answer.customer, catalogues.get(key[1], {}))
                     read_at, read_via = answer.read_at, "get"
                 else:
-                    data = row.data
+                    data = row.data if key is None else None  # decoded below only if needed
                 if key is None:
                     record = self.form.parse(data, read_at=read_at, read_via=read_via)
                 else:
-                    canonical = canonical_json(data)
-                    state = state_fingerprint(canonical[1])
-                    record = None if state in self._known else self.form.parse(
-                        data, canonical, read_at=read_at, read_via=read_via)
+                    raw_print = 0 if capped or row.raw is None else raw_fingerprint(row.raw)
+                    state = self.view.raws.state_of(raw_print) if raw_print else None
+                    if state is not None and state in self._known:
+                        record = None  # bytes a stored page showed, in a state the mirror holds
+                    else:
+                        data = row.data if data is None else data
+                        canonical = canonical_json(data)
+                        state = state_fingerprint(canonical[1])
+                        record = None if state in self._known else self.form.parse(
+                            data, canonical, read_at=read_at, read_via=read_via)
             except RecordError as exc:
                 prepared.problems.append(exc)
                 parsed_all = False
@@ -258,7 +267,7 @@ class PagePreparer:
                 key_print = key_fingerprint(key)
                 prepared.seen.append(key_print)
                 if memo is not None and state is not None and not capped:
-                    memo.add(key_print, state)
+                    memo.add(key_print, state, raw_print)
         return parsed_all
 
     def _read_in_full(self, ids: list[str]) -> dict[tuple[str, str], Future]:

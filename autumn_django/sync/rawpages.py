@@ -1,21 +1,20 @@
-"""``customers.list`` pages as the sync reads them: bytes first, decoded only when needed
-(no Django: the prefetch child runs this).
+"""``customers.list`` pages as the sync reads them: bytes first, decoded only as far as
+needed (no Django: the prefetch child runs this).
 
 The client hands over each answer undecoded (``customers.page_response``). Here a page's
 SHA-256 is looked up among the pages the mirror holds (``pagememo``): bytes read before
-are not decoded at all. Other pages are decoded into ``Row``s: each customer with the few
-fields the crawl and the preparer look at before knowing whether it changed (key,
-``created_at``, product count, reset times).
+are not decoded at all. Other pages are decoded by msgspec into one ``msgspec.Raw`` slice
+per customer, and each slice into a ``_Head`` of the few fields the crawl and the
+preparer look at first (key, ``created_at``, product count, reset times). A customer whose
+bytes a stored page showed, in a state the mirror holds, goes no further
+(``pagememo.RawIndex``); only the others are decoded in full.
 
-Why each customer is still hashed from its re-dumped, key-sorted JSON rather than from the
-bytes received (issue 17 measured msgspec slicing a page into per-customer bytes at 15.6 ms
-per 1,000 customers, against ~68 ms for decode, re-dump and hash): the hash is how the
-mirror knows a customer did not change whatever call read it. ``customers.get`` answers,
-webhooks and refreshes store a customer too, sometimes merged with the list's catalogue
-fields (``trust``), and their bytes are not the list row's. Hashing bytes as received made
-every such customer look changed to the next list sync (rewritten, and read again within
-the replica-lag margin): 2 of the tests in ``test_sync_read_order`` and ``test_sync``
-caught it. Hashing received bytes needs a second, list-form hash kept beside the mirror's.
+The mirror still hashes each customer's key-sorted JSON, not the bytes received: that hash
+is how it knows a customer did not change whatever call read it, and ``customers.get``
+answers, webhooks and refreshes (sometimes merged with the list's catalogue fields,
+``trust``) are not the list row's bytes. Hashing the bytes alone made every such customer
+look changed to the next list sync: tests in ``test_sync_read_order`` and ``test_sync``
+caught it. The bytes' fingerprint is kept beside, in the page memos.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import requests
 
 from ..client import AutumnClient, list_answer
@@ -35,16 +35,52 @@ from .records import record_key
 Recall = Callable[[bytes], PageOutline | None]
 
 
+class _Reset(msgspec.Struct):
+    resets_at: Any = None
+
+
+class _Entry(msgspec.Struct):
+    reset: _Reset | None = None
+
+
+class _Balance(msgspec.Struct):
+    next_reset_at: Any = None
+    breakdown: list[_Entry] | None = None
+
+
+class _Head(msgspec.Struct):
+    """The fields of a list row the sync looks at before knowing whether it changed."""
+
+    id: Any = None
+    email: Any = None
+    created_at: Any = None
+    subscriptions: list[msgspec.Raw] | None = None
+    purchases: list[msgspec.Raw] | None = None
+    balances: dict[str, _Balance] | None = None
+
+
+class _Envelope(msgspec.Struct):
+    customers: list[msgspec.Raw] = msgspec.field(name="list")
+    next_cursor: str | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_head = msgspec.json.Decoder(_Head)
+_any = msgspec.json.Decoder()
+_UNDECODED = object()
+
+
 @dataclass(slots=True)
 class Row:
     """One customer of a list page, with what the sync looks at before knowing whether it changed."""
 
-    data: Any  # the customer, decoded
+    raw: Any  # its bytes as received (a msgspec.Raw); None when the page was read as dicts
     crawl_key: Key
     key: tuple[str, str] | None  # how the mirror names it (``records.record_key``); None: it cannot
     created_at: int | None
     products: int  # subscriptions and purchases shown (the list caps them: ``records.LIST_PRODUCT_CAP``)
     earliest_reset: int | None  # the first balance reset time on it (epoch ms)
+    _data: Any = _UNDECODED
 
     @property
     def autumn_id(self) -> str | None:
@@ -52,9 +88,40 @@ class Row:
         name, value = self.crawl_key
         return value if name == "id" and type(value) is str else None
 
+    @property
+    def data(self) -> Any:
+        """The customer, decoded in full (once)."""
+        if self._data is _UNDECODED:
+            self._data = _any.decode(self.raw)
+        return self._data
 
-def row_of(data: Any, position: int) -> Row:
-    """The row of a decoded customer (the ``position``-th on its page)."""
+
+def read_row(raw: Any, position: int) -> Row:
+    """The row of a customer's bytes, the ``position``-th on its page. One that is not the
+    expected shape is decoded whole and read as a dict, so the record parser names what is
+    wrong with it."""
+    try:
+        head = _head.decode(raw)
+    except msgspec.DecodeError:
+        return row_of(_any.decode(raw), position, raw)
+    key = None
+    if type(head.id) is str and head.id:
+        key = ("id", head.id)
+    elif head.id is None and type(head.email) is str and head.email:
+        key = ("email", head.email)
+    earliest = None
+    for balance in (head.balances or {}).values():
+        earliest = _earlier(earliest, balance.next_reset_at)
+        for entry in balance.breakdown or ():
+            if entry.reset is not None:
+                earliest = _earlier(earliest, entry.reset.resets_at)
+    created_at = head.created_at if type(head.created_at) is int else None
+    products = len(head.subscriptions or ()) + len(head.purchases or ())
+    return Row(raw, crawl_key(head, position), key, created_at, products, earliest)
+
+
+def row_of(data: Any, position: int, raw: Any = None) -> Row:
+    """The row of a decoded customer, the ``position``-th on its page (``raw``: its bytes)."""
     earliest = None
     if type(data) is dict:
         for balance in (data.get("balances") if type(data.get("balances")) is dict else {}).values():
@@ -68,7 +135,8 @@ def row_of(data: Any, position: int) -> Row:
                        if type(data.get(name)) is list)
     else:
         products = 0
-    return Row(data, crawl_key(data, position), record_key(data), created_at_ms(data), products, earliest)
+    return Row(raw, crawl_key(data, position), record_key(data), created_at_ms(data), products, earliest,
+               data)
 
 
 def _earlier(earliest: int | None, at: Any) -> int | None:
@@ -127,5 +195,11 @@ def raw_pages(client: AutumnClient, crawl: ListCrawl, recall: Recall | None = No
 
 
 def _decode(response: requests.Response) -> tuple[list[Row], str | None]:
-    answer = list_answer(response)
-    return [row_of(data, n) for n, data in enumerate(answer["list"])], answer["next_cursor"]
+    try:
+        envelope = _envelope.decode(response.content)
+    except msgspec.DecodeError:
+        # Not the shape expected: the client's own decoding names what is wrong, or, if the
+        # page is fine by it after all, it is read as dicts.
+        answer = list_answer(response)
+        return [row_of(data, n) for n, data in enumerate(answer["list"])], answer["next_cursor"]
+    return [read_row(raw, n) for n, raw in enumerate(envelope.customers)], envelope.next_cursor
