@@ -27,7 +27,8 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from .. import jsonlib
 from ..models import Balance, Entity, Flag, Purchase, Subscription
-from .bulk import BulkWriter
+from .bulk import BulkWriter, Rows
+from .copytext import copy_line, in_pieces
 from .entity_sql import EntitySQL, StoredEntity
 from .fingerprints import Fingerprints, state_fingerprint
 from .records import CHILD_FIELDS, DATETIME_ROWS, EPOCH, TIME_FIELDS, RecordError, RowForm, child_rows
@@ -37,6 +38,8 @@ from .writer import time_adapter
 # exist, as customers without one do) by (customer's Autumn id, None, created_at, name).
 EntityKey = tuple[Any, ...]
 
+# An entity's kinds of child rows, in ``child_rows``' order, and their models.
+CHILD_KINDS = ("subscriptions", "purchases", "balances", "flags")
 _CHILD_MODELS = {"subscriptions": Subscription, "purchases": Purchase, "balances": Balance,
                  "flags": Flag}
 _TIME_POSITIONS = {attribute: {i for i, name in enumerate(fields) if name in TIME_FIELDS}
@@ -55,8 +58,8 @@ class EntityRecord:
     raw_json: str  # ``raw`` as stored: compact, keys sorted (what ``raw_hash`` hashes)
     raw_hash: str
     read_at: datetime | None = None
-    # By CHILD_FIELDS attribute; None until ``parse_children``.
-    children: dict[str, list[tuple]] | None = None
+    # By CHILD_KINDS; None until ``parse_children``.
+    children: dict[str, list] | None = None
 
     @property
     def autumn_id(self) -> str | None:
@@ -65,12 +68,14 @@ class EntityRecord:
     def describe(self) -> str:
         return entity_key_text(self.key)
 
-    def parse_children(self, form: RowForm = DATETIME_ROWS) -> dict[str, list[tuple]]:
-        """The entity's child rows, times in ``form``; ``RecordError`` naming a bad field."""
+    def parse_children(self, form: RowForm = DATETIME_ROWS) -> dict[str, list]:
+        """The entity's child rows in ``form`` (times as it says; with ``copy_text``, each
+        row a COPY text line); ``RecordError`` naming a bad field."""
         if self.children is None:
-            subscriptions, purchases, balances, flags = child_rows(self.raw, self.key, form.time_style)
-            self.children = {"subscriptions": subscriptions, "purchases": purchases,
-                             "balances": balances, "flags": flags}
+            rows = dict(zip(CHILD_KINDS, child_rows(self.raw, self.key, form.time_style), strict=True))
+            if form.copy_text:
+                rows = {kind: [copy_line(row) for row in kind_rows] for kind, kind_rows in rows.items()}
+            self.children = rows
         return self.children
 
 
@@ -155,7 +160,10 @@ class EntityWriter:
         connection = connections[using]
         self._bulk = BulkWriter.for_connection(connection)
         time_style, self._adapt_time = time_adapter(connection)
-        self.form = RowForm(time_style)
+        # On PostgreSQL with psycopg 3 (and times parsed as its text), child rows are COPY
+        # text, built where they are parsed (ahead, on the fetching thread): psycopg's
+        # write_row took 0.9 s of the writer's thread for 10,000 entities' 105,000 rows.
+        self.form = RowForm(time_style, copy_text=self._bulk.takes_copy_text and time_style is not None)
         self._sql = EntitySQL(self._bulk, self._adapt_time)
 
     def write(self, records: Sequence[EntityRecord], *, now: datetime) -> EntityWriteResult:
@@ -206,10 +214,16 @@ class EntityWriter:
             for model in _CHILD_MODELS.values():
                 self._bulk.delete_children(cursor, model, result.updated, owner="entity")
             for attribute, model in _CHILD_MODELS.items():
-                rows = [(pk, *self._times(attribute, values)) for pk, record in written
-                        for values in record.children[attribute]]  # type: ignore[index]
-                if rows:
-                    self._bulk.insert_children(cursor, model, CHILD_FIELDS[attribute], rows, owner="entity")
+                if not any(record.children[attribute] for _, record in written):  # type: ignore[index]
+                    continue
+                rows: Rows
+                if self.form.copy_text:
+                    rows = in_pieces(f"{pk}\t{line}\n" for pk, record in written
+                                     for line in record.children[attribute])  # type: ignore[index]
+                else:
+                    rows = [(pk, *self._times(attribute, values)) for pk, record in written
+                            for values in record.children[attribute]]  # type: ignore[index]
+                self._bulk.insert_children(cursor, model, CHILD_FIELDS[attribute], rows, owner="entity")
         return result
 
     def _parsed(self, record: EntityRecord, result: EntityWriteResult) -> bool:
