@@ -172,9 +172,10 @@ class EntityWriter:
             try:
                 with transaction.atomic(using=self.using):  # a savepoint: a failed attempt writes nothing
                     return self._write(records, now)
-            except IntegrityError:
+            except (IntegrityError, connections[self.using].Database.IntegrityError):
                 # Someone (a refresh of one customer) stored one of the new entities after
                 # the lookup: look again; it is then an update, under the read_at rule.
+                # (COPY goes through psycopg's own cursor: its error is not Django's.)
                 if attempt == _PLAN_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
