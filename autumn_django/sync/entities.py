@@ -224,7 +224,7 @@ class EntityWriter:
                 else:
                     rows = [(pk, *self._times(attribute, values)) for pk, record in written
                             for values in record.children[attribute]]  # type: ignore[index]
-                self._bulk.insert_children(cursor, model, CHILD_FIELDS[attribute], rows, owner="entity")
+                self._sql.insert_children(cursor, model, CHILD_FIELDS[attribute], rows)
         return result
 
     def _parsed(self, record: EntityRecord, result: EntityWriteResult) -> bool:
