@@ -67,7 +67,9 @@ class PagesAhead(Generic[Page, Prepared]):
     def __iter__(self) -> Iterator[Prepared]:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: bool(self._ready))
+                self._changed.wait_for(lambda: bool(self._ready) or self._closed)
+                if not self._ready:  # closed: by its owner, or a stage after this one
+                    return
                 kind, value = self._ready.popleft()
                 self._taken = True  # the next page may come while this one is written
                 self._changed.notify_all()
