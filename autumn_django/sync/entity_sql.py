@@ -12,6 +12,7 @@ values that Django's client-side binding quotes one by one.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -164,11 +165,15 @@ class EntitySQL:
         full = len(rows) - len(rows) % per
         if full:
             columns = self.bulk._columns(model, ["entity", *names])
-            one = f"({', '.join(['%s'] * width)})"
+            one = f"({', '.join(['?'] * width)})"
             sql = (f"INSERT INTO {self.bulk.qn(model._meta.db_table)} ({columns}) "  # noqa: S608
                    f"VALUES {', '.join([one] * per)}")
+            # sqlite3's own execute, with its own placeholders: Django's rewrites %s to ?
+            # with a regular expression at every call, 0.3 s over these long statements for
+            # 10,000 entities.
+            execute = sqlite3.Cursor.execute
             for start in range(0, full, per):
-                cursor.execute(sql, [value for row in rows[start:start + per] for value in row])
+                execute(cursor.cursor, sql, [value for row in rows[start:start + per] for value in row])
         if full < len(rows):
             self.bulk.insert_children(cursor, model, names, rows[full:], owner="entity")
 
