@@ -1,0 +1,126 @@
+"""The entities pass's faster path keeps its guarantees: the next page is fetched while one
+is written, and no further (on PostgreSQL one more is read meanwhile); entity rows written
+through SQL keep the read-order rule and survive a racing insert; an entity whose row
+changed after the pass began is written whole."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from autumn_django.models import Entity, SyncRun
+from autumn_django.sync import sync_all_customers
+from autumn_django.sync.entities import EntityWriter, read_entity
+
+from .test_sync_entities import assert_entities_match, entity_requests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_next_entities_page_is_fetched_while_one_is_written_and_no_further(make_standin):
+    server = make_standin(150, seed=3, entities=True)
+    pages = -(-len(server.list_entities()) // 20)
+    assert pages >= 4, "the data set should make several entity pages"
+    seen_during_first_page: list[int] = []
+
+    def progress(run: SyncRun) -> None:
+        if run.entity_pages == 1:  # the first page is committed; the second not yet taken
+            # While this page is being finished, the next one is asked for...
+            wait_for(lambda: len(entity_requests(server)) >= 2)
+            time.sleep(0.5)  # ...and nothing after it, however long the writer takes.
+            seen_during_first_page.append(len(entity_requests(server)))
+
+    run = sync_all_customers(page_size=20, entity_progress=progress)
+
+    # One page ahead on SQLite; on PostgreSQL another is read meanwhile (entity_pass).
+    assert seen_during_first_page == [3 if connection.vendor == "postgresql" else 2]
+    assert run.entity_pages == pages and run.status == SyncRun.Status.SUCCEEDED
+    assert_entities_match(server)
+
+
+def test_an_entity_row_holding_data_read_later_is_left_as_it_is(make_standin):
+    server = make_standin(100, seed=3, entities=True)
+    sync_all_customers(page_size=50)
+    entity = server.list_entities()[0]
+    row = Entity.objects.get(customer__autumn_id=entity["customer_id"], autumn_id=entity["id"])
+    children = sorted(row.balances.values_list("pk", flat=True))
+    assert children, "the entity should have balances"
+    # A refresh of its customer read it after this run will: the run must not overwrite it.
+    later = timezone.now() + timedelta(hours=1)
+    Entity.objects.filter(pk=row.pk).update(read_at=later)
+    server.modify_entity(entity["customer_id"], entity["id"], name="Renamed meanwhile")
+
+    run = sync_all_customers(page_size=50)
+
+    row.refresh_from_db()
+    assert (row.name, row.read_at, run.entities_updated) == (entity.get("name"), later, 0)
+    assert sorted(row.balances.values_list("pk", flat=True)) == children, "children and all"
+
+    Entity.objects.filter(pk=row.pk).update(read_at=timezone.now() - timedelta(hours=1))
+    run = sync_all_customers(page_size=50)
+    row.refresh_from_db()
+    assert (row.name, run.entities_updated) == ("Renamed meanwhile", 1)
+    assert_entities_match(server)
+
+
+def test_entities_stored_by_someone_else_after_the_lookup_are_updated_not_inserted_twice(make_standin):
+    server = make_standin(100, seed=3, entities=True)
+    sync_all_customers(page_size=50)
+    served = server.list_entities()[:5]
+    rows = dict(Entity.objects.filter(autumn_id__in=[e["id"] for e in served])
+                .values_list("autumn_id", "pk"))
+    for entity in served:
+        server.modify_entity(entity["customer_id"], entity["id"], name=f"New name of {entity['id']}")
+    writer = EntityWriter("sandbox")
+    plain_lookup, lookups = writer._sql.stored, []
+
+    def lookup_that_misses_once(cursor, records):
+        # The first lookup answers as if the rows were not stored yet: the writer then
+        # inserts them, as if a refresh stored them between its lookup and its insert.
+        lookups.append(len(records))
+        return {} if len(lookups) == 1 else plain_lookup(cursor, records)
+
+    writer._sql.stored = lookup_that_misses_once
+    records = [read_entity(entity, read_at=timezone.now()) for entity in server.list_entities()[:5]]
+
+    with transaction.atomic():
+        result = writer.write(records, now=timezone.now())
+        assert Entity.objects.count() == len(server.list_entities())  # the transaction goes on
+
+    assert len(lookups) >= 2, "the page should have been looked up again"
+    assert (sorted(result.updated), result.created) == (sorted(rows.values()), [])
+    for entity in served:
+        assert Entity.objects.get(pk=rows[entity["id"]]).name == f"New name of {entity['id']}"
+    assert_entities_match(server)
+
+
+def test_an_entity_whose_row_changed_after_the_pass_began_is_written_whole(make_standin):
+    """The pass skips building the rows of entities the mirror held as they are when it
+    began; one whose row changed since (here: marked deleted) is rebuilt by the writer."""
+    server = make_standin(150, seed=3, entities=True)
+    sync_all_customers(page_size=20)
+    last = server.list_entities()[-1]  # on the last page: read after the first page's commit
+    row = Entity.objects.get(customer__autumn_id=last["customer_id"], autumn_id=last["id"])
+
+    def progress(run: SyncRun) -> None:
+        if run.entity_pages == 1:
+            Entity.objects.filter(pk=row.pk).update(deleted_at=timezone.now())
+
+    run = sync_all_customers(page_size=20, entity_progress=progress)
+
+    row.refresh_from_db()
+    assert row.deleted_at is None and run.entities_updated == 1
+    assert_entities_match(server)
