@@ -235,3 +235,20 @@ def test_bytes_seen_before_are_decoded_again_when_the_mirror_no_longer_holds_the
         again = list(PagePreparer(client, lambda: mirror, lambda: memos).pages(ListPosition(), 60))
 
     assert sorted(r.autumn_id for r in again[1].records) == sorted([target["id"], other["id"]])
+
+
+def test_an_empty_page_gets_no_memo(make_standin):
+    # Every window of a partitioned crawl may end on an empty page, and empty pages are
+    # byte for byte the same: two write lanes storing a memo under one digest wait on each
+    # other's uncommitted row while each waits for the other's turn to commit (a PostgreSQL
+    # run hung so). An empty page costs nothing to read again.
+    from autumn_django.sync.windows import Window
+
+    make_standin(30)
+    after_everyone = 4_000_000_000_000  # epoch ms, year 2096
+    with AutumnClient() as client:
+        pages = list(PagePreparer(client, lambda: Fingerprints()).pages(
+            ListPosition(), 50, window=Window(0, after_everyone, None)))
+
+    assert len(pages) == 1 and pages[0].page.digest is not None and pages[0].page.outline.count == 0
+    assert pages[0].memo is None

@@ -173,7 +173,10 @@ class PagePreparer:
             reread = set(capped_ids)  # the list's catalogue fields of each customer read again
             catalogues = {row.autumn_id: list_catalogue(row.data) for row in rows if row.autumn_id in reread}
             reached = page.reached
-            if page.digest and page.outline:
+            # Not of an empty page: every window of a partitioned crawl may end on one, all
+            # byte for byte the same, and two write lanes storing a memo under one digest
+            # wait on each other (test_an_empty_page_gets_no_memo).
+            if page.digest and page.outline and page.outline.count:
                 new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids,
                                     capped_catalogues=catalogues, due_at=due_at)
         if self._classify(rows, capped_ids, prepared, new_memo, catalogues) and new_memo is not None:
