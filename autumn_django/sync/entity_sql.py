@@ -12,7 +12,6 @@ values that Django's client-side binding quotes one by one.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,6 @@ _INSERT_FIELDS = ("env", "customer", "autumn_id", "name", "feature_id", "created
 
 
 # Child rows in one INSERT on SQLite (fewer where its parameter limit says so).
-_ROWS_PER_STATEMENT = 500
 
 
 @dataclass(slots=True)
@@ -150,32 +148,8 @@ class EntitySQL:
         return {key: row.pk for key, row in stored.items()}
 
     def insert_children(self, cursor, model: type[models.Model], names: Sequence[str], rows: Rows) -> None:
-        """Child rows of entities (``bulk.insert_children`` with ``owner="entity"``). On
-        SQLite, many rows a statement: 24,778 subscription rows took 0.23 s so against
-        0.38 s through ``executemany`` of one row (which also gives the GIL up and takes it
-        back at every row). Statements of one length per table (and one single-row
-        statement for the rest) keep sqlite3's statement cache small (``bulk``)."""
-        if self.postgres or not rows:
-            self.bulk.insert_children(cursor, model, names, rows, owner="entity")
-            return
-        if not isinstance(rows, list):
-            raise TypeError("SQLite takes child rows as lists of values, not COPY text")
-        width = len(names) + 1
-        per = max(1, min(_ROWS_PER_STATEMENT, self.bulk.max_params // width))
-        full = len(rows) - len(rows) % per
-        if full:
-            columns = self.bulk._columns(model, ["entity", *names])
-            one = f"({', '.join(['?'] * width)})"
-            sql = (f"INSERT INTO {self.bulk.qn(model._meta.db_table)} ({columns}) "  # noqa: S608
-                   f"VALUES {', '.join([one] * per)}")
-            # sqlite3's own execute, with its own placeholders: Django's rewrites %s to ?
-            # with a regular expression at every call, 0.3 s over these long statements for
-            # 10,000 entities.
-            execute = sqlite3.Cursor.execute
-            for start in range(0, full, per):
-                execute(cursor.cursor, sql, [value for row in rows[start:start + per] for value in row])
-        if full < len(rows):
-            self.bulk.insert_children(cursor, model, names, rows[full:], owner="entity")
+        """Child rows of entities (``bulk.insert_children`` with ``owner="entity"``)."""
+        self.bulk.insert_children(cursor, model, names, rows, owner="entity")
 
     def update(self, cursor, pk: int, record: EntityRecord, read_at: Any, synced: Any) -> bool:
         """Replace a stored row's values with the record's, undeleting it; False (nothing
