@@ -426,7 +426,7 @@ class SyncRun(models.Model):
     advisory_lock = models.BooleanField(default=False, help_text=_(
         "Whether the run holds PostgreSQL's advisory lock, which its process's death frees."))
     # The partitioned crawl's windows of created_at, each with its committed resume point
-    # (sync/windows.py): [{id, start, end, cursor, created_at_start, reached, done}].
+    # (sync/pages/windows.py): [{id, start, end, cursor, created_at_start, reached, done}].
     windows = models.JSONField(default=list, blank=True)
     # After the customers, the run crawls entities.list (newest first), with a resume point
     # and counts of its own.

@@ -22,7 +22,7 @@ def naive_baseline(sample: int) -> Step:
     transaction, ``update_or_create`` the customer and delete + re-create each child with
     the ORM. Fetch and parse are included, as they are in the sync's figures."""
     from autumn_django.client import AutumnClient
-    from autumn_django.sync.records import LIST_PRODUCT_CAP, parse_customer
+    from autumn_django.sync.pages.records import LIST_PRODUCT_CAP, parse_customer
 
     settle()
     started = time.perf_counter()
@@ -64,7 +64,12 @@ def _naive_store(env: str, data: dict[str, Any], record: Any) -> None:
 
 def _children() -> tuple[tuple[Any, tuple[str, ...], str], ...]:
     from autumn_django.models import Balance, Flag, Purchase, Subscription
-    from autumn_django.sync.records import BALANCE_FIELDS, FLAG_FIELDS, PURCHASE_FIELDS, SUBSCRIPTION_FIELDS
+    from autumn_django.sync.pages.records import (
+        BALANCE_FIELDS,
+        FLAG_FIELDS,
+        PURCHASE_FIELDS,
+        SUBSCRIPTION_FIELDS,
+    )
 
     return ((Subscription, SUBSCRIPTION_FIELDS, "subscriptions"), (Purchase, PURCHASE_FIELDS, "purchases"),
             (Balance, BALANCE_FIELDS, "balances"), (Flag, FLAG_FIELDS, "flags"))

@@ -50,7 +50,7 @@ def profile(db: str, data: Data) -> None:
 
 
 def _profile_step(db: str, name: str, mode: str) -> None:
-    from autumn_django.sync.prefetch import PROFILE_ENV
+    from autumn_django.sync.pages.prefetch import PROFILE_ENV
 
     profiler = cProfile.Profile()
     child_stats = OUT_DIR / f"profile-{db}-{name}-prefetch-child.prof"

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from autumn_django.client import AutumnClient
-from autumn_django.sync import crawl as crawl_module
-from autumn_django.sync.fingerprints import Fingerprints
-from autumn_django.sync.preparer import MirrorView, PagePreparer
-from autumn_django.sync.windows import Window, WindowPlan
+from autumn_django.sync.pages import crawl as crawl_module
+from autumn_django.sync.pages.fingerprints import Fingerprints
+from autumn_django.sync.pages.preparer import MirrorView, PagePreparer
+from autumn_django.sync.pages.windows import Window, WindowPlan
 
 
 @pytest.mark.parametrize("crawlers", [1, 8])

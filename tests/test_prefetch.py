@@ -3,7 +3,7 @@
 import os
 import threading
 
-from autumn_django.sync.prefetch import _FrameSender, _read_frame
+from autumn_django.sync.pages.prefetch import _FrameSender, _read_frame
 
 
 def test_frames_arrive_whole_and_in_order_while_the_sender_runs_ahead():

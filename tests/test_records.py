@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from autumn_django.sync.copytext import copy_line, copy_value, in_pieces
-from autumn_django.sync.records import (
+from autumn_django.sync.pages.copytext import copy_line, copy_value, in_pieces
+from autumn_django.sync.pages.records import (
     CHILD_FIELDS,
     LICENSE_FIELDS,
     TIME_FORMS,

@@ -12,10 +12,10 @@ from autumn_django.client import AutumnClient, ListPosition
 from autumn_django.listing import PageOutline
 from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import store_customer, sync_all_customers
-from autumn_django.sync.fingerprints import Fingerprints, state_fingerprint
-from autumn_django.sync.pagememo import PageMemo
-from autumn_django.sync.preparer import PagePreparer
-from autumn_django.sync.records import LIST_PRODUCT_CAP
+from autumn_django.sync.pages.fingerprints import Fingerprints, state_fingerprint
+from autumn_django.sync.pages.pagememo import PageMemo
+from autumn_django.sync.pages.preparer import PagePreparer
+from autumn_django.sync.pages.records import LIST_PRODUCT_CAP
 
 from .conftest import add_null_cursor_defect, assert_mirror_matches
 
@@ -191,7 +191,7 @@ class _CountingDecoder:
 
 
 def test_on_a_changed_page_only_the_changed_customers_are_decoded(make_standin, monkeypatch):
-    from autumn_django.sync import rawpages
+    from autumn_django.sync.pages import rawpages
 
     server = make_standin(150)
     with AutumnClient() as client:
@@ -242,7 +242,7 @@ def test_an_empty_page_gets_no_memo(make_standin):
     # byte for byte the same: two write lanes storing a memo under one digest wait on each
     # other's uncommitted row while each waits for the other's turn to commit (a PostgreSQL
     # run hung so). An empty page costs nothing to read again.
-    from autumn_django.sync.windows import Window
+    from autumn_django.sync.pages.windows import Window
 
     make_standin(30)
     after_everyone = 4_000_000_000_000  # epoch ms, year 2096

@@ -19,7 +19,7 @@ from autumn_django.client import AutumnClient
 from autumn_django.models import Customer, SyncRun
 from autumn_django.signals import customer_created, customer_deleted, customer_updated
 from autumn_django.sync import get_or_create_customer, store_customer, sync_all_customers, sync_customer
-from autumn_django.sync.records import LIST_PRODUCT_CAP, parse_customer
+from autumn_django.sync.pages.records import LIST_PRODUCT_CAP, parse_customer
 from autumn_django.sync.writer import MirrorWriter
 
 from .conftest import assert_mirror_matches

@@ -12,8 +12,9 @@ from django.core.management import call_command
 
 from autumn_django.client import AutumnClient
 from autumn_django.models import Customer, SyncRun
-from autumn_django.sync import preparer, sync_all_customers
-from autumn_django.sync.records import LIST_PRODUCT_CAP
+from autumn_django.sync import sync_all_customers
+from autumn_django.sync.pages import preparer
+from autumn_django.sync.pages.records import LIST_PRODUCT_CAP
 
 from .conftest import assert_mirror_matches, expected_children, mirrored_children
 

@@ -22,7 +22,7 @@ from autumn_django.sync import (
     sync_customer,
     update_customer,
 )
-from autumn_django.sync.windows import Window
+from autumn_django.sync.pages.windows import Window
 
 from .conftest import TEST_KEY, assert_mirror_matches, run_manage
 
@@ -55,7 +55,7 @@ def prefetch_children_of(pid: int) -> list[int]:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if parent == pid and b"autumn_django.sync.prefetch" in command:
+        if parent == pid and b"autumn_django.sync.pages.prefetch" in command:
             found.append(int(entry.name))
     return found
 

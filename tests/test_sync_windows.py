@@ -13,7 +13,7 @@ from autumn_django.client import AutumnClient
 from autumn_django.exceptions import ServerError
 from autumn_django.models import Customer, SyncedPage, SyncRun
 from autumn_django.sync import sync_all_customers
-from autumn_django.sync.windows import Window, WindowPlan
+from autumn_django.sync.pages.windows import Window, WindowPlan
 from autumn_django.testing import AutumnStandIn, make_customers
 
 from .conftest import add_null_cursor_defect, assert_mirror_matches, sync_killed_once

@@ -28,10 +28,10 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from .. import jsonlib
 from ..models import Balance, Entity, Flag, Purchase, Subscription
 from .bulk import BulkWriter, Rows
-from .copytext import copy_line, in_pieces
 from .entity_sql import EntitySQL, StoredEntity
-from .fingerprints import Fingerprints, state_fingerprint
-from .records import CHILD_FIELDS, DATETIME_ROWS, EPOCH, TIME_FIELDS, RecordError, RowForm, child_rows
+from .pages.copytext import copy_line, in_pieces
+from .pages.fingerprints import Fingerprints, state_fingerprint
+from .pages.records import CHILD_FIELDS, DATETIME_ROWS, EPOCH, TIME_FIELDS, RecordError, RowForm, child_rows
 from .writer import time_adapter
 
 # Entity rows are keyed by (customer's Autumn id, entity id); entities without an id (they

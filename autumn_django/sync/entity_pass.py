@@ -33,8 +33,8 @@ from ..resources import EntityPage
 from . import runs
 from .entities import EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, read_entity
 from .entity_fetch import PagesAhead
-from .fingerprints import Fingerprints, state_fingerprint
-from .records import RecordError, RowForm
+from .pages.fingerprints import Fingerprints, state_fingerprint
+from .pages.records import RecordError, RowForm
 
 logger = logging.getLogger(__name__)
 

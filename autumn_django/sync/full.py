@@ -27,17 +27,17 @@ from ..models import SyncRun
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
 from .catalogue import sync_catalogue
-from .crawl import WindowedCrawl
 from .entity_pass import EntityPass, EntityProgress
-from .fingerprints import Fingerprints
 from .lanes import CommitLanes, OneConnection, lane_count
+from .pages.crawl import WindowedCrawl
+from .pages.fingerprints import Fingerprints
+from .pages.prefetch import prepared_pages
+from .pages.preparer import MirrorView, PreparedPage
+from .pages.rawpages import RawPage
+from .pages.records import EPOCH, CustomerRecord, RecordError
+from .pages.trust import record_catalogue, with_list_catalogue
+from .pages.windows import WindowPlan
 from .partition import RunWindows
-from .prefetch import prepared_pages
-from .preparer import MirrorView, PreparedPage
-from .rawpages import RawPage
-from .records import EPOCH, CustomerRecord, RecordError
-from .trust import record_catalogue, with_list_catalogue
-from .windows import WindowPlan
 from .writer import MirrorWriter, WriteResult
 
 logger = logging.getLogger(__name__)

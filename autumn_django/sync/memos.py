@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..models import SyncedPage
-from .preparer import PreparedPage
+from .pages.preparer import PreparedPage
 
 
 def stored_memos(env: str, using: str) -> dict[bytes, bytes]:

@@ -14,9 +14,9 @@ from django.db.models import Q
 
 from ..conf import autumn_settings
 from ..models import SyncRun
-from .preparer import PreparedPage
-from .records import EPOCH
-from .windows import Window, bounds_of
+from .pages.preparer import PreparedPage
+from .pages.records import EPOCH
+from .pages.windows import Window, bounds_of
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from ..exceptions import AutumnResponseError, NotFoundError
 from ..models import Customer
 from . import events
 from .entity_pass import mark_customer_entities_deleted, sync_customer_entities
-from .records import RecordError, parse_customer, record_key
-from .trust import Catalogue, list_catalogue, with_list_catalogue
+from .pages.records import RecordError, parse_customer, record_key
+from .pages.trust import Catalogue, list_catalogue, with_list_catalogue
 from .writer import MirrorWriter, mark_deleted_by_get
 
 

@@ -51,14 +51,14 @@ from ..models import SyncRun, SyncSighting, SyncWindow
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
 from .entity_pass import EntityPass
-from .fingerprints import Fingerprints
 from .full import _failure_text, _key_text, _Pass, _sync_catalogue, _Written
 from .holders import this_host
 from .lanes import OneConnection
+from .pages.fingerprints import Fingerprints
+from .pages.preparer import PagePreparer, PreparedPage
+from .pages.records import EPOCH
+from .pages.windows import Window, WindowPlan
 from .partition import plan_windows
-from .preparer import PagePreparer, PreparedPage
-from .records import EPOCH
-from .windows import Window, WindowPlan
 from .writer import MirrorWriter
 
 logger = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from django.utils import timezone
 from ..conf import autumn_settings
 from ..models import Balance, Customer, Flag, License, Purchase, Subscription
 from .bulk import AppearedMeanwhile, BulkWriter, Rows, chunks
-from .copytext import NULL, copy_line, copy_value, in_pieces
-from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
-from .records import (
+from .pages.copytext import NULL, copy_line, copy_value, in_pieces
+from .pages.fingerprints import Fingerprints, key_fingerprint, state_fingerprint
+from .pages.records import (
     BALANCE_FIELDS,
     CUSTOMER_FIELDS,
     EPOCH,

@@ -21,8 +21,8 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
 
-from .. import jsonlib
-from ..listing import PageOutline
+from ... import jsonlib
+from ...listing import PageOutline
 from .fingerprints import Fingerprints
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import jsonlib
+from ... import jsonlib
 from .copytext import unescape
 from .records import CUSTOMER_FIELDS, CustomerRecord
 

@@ -28,8 +28,8 @@ from typing import Any
 import msgspec
 import requests
 
-from ..client import AutumnClient, list_answer
-from ..listing import Key, ListCrawl, ListPosition, PageOutline, crawl_key, created_at_ms
+from ...client import AutumnClient, list_answer
+from ...listing import Key, ListCrawl, ListPosition, PageOutline, crawl_key, created_at_ms
 from .records import record_key
 
 Recall = Callable[[bytes], PageOutline | None]

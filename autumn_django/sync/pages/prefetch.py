@@ -28,8 +28,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..client import AutumnClient
-from ..exceptions import AutumnError
+from ...client import AutumnClient
+from ...exceptions import AutumnError
 from .crawl import WindowedCrawl
 from .fingerprints import Fingerprints
 from .preparer import MirrorState, MirrorView, PreparedPage, StoredMemos
@@ -51,7 +51,7 @@ def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, l
     # adds the project root); the child must find the same code.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     child = subprocess.Popen(
-        [sys.executable, "-m", "autumn_django.sync.prefetch"],
+        [sys.executable, "-m", "autumn_django.sync.pages.prefetch"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
     try:

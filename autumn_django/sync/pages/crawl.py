@@ -20,7 +20,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
-from ..client import AutumnClient, ListPosition
+from ...client import AutumnClient, ListPosition
 from .preparer import MirrorView, PagePreparer, PreparedPage
 from .records import DATETIME_ROWS, RowForm
 from .windows import Window, WindowPlan

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import jsonlib
+from ... import jsonlib
 from .copytext import copy_line
 from .fieldreaders import (
     TimeConverter,

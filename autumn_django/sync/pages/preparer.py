@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from ..client import AutumnClient, CustomerRead
-from ..exceptions import NotFoundError
-from ..listing import ListCrawl, ListPosition, PageOutline, Window
+from ...client import AutumnClient, CustomerRead
+from ...exceptions import NotFoundError
+from ...listing import ListCrawl, ListPosition, PageOutline, Window
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo, RawIndex, raw_fingerprint
 from .rawpages import RawPage, Row, raw_pages
