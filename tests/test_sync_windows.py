@@ -236,3 +236,46 @@ def test_a_killed_windowed_sync_resumes_every_unfinished_window(skewed_standin, 
                        for r in ranges if window["start"] is not None)
     assert_windows_partition_the_key_space(run)
     assert_mirror_matches(server)
+
+
+def test_a_lopsided_plan_gives_way_to_equal_shares_of_the_mirror(skewed_standin, settings):
+    # A blind first plan over bunched customers can leave one window many pages to crawl
+    # one after another; the next run spreads the windows by what the mirror holds.
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(1200)
+    first = sync_all_customers(page_size=50)
+    cut = sorted(w["end"] for w in first.windows if w["end"] is not None)[0]
+    lopsided = [{"id": 0, "start": None, "end": cut, "pages": 20, "done": True},
+                {"id": 1, "start": cut + 1, "end": None, "pages": 5, "done": True}]
+    SyncRun.objects.filter(pk=first.pk).update(windows=lopsided)
+
+    second = sync_all_customers(page_size=50)
+
+    assert_windows_partition_the_key_space(second)
+    assert len(second.windows) == 4
+    present = Customer.objects.filter(deleted_at__isnull=True).count()
+    # Equal shares a customer short of whole pages: no window ends on a full page (which
+    # would cost a request for an empty one), the last takes what is left over.
+    share = -(-present // 4 // 50) * 50 + 49
+    assert [w["pages"] for w in second.windows[:3]] == [share // 50] * 3, second.windows
+    assert second.windows[3]["pages"] <= share // 50 + 1
+    assert_mirror_matches(server)
+    # Balanced: the next run keeps it, so its pages (and their memos) are the same.
+    third = sync_all_customers(page_size=50)
+    assert [(w["start"], w["end"]) for w in third.windows] == [(w["start"], w["end"]) for w in second.windows]
+    assert third.unchanged == present and third.created == third.updated == 0
+
+
+def test_a_plan_is_balanced_while_no_window_takes_much_more_than_a_crawler_s_share():
+    from autumn_django.sync.partition import _balanced
+
+    def plan(*pages: int) -> list[dict]:
+        last = len(pages) - 1
+        return [{"id": n, "start": None if n == 0 else n * 10, "end": None if n == last else n * 10 + 9,
+                 "pages": p} for n, p in enumerate(pages)]
+
+    # 12 pages for 8 crawlers: a share of 2; a window of 6 makes the run wait on it.
+    assert not _balanced(plan(6, 1, 4, 1), crawlers=8)
+    assert _balanced(plan(2, 2, 2, 2, 2, 1), crawlers=8)
+    assert _balanced(plan(13, 13, 13, 13, 13, 13, 13, 10), crawlers=8)
+    assert not _balanced(plan(13, 13, 13, 13, 13, 13, 13, 40), crawlers=8)  # new customers, all in the last

@@ -91,8 +91,8 @@ def start_workflow(client: AutumnClient, *, restart: bool = False,
         with transaction.atomic(using=using):
             windows = SyncWindow.objects.using(using).filter(run=run)
             if not windows.exists():
-                plan = plan_windows(run.env, using)
-                # A plan of several windows is the last complete run's, kept whole (``plan_windows``).
+                plan = plan_windows(run.env, using, run.page_size)
+                # A plan of several windows is kept whole (``plan_windows``).
                 SyncWindow.objects.using(using).bulk_create(
                     SyncWindow(run=run, number=w.id, start=w.start, end=w.end, planned=len(plan) > 1)
                     for w in plan)
