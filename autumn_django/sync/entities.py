@@ -3,7 +3,7 @@ their subscriptions, purchases, balances and flags (the customer's child models,
 through ``entity``).
 
 An entity is read in two steps. ``read_entity`` checks what keys it and hashes its JSON
-(cheap, and done on the fetching thread: ``entity_fetch``); its child rows are built
+(cheap, and done on the fetching thread: ``pages.ahead``); its child rows are built
 (``EntityRecord.parse_children``) only once the writer knows it is new or changed: on a
 re-sync most entities are neither, and building the rows of all of them was two thirds
 of a no-change pass (10,000 entities: 6.3 of 9.0 s under cProfile).

@@ -10,7 +10,7 @@ unchanged entities are not rewritten; deletions are settled only after a complet
 and only among entities this attempt could have seen. A refresh of one customer reads its
 entities through ``entities.list`` filtered by customer (which reads Autumn's primary).
 
-Speed: the next page is fetched on a thread while one is written (``entity_fetch``: one
+Speed: the next page is fetched on a thread while one is written (``pages.ahead``: one
 page ahead); an entity the mirror holds as it is costs a hash and a lookup, not its ~10
 child rows (``entities.read_entity``); rows go through SQL (``entity_sql``, ``bulk``).
 """
@@ -32,7 +32,7 @@ from ..models import Entity, SyncRun
 from ..resources import EntityPage
 from . import runs
 from .entities import EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, read_entity
-from .entity_fetch import PagesAhead
+from .pages.ahead import PagesAhead
 from .pages.fingerprints import Fingerprints, state_fingerprint
 from .pages.records import RecordError, RowForm
 

@@ -11,7 +11,6 @@ writes; ``PagePreparer`` runs it anywhere.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from ...client import AutumnClient, CustomerRead
 from ...exceptions import NotFoundError
 from ...listing import ListCrawl, ListPosition, PageOutline, Window
+from .ahead import PagesAhead
 from .fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pagememo import PageMemo, RawIndex, raw_fingerprint
 from .rawpages import RawPage, Row, raw_pages
@@ -137,7 +137,7 @@ class PagePreparer:
         before = self.slots.acquire if self.slots is not None else None
         crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall,
                           before_decoding=before)
-        pages = _OneAhead(crawl) if before is None else _Inline(crawl)
+        pages = PagesAhead(crawl, _as_is) if before is None else _Inline(crawl)
         try:
             if self._owns_view or before is None:
                 # A shared view is loaded by another thread: meanwhile an inline crawl's
@@ -292,7 +292,7 @@ class PagePreparer:
 
 
 class _Inline(Generic[T]):
-    """``items`` on the caller's thread, with ``_OneAhead``'s ``stop``."""
+    """``items`` on the caller's thread, with ``PagesAhead``'s ``stop``."""
 
     def __init__(self, items: Iterator[T]) -> None:
         self._items = items
@@ -302,53 +302,6 @@ class _Inline(Generic[T]):
 
     def stop(self) -> None:
         self._items.close()
-
-
-class _OneAhead(Generic[T]):
-    """``items``, each one produced on a thread while the caller works on the one before;
-    the thread starts on the first item at once. Call ``stop`` when done with it.
-
-    The crawl fetches and decodes page N+1 while page N is parsed, so the server's time
-    and the network's overlap with this process's work. One ahead and no more: a decoded
-    page is some 15 MB of objects, and memory must not grow with the crawl.
-    """
-
-    def __init__(self, items: Iterator[T]) -> None:
-        self._items = items
-        self._ready: queue.SimpleQueue = queue.SimpleQueue()
-        self._wanted = threading.Semaphore(1)
-        self._stopping = threading.Event()
-        threading.Thread(target=self._produce, name="autumn-crawl", daemon=True).start()
-
-    def __iter__(self) -> Iterator[T]:
-        while True:
-            done, item, error = self._ready.get()
-            if error is not None:
-                raise error
-            if done:
-                return
-            self._wanted.release()
-            yield item
-
-    def stop(self) -> None:
-        """The thread ends after the request it may be making, and closes ``items``."""
-        self._stopping.set()
-        self._wanted.release()
-
-    def _produce(self) -> None:
-        try:
-            while self._wanted.acquire() and not self._stopping.is_set():
-                try:
-                    item = next(self._items)
-                except StopIteration:
-                    self._ready.put((True, None, None))
-                    return
-                self._ready.put((False, item, None))
-        except BaseException as exc:  # raised again in the caller's thread
-            self._ready.put((True, None, exc))
-        finally:
-            if self._stopping.is_set():
-                self._items.close()
 
 
 def _now_ms() -> int:
@@ -375,3 +328,7 @@ def _due_to_reset(rows: list[Row], now_ms: int, skip: list[str]) -> tuple[list[s
         elif row.autumn_id is not None and row.autumn_id not in skip:
             due.append(row.autumn_id)  # an id-less customer cannot be read through get
     return due, after
+
+
+def _as_is(page: RawPage) -> RawPage:
+    return page

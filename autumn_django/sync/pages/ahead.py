@@ -1,9 +1,9 @@
-"""The entities crawl's next page, fetched on a thread while the current one is written.
+"""A crawl's next page, fetched on a thread while the current one is worked on.
 
-``entities.list`` is one cursor, newest first, with no ``created_at_range`` to split it:
-its pages can only come one after another. What can overlap is the writing of a page with
-the request for the next one (and its decoding, and ``read_entity``'s hashing): at 250 ms
-a request, a 10-page pass spent 2.5 s waiting with nothing else to do.
+A single cursor's pages can only come one after another (``entities.list`` newest first;
+a customers crawl of one window). What can overlap is the work on a page (preparing it,
+writing it) with the request for the next one: at 250 ms a request, a 10-page entities
+pass spent 2.5 s waiting with nothing else to do.
 
 Bounded: the thread fetches a page only once the writer has taken the one before, so at
 most one page waits, besides the one being written. Errors (a failed request, a rejected
@@ -86,6 +86,10 @@ class PagesAhead(Generic[Page, Prepared]):
             self._changed.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join(_CLOSE_WAIT_SECONDS)
+
+    def stop(self) -> None:
+        """``close``, under the name the preparer's page sources share (``preparer._Inline``)."""
+        self.close()
 
     def __enter__(self) -> PagesAhead[Page, Prepared]:
         return self
