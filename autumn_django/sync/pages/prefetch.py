@@ -202,19 +202,21 @@ def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender)
     crawl.start()  # the first pages are on their way while the mirror's state arrives
     view.load()
     # Automatic collections while orjson builds a page's ~40,000 containers cost ~7% of
-    # this process's time (measured over 20,000 customers), so they are off. Garbage is
-    # all freed by reference counting but for cycles (a bad record's traceback), which
-    # are collected every few pages: the youngest generation, what was allocated since,
-    # and now and then all of them. A full collection after every page walked every page
-    # still in flight in the windows' crawlers too: 2.3 of the child's 7.5 CPU-seconds on
-    # a first sync of 20,000 customers with 8 windows (0.9 with the youngest only).
+    # this process's time (measured over 20,000 customers), so they are off, and cyclic
+    # garbage (a bad record's traceback, an HTTP response's own cycles, which hold the
+    # page's bytes) is collected every COLLECT_PAGES pages. A full collection after every
+    # page walked every page in flight in the windows' crawlers too: 2.3 of the child's 7.5
+    # CPU-seconds on a first sync of 20,000 customers with 8 windows. Young generations
+    # only, with a full collection every 64 pages, let garbage promoted while its page
+    # was in flight pile up: the child's peak grew from 180 MiB at 20,000 customers to 347
+    # at 100,000.
     gc.freeze()
     gc.disable()
     for n, prepared in enumerate(crawl.pages(), 1):
         sender.send(("page", prepared))
         del prepared  # pickled: a collection need not walk its records
         if n % COLLECT_PAGES == 0:
-            gc.collect(2 if n % (COLLECT_PAGES * 8) == 0 else 0)
+            gc.collect()
 
 
 # How often (in pages) the prefetch child collects cyclic garbage.
