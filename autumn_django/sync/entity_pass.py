@@ -91,7 +91,7 @@ class EntityPass:
         # request goes out while it does (at 250 ms a request, reading a page on the
         # fetching thread delayed the next request: a no-change pass took 1.6x the fetch
         # floor). At most two pages wait ahead of the one being written.
-        with PagesAhead(pages, _as_is, lock=self.client_lock) as fetched:
+        with PagesAhead(pages, lock=self.client_lock) as fetched:
             if connections[self.using].vendor != "postgresql":
                 for page in fetched:
                     self._write_page(reader.read(page))
@@ -183,10 +183,6 @@ class _ReadPage:
     page: EntityPage
     records: list[EntityRecord]
     problems: list[RecordError]
-
-
-def _as_is(page: EntityPage) -> EntityPage:
-    return page
 
 
 class _PageReader:

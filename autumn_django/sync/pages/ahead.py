@@ -32,9 +32,9 @@ class PagesAhead(Generic[Page, Prepared]):
     (its HTTP session) meanwhile takes it too. ``prepare`` must not touch the database
     (the thread has no connection of its own). Use as a context manager, or ``close()``."""
 
-    def __init__(self, pages: Iterator[Page], prepare: Callable[[Page], Prepared], *,
+    def __init__(self, pages: Iterator[Page], prepare: Callable[[Page], Prepared] | None = None, *,
                  lock: threading.Lock | None = None, name: str = "autumn-entities-ahead") -> None:
-        self._pages, self._prepare = pages, prepare
+        self._pages, self._prepare = pages, prepare or _as_is
         self._lock = lock or threading.Lock()
         self._ready: deque[tuple[str, object]] = deque()  # ("page" | "error" | "end", value)
         self._changed = threading.Condition()
@@ -96,3 +96,7 @@ class PagesAhead(Generic[Page, Prepared]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _as_is(page):
+    return page

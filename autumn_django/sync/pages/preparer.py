@@ -137,7 +137,7 @@ class PagePreparer:
         before = self.slots.acquire if self.slots is not None else None
         crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall,
                           before_decoding=before)
-        pages = PagesAhead(crawl, _as_is) if before is None else _Inline(crawl)
+        pages = PagesAhead(crawl) if before is None else _Inline(crawl)
         try:
             if self._owns_view or before is None:
                 # A shared view is loaded by another thread: meanwhile an inline crawl's
@@ -329,6 +329,3 @@ def _due_to_reset(rows: list[Row], now_ms: int, skip: list[str]) -> tuple[list[s
             due.append(row.autumn_id)  # an id-less customer cannot be read through get
     return due, after
 
-
-def _as_is(page: RawPage) -> RawPage:
-    return page

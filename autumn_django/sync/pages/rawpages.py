@@ -30,7 +30,7 @@ import requests
 
 from ...client import AutumnClient, list_answer
 from ...listing import Key, ListCrawl, ListPosition, PageOutline, crawl_key, created_at_ms
-from .records import record_key
+from .records import key_of, record_key
 
 Recall = Callable[[bytes], PageOutline | None]
 
@@ -104,11 +104,6 @@ def read_row(raw: Any, position: int) -> Row:
         head = _head.decode(raw)
     except msgspec.DecodeError:
         return row_of(_any.decode(raw), position, raw)
-    key = None
-    if type(head.id) is str and head.id:
-        key = ("id", head.id)
-    elif head.id is None and type(head.email) is str and head.email:
-        key = ("email", head.email)
     earliest = None
     for balance in (head.balances or {}).values():
         earliest = _earlier(earliest, balance.next_reset_at)
@@ -117,7 +112,7 @@ def read_row(raw: Any, position: int) -> Row:
                 earliest = _earlier(earliest, entry.reset.resets_at)
     created_at = head.created_at if type(head.created_at) is int else None
     products = len(head.subscriptions or ()) + len(head.purchases or ())
-    return Row(raw, crawl_key(head, position), key, created_at, products, earliest)
+    return Row(raw, crawl_key(head, position), key_of(head.id, head.email), created_at, products, earliest)
 
 
 def row_of(data: Any, position: int, raw: Any = None) -> Row:

@@ -133,10 +133,15 @@ def record_key(data: Any) -> tuple[str, str] | None:
     """How the mirror identifies this customer, or None if it cannot."""
     if not isinstance(data, dict):
         return None
-    if isinstance(data.get("id"), str) and data["id"]:
-        return ("id", data["id"])
-    if data.get("id") is None and isinstance(data.get("email"), str) and data["email"]:
-        return ("email", data["email"])
+    return key_of(data.get("id"), data.get("email"))
+
+
+def key_of(autumn_id: Any, email: Any) -> tuple[str, str] | None:
+    """``record_key`` from a customer's id and email: its id, else (no id at all) its email."""
+    if isinstance(autumn_id, str) and autumn_id:
+        return ("id", autumn_id)
+    if autumn_id is None and isinstance(email, str) and email:
+        return ("email", email)
     return None
 
 
