@@ -144,7 +144,10 @@ class PagePreparer:
                 # first request is already out (it waits for the view only to recall).
                 self._load()
             for page in pages:
-                yield self.prepare(page)
+                prepared = self.prepare(page)
+                del page  # the crawl's next answer is awaited without this page
+                yield prepared
+                del prepared
         finally:
             pages.stop()
             if self._readers is not None:

@@ -175,18 +175,25 @@ def raw_pages(client: AutumnClient, crawl: ListCrawl, recall: Recall | None = No
             outline = recall(digest)
         step = crawl.recognise(outline) if outline is not None else None
         if step is not None:
-            yield RawPage([], step.position, step.next_position, crawl.limit, [], digest, outline,
-                          recalled=True, reached=outline.reached, requested_at=response.requested_at)
-            continue
-        rows, next_cursor = _decode(response)
-        step = crawl.advance(next_cursor, [(row.crawl_key, row.created_at) for row in rows])
-        warnings = [] if step.stuck_at is None else client.customers.crowding_warnings(
-            step.stuck_at, crawl.limit, crawl.filters)
-        if step.dropped:
-            digest = None  # not the page as Autumn sent it
-        yield RawPage(step.kept(rows), step.position, step.next_position, crawl.limit, warnings, digest,
-                      PageOutline(next_cursor, len(rows)) if digest else None, reached=step.reached,
-                      requested_at=response.requested_at)
+            page = RawPage([], step.position, step.next_position, crawl.limit, [], digest, outline,
+                           recalled=True, reached=outline.reached, requested_at=response.requested_at)
+        else:
+            rows, next_cursor = _decode(response)
+            step = crawl.advance(next_cursor, [(row.crawl_key, row.created_at) for row in rows])
+            warnings = [] if step.stuck_at is None else client.customers.crowding_warnings(
+                step.stuck_at, crawl.limit, crawl.filters)
+            if step.dropped:
+                digest = None  # not the page as Autumn sent it
+            page = RawPage(step.kept(rows), step.position, step.next_position, crawl.limit, warnings, digest,
+                           PageOutline(next_cursor, len(rows)) if digest else None, reached=step.reached,
+                           requested_at=response.requested_at)
+            del rows
+        # Nothing of this page stays referenced here while the consumer has it: a crawler
+        # waiting for its next answer held the last one's bytes and decoded rows, ~10 MiB
+        # of 1,000 customers, times every window in flight.
+        del response
+        yield page
+        del page
 
 
 def _decode(response: requests.Response) -> tuple[list[Row], str | None]:
