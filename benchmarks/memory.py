@@ -58,7 +58,8 @@ def _run_memory_child(db: str, api_url: str) -> dict[str, Any]:
 
 def _print_memory(result: dict[str, Any]) -> None:
     helpers = ", ".join(f"{name} {mib(kib):.1f}" for name, kib in result["helpers_vmhwm_kib"].items())
-    say(f"  [peak RSS, {result['customers']:,}] {mib(result['maxrss_total_kib']):.1f} MiB "
+    say(f"  [peak RSS, {result['customers']:,}] {mib(result['together_kib']):.1f} MiB at once "
+        f"(sampled); each process's own peak added up: {mib(result['maxrss_total_kib']):.1f} MiB "
         f"(sync process {mib(result['maxrss_self_kib']):.1f} + helper processes "
         f"{mib(result['maxrss_children_kib']):.1f}; {mib(result['maxrss_before_sync_kib']):.1f} "
         f"before the sync; VmHWM {mib(result['vmhwm_kib']):.1f}; helpers' own VmHWM: "
@@ -90,16 +91,22 @@ def memory_child() -> int:
                       "maxrss_total_kib": own + helpers, "maxrss_before_sync_kib": before,
                       # The same peak read from the kernel's memory map: a cross-check.
                       "vmhwm_kib": _vmhwm_kib(os.getpid()),
-                      "helpers_vmhwm_kib": sampler.peaks, "seconds": seconds,
+                      "helpers_vmhwm_kib": sampler.peaks, "together_kib": sampler.together,
+                      "seconds": seconds,
                       "created": run.created, "status": run.status}), flush=True)
     return 0
 
 
 class HelperSampler(threading.Thread):
-    """Every SAMPLE_EVERY seconds, the VmHWM (own peak RSS) of each descendant process.
+    """Every SAMPLE_EVERY seconds, the VmHWM (own peak RSS) of each descendant process,
+    and the RSS of this process and its descendants added up at that moment.
 
-    VmHWM only grows, so the last sample before a helper exits is (nearly) its peak. A
-    scan of /proc costs a few milliseconds; at this rate it barely touches the sync.
+    VmHWM only grows, so the last sample before a helper exits is (nearly) its peak. The
+    per-process peaks need not coincide (the prefetch child has exited before the
+    entities pass, the sync process's own peak), so their sum overstates what the machine
+    held at once; ``together`` is that figure, from samples (a peak between two may be
+    missed). A scan of /proc costs a few milliseconds; at this rate it barely touches the
+    sync.
     """
 
     SAMPLE_EVERY = 0.2
@@ -107,6 +114,7 @@ class HelperSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="helper-rss-sampler", daemon=True)
         self.peaks: dict[str, int] = {}  # "pid command" -> VmHWM KiB
+        self.together = 0  # KiB: the largest sum of the process tree's RSS in one sample
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -119,9 +127,12 @@ class HelperSampler(threading.Thread):
         self.sample()
 
     def sample(self) -> None:
+        now = _status_kib(os.getpid(), "VmRSS")
         for pid in _descendants(os.getpid()):
             name = f"{pid} {proc_field(f'/proc/{pid}/status', 'Name') or '?'}"
             self.peaks[name] = max(self.peaks.get(name, 0), _vmhwm_kib(pid))
+            now += _status_kib(pid, "VmRSS")
+        self.together = max(self.together, now)
 
 
 def _descendants(root: int) -> list[int]:
@@ -141,4 +152,8 @@ def _descendants(root: int) -> list[int]:
 
 
 def _vmhwm_kib(pid: int) -> int:
-    return int((proc_field(f"/proc/{pid}/status", "VmHWM") or "0 kB").split()[0])
+    return _status_kib(pid, "VmHWM")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    return int((proc_field(f"/proc/{pid}/status", field) or "0 kB").split()[0])
