@@ -26,9 +26,11 @@ from .records import DATETIME_ROWS, RowForm
 from .windows import Window, WindowPlan
 
 # Pages prepared and not yet taken by the writer, at most. 2 rather than 4 took 31 MiB off
-# the prefetch child's peak at 100,000 customers and 0 ms, and cost 0.3-0.5 s of a 14 s
-# first sync of 30,000 at 250 ms (pages vary: a slot more lets the crawl bank time).
-QUEUE_PAGES = 3
+# the prefetch child's peak at 100,000 customers and 0 ms (the sync's peak RSS is the
+# child's and the sync process's together, during the customers pass), and cost 0.3-0.5 s
+# of a 14 s first sync of 30,000 at 250 ms (pages vary: a slot more lets the crawl bank
+# time). With 3, the peak at 100,000 customers was 241-248 MiB, too near the 250 target.
+QUEUE_PAGES = 2
 
 _DONE = object()
 
