@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from autumn_django.client import AutumnClient
+from autumn_django.exceptions import NotFoundError
 from autumn_django.sync.pages import crawl as crawl_module
 from autumn_django.sync.pages import rawpages
 from autumn_django.sync.pages.fingerprints import Fingerprints
@@ -110,9 +112,55 @@ def test_a_crawler_keeps_nothing_of_a_page_the_writer_took(make_standin, monkeyp
                 peaks[kind] = max(peaks[kind], count)
 
     assert seen == 1600
-    # At most QUEUE_PAGES prepared and not taken, and one being prepared per slot; an
-    # answer waiting for a slot is held by each crawler (8) as bytes, besides those.
+    # At most QUEUE_PAGES prepared and not taken, and one being prepared per slot; a page
+    # waiting for a slot (its bytes and row heads, not decoded) is held by each crawler
+    # (8), besides those.
     bound = crawl_module.QUEUE_PAGES + 1
     assert peaks["prepared"] <= bound, peaks
-    assert peaks["raw"] <= bound, peaks
+    assert peaks["raw"] <= bound + 8, peaks
     assert peaks["answers"] <= bound + 8, peaks
+
+
+def test_re_reads_wait_for_their_answers_without_a_slot(make_standin, monkeypatch):
+    """A page's ``customers.get`` re-reads (customers at the product cap, or due to reset)
+    wait on the network before the page takes a slot, so every window's crawler can be
+    waiting on its re-reads at once. Before the fix a slot was taken as each answer
+    arrived and held through its re-reads: at 250 ms a request, a no-change re-sync of
+    100,000 customers over 8 windows fetched 4.7 pages a second. Here each window's
+    first page has one re-read that waits until all 8 are in flight (or 3 s)."""
+    server = make_standin(1600, seed=3)
+    waiting = {"now": 0, "peak": 0}
+    changed = threading.Condition()
+    first_pages: set[int] = set()
+    read_in_full = PagePreparer._read_in_full
+
+    def one_slow_re_read() -> NotFoundError:
+        with changed:
+            waiting["now"] += 1
+            waiting["peak"] = max(waiting["peak"], waiting["now"])
+            changed.notify_all()
+            changed.wait_for(lambda: waiting["now"] >= 8, timeout=3)
+            waiting["now"] -= 1
+        return NotFoundError("gone", status=404)  # as for a customer deleted since its page was read
+
+    pool = ThreadPoolExecutor(max_workers=8)
+
+    def with_a_re_read(self, ids):
+        reading = read_in_full(self, ids)
+        if id(self) not in first_pages:
+            first_pages.add(id(self))
+            reading[("id", f"slow-{id(self)}")] = pool.submit(one_slow_re_read)
+        return reading
+
+    monkeypatch.setattr(PagePreparer, "_read_in_full", with_a_re_read)
+    view = MirrorView(Fingerprints, dict)
+    plan = WindowPlan(_eight_windows(server), fixed=True)
+    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=8, view=view)
+    crawl.start()
+    view.load()
+    seen = sum(len(prepared.records) for prepared in crawl.pages())
+
+    pool.shutdown()
+    assert seen == 1600
+    assert len(first_pages) == 8
+    assert waiting["peak"] == 8, waiting

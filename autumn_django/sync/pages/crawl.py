@@ -27,9 +27,10 @@ from .windows import Window, WindowPlan
 
 # Pages prepared and not yet taken by the writer, at most. 2 rather than 4 took 31 MiB off
 # the prefetch child's peak at 100,000 customers and 0 ms (the sync's peak RSS is the
-# child's and the sync process's together, during the customers pass), and cost 0.3-0.5 s
-# of a 14 s first sync of 30,000 at 250 ms (pages vary: a slot more lets the crawl bank
-# time). With 3, the peak at 100,000 customers was 241-248 MiB, too near the 250 target.
+# child's and the sync process's together, during the customers pass); with 3 the peak
+# was 241-248 MiB, too near the 250 target. A slot is taken only for decoding and parsing
+# (a page's re-reads answer before: ``preparer.PagePreparer.prepare``), so few slots do
+# not hold the windows' requests back.
 QUEUE_PAGES = 2
 
 _DONE = object()

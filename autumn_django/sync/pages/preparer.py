@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -129,17 +129,15 @@ class PagePreparer:
 
     def pages(self, position: ListPosition, limit: int,
               window: Window | None = None) -> Iterator[PreparedPage]:
-        """The prepared pages of the crawl from ``position``. With ``slots``, each page's
-        answer waits as bytes for a slot before it is decoded (the slot is freed by
-        whoever takes the prepared page), and the crawl goes no page ahead: other windows'
-        crawls overlap the network's time. Without, the next page is fetched and decoded on
-        a thread while this one is prepared."""
-        before = self.slots.acquire if self.slots is not None else None
-        crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall,
-                          before_decoding=before)
-        pages = PagesAhead(crawl) if before is None else _Inline(crawl)
+        """The prepared pages of the crawl from ``position``. With ``slots``, each page
+        waits for a slot before its customers are decoded (the slot is freed by whoever
+        takes the prepared page), and the crawl goes no page ahead: other windows' crawls
+        overlap the network's time. Without, the next page is fetched and decoded on a
+        thread while this one is prepared."""
+        crawl = raw_pages(self.client, ListCrawl(limit, position, window), recall=self._recall)
+        pages = PagesAhead(crawl) if self.slots is None else _Inline(crawl)
         try:
-            if self._owns_view or before is None:
+            if self._owns_view or self.slots is None:
                 # A shared view is loaded by another thread: meanwhile an inline crawl's
                 # first request is already out (it waits for the view only to recall).
                 self._load()
@@ -182,7 +180,15 @@ class PagePreparer:
             if page.digest and page.outline and page.outline.count:
                 new_memo = PageMemo(page.outline, reached_created_at=reached, capped_ids=capped_ids,
                                     capped_catalogues=catalogues, due_at=due_at)
-        if self._classify(rows, capped_ids, prepared, new_memo, catalogues) and new_memo is not None:
+        reading = self._read_in_full(capped_ids)
+        if self.slots is not None:
+            # The re-reads wait on the network without a slot: a page holds only its bytes
+            # and row heads meanwhile. Held during them, the slots (QUEUE_PAGES) let as many
+            # windows on at once: a no-change re-sync of 100,000 customers at 250 ms a
+            # request fetched 4.7 pages a second over 8 windows, not ~16.
+            wait(reading.values())
+            self.slots.acquire()
+        if self._classify(rows, reading, prepared, new_memo, catalogues) and new_memo is not None:
             prepared.memo = new_memo.to_bytes()
         prepared.reached_created_at = reached
         page.rows = []
@@ -217,14 +223,13 @@ class PagePreparer:
             return None  # a reset on the page came due since: its rows need a look
         return stored if stored is not None and stored.held_by(self._known) else None
 
-    def _classify(self, rows: list[Row], capped_ids: list[str], prepared: PreparedPage,
+    def _classify(self, rows: list[Row], reading: dict[tuple[str, str], Future], prepared: PreparedPage,
                   memo: PageMemo | None, catalogues: dict[str, Catalogue]) -> bool:
-        """Parse the new and changed customers of ``rows`` (list rows) and of ``capped_ids``
+        """Parse the new and changed customers of ``rows`` (list rows) and of ``reading``
         (read in full, with the list's ``catalogues`` by id) into ``prepared``, counting the
         others as unchanged, and note each uncapped one's fingerprints in ``memo``. False
         when a customer did not parse: such a page is never skipped, so it is reported
         every run."""
-        reading = self._read_in_full(capped_ids)
         prepared.reread += len(reading)
         # A capped customer's full answer stands in for its list row (a page that was not
         # decoded has only those). The others come first: the answers arrive meanwhile.

@@ -159,16 +159,12 @@ class RawPage:
     requested_at: datetime | None = None  # when its request was sent (UTC)
 
 
-def raw_pages(client: AutumnClient, crawl: ListCrawl, recall: Recall | None = None, *,
-              before_decoding: Callable[[], object] | None = None) -> Iterator[RawPage]:
+def raw_pages(client: AutumnClient, crawl: ListCrawl, recall: Recall | None = None) -> Iterator[RawPage]:
     """Every page of ``crawl``. With ``recall``, a page whose digest it knows the outline
-    of is not decoded, unless only its rows can tell where the crawl goes.
-    ``before_decoding`` is called with each answer in hand, before anything is made of it
-    (a crawl that bounds the pages in memory waits there, holding only the bytes)."""
+    of is not decoded, unless only its rows can tell where the crawl goes. A page's rows
+    are sliced, not decoded: each customer is decoded when it is asked for (``Row.data``)."""
     while not crawl.done:
         response = client.customers.page_response(crawl)
-        if before_decoding is not None:
-            before_decoding()
         digest = outline = None
         if recall is not None and crawl.on_cursor:
             digest = hashlib.sha256(response.content).digest()
