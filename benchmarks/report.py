@@ -260,9 +260,11 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
               "(each floor the median of its runs: twice before the syncs, once after each). A sync's "
               "customers pass runs from its start to its first `entities.list` request (catalogue, "
               "customer pages, customer deletions); its entities pass is the rest. The naive "
-              "baseline is measured on a sample and scaled linearly to N. Peak RSS: ru_maxrss of a "
-              "fresh process running the first sync, plus RUSAGE_CHILDREN for helper processes it "
-              "starts (the helpers' own peak, VmHWM sampled from /proc, is shown apart). Targets are "
+              "baseline is measured on a sample and scaled linearly to N. Peak RSS: a fresh process "
+              "runs the first sync; the figure is the largest sum of its RSS and its helper "
+              "processes' at one moment (sampled from /proc every 0.2 s), then each process's own "
+              "peak added up (ru_maxrss, plus RUSAGE_CHILDREN for the helpers; their own VmHWM "
+              "apart), which overstates it: the peaks need not coincide. Targets are "
               "issue 17's, printed as information; figures from a busy machine are noisy."]
     return "\n".join(lines)
 
