@@ -187,12 +187,12 @@ def memory_cells(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     out = []
     for entry in memory:
         total = _peak_kib(entry) / 1024
-        cell = f"**{total:,.1f} MiB**"
+        cell = f"**{total:,.1f} MiB**" + (" at once" if "together_kib" in entry else "")
         largest = entry is memory[-1]
         if largest:
             cell += f" · target {verdict(total < RSS_MAX_MIB)}"
         if "together_kib" in entry:
-            cell += f" at once; each process's own peak added up {entry['maxrss_total_kib'] / 1024:,.1f}:"
+            cell += f"; each process's own peak added up: {entry['maxrss_total_kib'] / 1024:,.1f}"
         cell += (f" (sync {entry['maxrss_self_kib'] / 1024:,.1f} + helpers "
                  f"{entry['maxrss_children_kib'] / 1024:,.1f}")
         own = sum(entry.get("helpers_vmhwm_kib", {}).values())
