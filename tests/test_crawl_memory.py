@@ -27,11 +27,20 @@ def _eight_windows(server) -> list[Window]:
     return [Window(n, None if n == 0 else edges[n - 1] + 1, edges[n] if n < 7 else None) for n in range(8)]
 
 
+def _started_crawl(server, crawlers: int = 8) -> crawl_module.WindowedCrawl:
+    """A crawl of ``server``'s customers over eight windows, pages of 40, started."""
+    view = MirrorView(Fingerprints, dict)
+    plan = WindowPlan(_eight_windows(server), fixed=True)
+    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=crawlers, view=view)
+    crawl.start()
+    view.load()  # the mirror's state arrives while the first pages are on their way
+    return crawl
+
+
 @pytest.mark.parametrize("crawlers", [1, 8])
 def test_prepared_pages_in_memory_stay_within_the_queue_however_many_windows_run(make_standin, monkeypatch,
                                                                                   crawlers):
     server = make_standin(1600, seed=3)
-    windows = _eight_windows(server)
     counts = {"prepared": 0, "taken": 0, "peak": 0}
     lock = threading.Lock()
     prepare = PagePreparer.prepare
@@ -44,11 +53,7 @@ def test_prepared_pages_in_memory_stay_within_the_queue_however_many_windows_run
         return prepared
 
     monkeypatch.setattr(PagePreparer, "prepare", counted)
-    view = MirrorView(Fingerprints, dict)
-    crawl = crawl_module.WindowedCrawl(WindowPlan(windows, fixed=True), make_client=AutumnClient, limit=40,
-                                       crawlers=crawlers, view=view)
-    crawl.start()
-    view.load()
+    crawl = _started_crawl(server, crawlers)
     seen = 0
     for prepared in crawl.pages():
         seen += len(prepared.records)
@@ -97,11 +102,7 @@ def test_a_crawler_keeps_nothing_of_a_page_the_writer_took(make_standin, monkeyp
 
     monkeypatch.setattr(PagePreparer, "prepare", tracked_prepare)
     monkeypatch.setattr(rawpages, "_decode", tracked_decode)
-    view = MirrorView(Fingerprints, dict)
-    plan = WindowPlan(_eight_windows(server), fixed=True)
-    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=8, view=view)
-    crawl.start()
-    view.load()
+    crawl = _started_crawl(server)
     seen = 0
     for prepared in crawl.pages():
         seen += len(prepared.records)
@@ -153,11 +154,7 @@ def test_re_reads_wait_for_their_answers_without_a_slot(make_standin, monkeypatc
         return reading
 
     monkeypatch.setattr(PagePreparer, "_read_in_full", with_a_re_read)
-    view = MirrorView(Fingerprints, dict)
-    plan = WindowPlan(_eight_windows(server), fixed=True)
-    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=8, view=view)
-    crawl.start()
-    view.load()
+    crawl = _started_crawl(server)
     seen = sum(len(prepared.records) for prepared in crawl.pages())
 
     pool.shutdown()
