@@ -183,9 +183,9 @@ class PagePreparer:
         reading = self._read_in_full(capped_ids)
         if self.slots is not None:
             # The re-reads wait on the network without a slot: a page holds only its bytes
-            # and row heads meanwhile. Held during them, the slots (QUEUE_PAGES) let as many
-            # windows on at once: a no-change re-sync of 100,000 customers at 250 ms a
-            # request fetched 4.7 pages a second over 8 windows, not ~16.
+            # and row heads meanwhile. A page that held its slot through them left only
+            # QUEUE_PAGES windows past their answer at once: a no-change re-sync of 100,000
+            # customers at 250 ms a request fetched 4.7 pages a second over 8 windows.
             wait(reading.values())
             self.slots.acquire()
         if self._classify(rows, reading, prepared, new_memo, catalogues) and new_memo is not None:
