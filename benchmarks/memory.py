@@ -90,7 +90,7 @@ def memory_child() -> int:
     print(json.dumps({"maxrss_self_kib": own, "maxrss_children_kib": helpers,
                       "maxrss_total_kib": own + helpers, "maxrss_before_sync_kib": before,
                       # The same peak read from the kernel's memory map: a cross-check.
-                      "vmhwm_kib": _vmhwm_kib(os.getpid()),
+                      "vmhwm_kib": _status_kib(os.getpid(), "VmHWM"),
                       "helpers_vmhwm_kib": sampler.peaks, "together_kib": sampler.together,
                       "seconds": seconds,
                       "created": run.created, "status": run.status}), flush=True)
@@ -130,7 +130,7 @@ class HelperSampler(threading.Thread):
         now = _status_kib(os.getpid(), "VmRSS")
         for pid in _descendants(os.getpid()):
             name = f"{pid} {proc_field(f'/proc/{pid}/status', 'Name') or '?'}"
-            self.peaks[name] = max(self.peaks.get(name, 0), _vmhwm_kib(pid))
+            self.peaks[name] = max(self.peaks.get(name, 0), _status_kib(pid, "VmHWM"))
             now += _status_kib(pid, "VmRSS")
         self.together = max(self.together, now)
 
@@ -149,10 +149,6 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _vmhwm_kib(pid: int) -> int:
-    return _status_kib(pid, "VmHWM")
 
 
 def _status_kib(pid: int, field: str) -> int:
