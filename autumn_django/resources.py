@@ -7,7 +7,8 @@ crawl runs sort ahead of its cursor: the next crawl sees them. Its cursor shares
 customers' defect: ``next_cursor`` is null after a full page whose last entity has no id
 (server: ``server/src/internal/entities/handlers/handleListEntitiesV2.ts``, ``nextCursor =
 hasMore && lastEntity?.id ... : null``). ``iter_pages`` works around it by asking for the
-same page again, shorter, so that it ends on an entity with an id.
+same page again, shorter, so that it ends on an entity with an id (the rules are
+``entity_listing``'s; ``page_response`` hands an answer over undecoded, for the sync).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import requests
 # client.py imports this module only when a client is built, so this import is not circular.
 from .client import AutumnClient, _preview, decode_answer
 from .conf import autumn_settings
+from .entity_listing import EntityCrawl, last_with_id
 from .exceptions import AutumnResponseError, InvalidRequestError
-from .listing import org_max_limit
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,6 @@ class EntityRead(NamedTuple):
     read_at: datetime
 
 
-def _has_id(entity: Any) -> bool:
-    """What the server's cursor needs of a page's last entity: a (truthy) id."""
-    return isinstance(entity, dict) and bool(entity.get("id"))
-
-
 def _list_of(response: requests.Response, endpoint: str, *, cursor: bool) -> dict[str, Any]:
     """The decoded ``{list, next_cursor}`` (``{list}`` when not ``cursor``), or an
     ``AutumnResponseError`` naming the endpoint."""
@@ -65,6 +61,12 @@ def _list_of(response: requests.Response, endpoint: str, *, cursor: bool) -> dic
         expected = "{list: [...], next_cursor: ...}" if cursor else "{list: [...]}"
         raise AutumnResponseError(f"Autumn's {endpoint} answer is not {expected}: {_preview(page)}")
     return page
+
+
+def entity_list_answer(response: requests.Response) -> dict[str, Any]:
+    """An ``entities.list`` answer decoded: ``{list, next_cursor}``, or an
+    ``AutumnResponseError``. Every entities page anything decodes goes through here."""
+    return _list_of(response, "entities.list", cursor=True)
 
 
 class EntitiesAPI:
@@ -88,11 +90,12 @@ class EntitiesAPI:
         str | None}``. ``filters``: ``search``, ``plans``, ``subscription_status``,
         ``processors``, as Autumn names them."""
         response = self._list(start_cursor=start_cursor, limit=limit, customer_id=customer_id, **filters)
-        return _list_of(response, "entities.list", cursor=True)
+        return entity_list_answer(response)
 
     def iter_pages(self, *, limit: int | None = None, cursor: str = "",
                    customer_id: str | None = None) -> Iterator[EntityPage]:
-        """Crawl every entity (of ``customer_id``, if given), newest first, from ``cursor``.
+        """Crawl every entity (of ``customer_id``, if given), newest first, from ``cursor``,
+        by the rules of ``entity_listing.EntityCrawl``.
 
         A limit above the org maximum is lowered to the maximum Autumn names. A full page
         whose ``next_cursor`` is null and whose last entity has no id (the server's defect)
@@ -101,39 +104,30 @@ class EntitiesAPI:
         has an id cannot be got past: it comes with ``complete=False`` and a warning, and
         ends the crawl (a caller must not settle deletions after such a crawl).
         """
-        limit = limit or autumn_settings.SYNC_PAGE_SIZE
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        ask = limit  # this cursor's limit: lowered to end a defective page on an id
+        crawl = EntityCrawl(limit or autumn_settings.SYNC_PAGE_SIZE, cursor, customer_id)
+        while not crawl.done:
+            response = self.page_response(crawl)
+            answer = entity_list_answer(response)
+            entities = answer["list"]
+            step = crawl.advance(len(entities), answer["next_cursor"], last_with_id(entities))
+            if step is None:
+                continue  # the same cursor, asked again shorter
+            yield EntityPage(entities, step.cursor, step.next_cursor, step.limit, response.requested_at,
+                             complete=step.complete, warnings=step.warnings)
+
+    def page_response(self, crawl: EntityCrawl) -> requests.Response:
+        """The answer to ``crawl``'s next request, undecoded: the caller decodes it (or
+        knows its bytes) and tells the crawl where it leads. A limit above the org's
+        maximum is lowered and asked again."""
         while True:
+            body = crawl.request()
             try:
-                response = self._list(start_cursor=cursor, limit=ask, customer_id=customer_id)
+                return self._client.post_for_response("entities.list", body)
             except InvalidRequestError as exc:
-                org_max = org_max_limit(exc.message)
-                if org_max is None or org_max >= ask:
+                if crawl.lower_limit(exc.message) is None:
                     raise
-                logger.warning("Page size %d is above this org's maximum; using %d", ask, org_max)
-                limit = ask = org_max
-                continue
-            answer = _list_of(response, "entities.list", cursor=True)
-            entities, next_cursor = answer["list"], answer["next_cursor"]
-            if next_cursor is None and entities and len(entities) >= ask and not _has_id(entities[-1]):
-                with_id = [i for i, entity in enumerate(entities) if _has_id(entity)]
-                if with_id:
-                    # Ask again, ending on the last entity with an id: its cursor goes on.
-                    ask = with_id[-1] + 1
-                    continue
-                warning = (f"entities.list returned a full page of {len(entities)} entities without an id "
-                           f"(start_cursor={cursor!r}) and no next_cursor; the crawl could not continue "
-                           "past it, so entities after it were not read.")
-                logger.warning(warning)
-                yield EntityPage(entities, cursor, None, ask, response.requested_at, complete=False,
-                                 warnings=[warning])
-                return
-            yield EntityPage(entities, cursor, next_cursor, ask, response.requested_at)
-            if next_cursor is None:
-                return
-            cursor, ask = next_cursor, limit
+                logger.warning("Page size %d is above this org's maximum; using %d",
+                               body["limit"], crawl.limit)
 
     def get(self, entity_id: str, *, customer_id: str | None = None) -> dict[str, Any]:
         return self.get_read(entity_id, customer_id=customer_id).entity
