@@ -556,6 +556,31 @@ class SyncedPage(models.Model):
         return f"{self.env} page {self.digest[:12]}"
 
 
+class SyncedEntityPage(models.Model):
+    """An ``entities.list`` page a full sync's entities pass has read, named by the SHA-256
+    of its bytes, with what it held (``sync.pages.entitypages.EntityPageMemo``): the next
+    pass that reads the same bytes, while the mirror still holds those entities' states,
+    does not decode the page. Pages no completed entities pass has read are pruned.
+
+    Beside ``SyncedPage`` rather than in it: the two are pruned at the end of different
+    passes (the customers' ends before the entities' begins), and hold different memos.
+    """
+
+    env = models.CharField(max_length=8, choices=Env.choices)
+    digest = models.CharField(max_length=64)
+    memo = models.BinaryField()
+    used_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("synced entity page")
+        constraints = [
+            models.UniqueConstraint(fields=["env", "digest"], name="autumn_syncedentitypage_env_digest_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.env} entities page {self.digest[:12]}"
+
+
 class WebhookEvent(models.Model):
     """A webhook Autumn sent (through Svix), stored before it is processed.
 

@@ -65,6 +65,11 @@ class EntityRecord:
     def autumn_id(self) -> str | None:
         return self.values["autumn_id"]
 
+    @property
+    def created_ms(self) -> int:
+        """``created_at`` as Autumn sent it (epoch ms; ``read_entity`` checked it is an int)."""
+        return self.raw["created_at"]
+
     def describe(self) -> str:
         return entity_key_text(self.key)
 

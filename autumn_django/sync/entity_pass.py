@@ -12,7 +12,11 @@ entities through ``entities.list`` filtered by customer (which reads Autumn's pr
 
 Speed: the next page is fetched on a thread while one is written (``pages.ahead``: one
 page ahead); an entity the mirror holds as it is costs a hash and a lookup, not its ~10
-child rows (``entities.read_entity``); rows go through SQL (``entity_sql``, ``bulk``).
+child rows (``entities.read_entity``); rows go through SQL (``entity_sql``, ``bulk``). A
+page whose bytes equal those of a page a pass read before, while the mirror still holds
+every entity on it as it was, is not even decoded (``pages.entitypages``: its memo names
+its entities and where the crawl goes next). So deletions are judged by key fingerprint:
+a remembered page's entities are seen without being looked up.
 """
 
 from __future__ import annotations
@@ -21,20 +25,23 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from ..client import AutumnClient
+from ..conf import autumn_settings
+from ..entity_listing import EntityCrawl, has_id
 from ..exceptions import InvalidCursorError
 from ..models import Entity, SyncRun
-from ..resources import EntityPage
-from . import runs
-from .entities import EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, read_entity
+from . import memos, runs
+from .entities import EntityKey, EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, read_entity
 from .pages.ahead import PagesAhead
+from .pages.entitypages import EntityPageMemo, RawEntityPage, entity_key_fingerprint, raw_entity_pages
 from .pages.fingerprints import Fingerprints, state_fingerprint
-from .pages.records import RecordError, RowForm
+from .pages.records import EPOCH, RecordError, RowForm
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +59,9 @@ class EntityPass:
         self.client, self.run, self.using, self.progress = client, run, using, progress
         self.guard = guard or (lambda: None)
         self.writer = EntityWriter(client.env, using)
-        self.seen: set[int] = set()
+        # Key fingerprints (``entity_key_fingerprint``) of every entity this attempt saw,
+        # 8 bytes each: a remembered page's entities are seen without being looked up.
+        self.seen = Fingerprints()
         # A resumed attempt sees only entities older than where the last one stopped.
         self.crawled_before = run.entities_reached_created_at if run.entity_cursor else None
         self.identified_everyone = True
@@ -73,15 +82,22 @@ class EntityPass:
                                self.run.pk)
                 self.run.errors.append({"warning": "The saved entities cursor was rejected; "
                                                    "the entities pass restarted."})
-                cursor, self.crawled_before, self.seen = "", None, set()
+                cursor, self.crawled_before, self.seen = "", None, Fingerprints()
         with transaction.atomic(using=self.using):
             self.guard()
             self._settle_deletions()
+            if self.complete:
+                memos.prune_entity_memos(self.run.env, self.run.started_at, self.using)
 
     def _crawl(self, cursor: str) -> None:
-        # The next page is fetched (and its entities read) while this one is written.
-        pages = self.client.entities.iter_pages(limit=self.run.page_size, cursor=cursor)
-        reader = _PageReader(self.writer.form, self.writer.state_fingerprints())
+        # What the mirror holds when the pass begins, and the memos of the pages it read
+        # before: a page recalled by one is neither decoded nor read (``pages.entitypages``).
+        known = self.writer.state_fingerprints()
+        0 in known  # noqa: B015 - sorts it now, before the fetching and reading threads share it
+        recall = _Recall(memos.stored_entity_memos(self.client.env, self.using), known)
+        crawl = EntityCrawl(self.run.page_size or autumn_settings.SYNC_PAGE_SIZE, cursor)
+        pages = raw_entity_pages(self.client, crawl, recall)
+        reader = _PageReader(self.writer.form, known)
         # Reading entities (hashing, building rows) is Python work that holds the GIL. On
         # SQLite, done on the fetching thread, it starved the writer, whose executemany
         # takes the GIL back for every row (10,000 entities: the writer's share went from
@@ -106,11 +122,20 @@ class EntityPass:
 
     def _write_page(self, read: _ReadPage) -> None:
         page = read.page
-        records, orphaned = self._with_customers(read.records)
+        if page.memo is not None:
+            records, orphaned = [], []
+        else:
+            records, orphaned = self._with_customers(read.records)
         run = self.run
+        now = timezone.now()
         with transaction.atomic(using=self.using):
             self.guard()
-            result = self.writer.write(records, now=timezone.now())
+            if page.memo is not None:  # the same bytes as a page the mirror holds
+                result, oldest = EntityWriteResult(), page.memo.oldest
+                run.entities_unchanged += len(page.memo)
+            else:
+                result = self.writer.write(records, now=now)
+                oldest = min((record.created_ms for record in records), default=None)
             problems = read.problems + result.problems
             orphaned += result.orphans
             self.identified_everyone &= all(problem.key is not None or not problem.may_be_mirrored
@@ -125,13 +150,18 @@ class EntityPass:
             run.errors += [{"entity": record.describe(), "error": "Autumn no longer has its customer"}
                            for record in orphaned]
             run.errors += [{"warning": warning} for warning in page.warnings]
-            oldest = min((record.values["created_at"] for record in records), default=None)
             if oldest is not None:
-                run.entities_reached_created_at = min(run.entities_reached_created_at or oldest, oldest)
+                reached = EPOCH + timedelta(milliseconds=oldest)
+                run.entities_reached_created_at = min(run.entities_reached_created_at or reached, reached)
+            if page.digest is not None:
+                # A new memo only where the mirror now holds every entity of the page as
+                # the page shows it (none kept for data read later, none left out).
+                remembered = read.memo is not None and not (problems or orphaned or result.kept)
+                if page.memo is not None or remembered:
+                    memos.save_entity_memo(run.env, page.digest, read.memo.to_bytes() if remembered else None,
+                                           now, self.using)
             runs.save_entity_page(run, page.next_cursor or "")
-        self.seen.update(result.seen)
-        if problems:
-            self.seen.update(self.writer.pks_of(problem.key for problem in problems))
+        self.seen.add_many(page.memo.keys if page.memo is not None else read.seen)
         if self.progress:
             self.progress(run)
 
@@ -174,15 +204,40 @@ class EntityPass:
             # Strictly older: entities at the boundary instant were partly seen by the
             # attempt before this one, whose ``seen`` is gone.
             missing = missing.filter(created_at__lt=self.crawled_before)
-        gone = set(missing.values_list("pk", flat=True)) - self.seen
+        # Judged by key, as the pages named them (a remembered page was not looked up).
+        rows = missing.values_list("pk", "customer__autumn_id", "autumn_id", "created_at", "name")
+        gone = [pk for pk, customer_id, autumn_id, created_at, name in rows.iterator(chunk_size=5000)
+                if entity_key_fingerprint(customer_id, autumn_id, _aware(created_at), name) not in self.seen]
         run.entities_deleted += self.writer.mark_deleted(gone, now=timezone.now())
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Without USE_TZ the database gives naive times in the project's time zone.
+    if value is not None and not settings.USE_TZ and timezone.is_naive(value):
+        return timezone.make_aware(value)
+    return value
+
+
+class _Recall:
+    """For the crawl (on its fetching thread): the stored memo of a page's bytes, if the
+    mirror (``known``, when the pass began) holds every entity on it as it showed them."""
+
+    def __init__(self, stored: dict[bytes, bytes], known: Fingerprints) -> None:
+        self.stored, self.known = stored, known
+
+    def __call__(self, digest: bytes) -> EntityPageMemo | None:
+        data = self.stored.get(digest)
+        memo = EntityPageMemo.from_bytes(data) if data is not None else None
+        return memo if memo is not None and memo.held_by(self.known) else None
 
 
 @dataclass(frozen=True)
 class _ReadPage:
-    page: EntityPage
+    page: RawEntityPage
     records: list[EntityRecord]
     problems: list[RecordError]
+    seen: list[int]  # key fingerprints of every entity of the page that could be keyed
+    memo: EntityPageMemo | None = None  # a new memo of the page, stored if the write bears it out
 
 
 class _PageReader:
@@ -193,12 +248,15 @@ class _PageReader:
     new or changed, in the page's transaction; a record the fingerprints took for
     unchanged but that the writer finds changed has its rows built there instead. An
     unchanged entity costs a hash, and the rows of the others are built while the writer
-    waits on the database for the page before (both threads are then busy)."""
+    waits on the database for the page before (both threads are then busy). A recalled
+    page (not decoded) costs nothing here."""
 
     def __init__(self, form: RowForm, known: Fingerprints) -> None:
         self.form, self.known = form, known
 
-    def read(self, page: EntityPage) -> _ReadPage:
+    def read(self, page: RawEntityPage) -> _ReadPage:
+        if page.memo is not None:
+            return _ReadPage(page, [], [], [])
         records, problems = _read_entities(page.entities, page.requested_at)
         kept = []
         for record in records:
@@ -209,7 +267,23 @@ class _PageReader:
                     problems.append(exc)
                     continue
             kept.append(record)
-        return _ReadPage(page, kept, problems)
+        seen = [_key_print(record.key) for record in records]
+        seen += [_key_print(problem.key) for problem in problems if problem.key is not None]
+        memo = None
+        # Never of a page that ended the crawl early or warned, nor of one with a record
+        # that did not parse (reported every run), nor of an empty one.
+        if page.digest is not None and kept and not problems and page.complete and not page.warnings:
+            memo = EntityPageMemo(page.next_cursor, len(page.entities), has_id(page.entities[-1]),
+                                  min(record.created_ms for record in kept),
+                                  [_key_print(record.key) for record in kept],
+                                  [state_fingerprint(record.raw_hash) for record in kept])
+        return _ReadPage(page, kept, problems, seen, memo)
+
+
+def _key_print(key: EntityKey) -> int:
+    if key[1] is not None:
+        return entity_key_fingerprint(key[0], key[1], None, None)
+    return entity_key_fingerprint(key[0], None, key[2], key[3])
 
 
 def _read_entities(entities: list, read_at: datetime | None) -> tuple[list[EntityRecord], list[RecordError]]:
