@@ -1,0 +1,235 @@
+"""Entity page memos: an ``entities.list`` page whose bytes a completed pass read before is
+not decoded while the mirror still holds every entity on it as it showed them; its
+entities count as unchanged and as seen, so deletions are still judged right."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from autumn_django import resources
+from autumn_django.exceptions import ServerError
+from autumn_django.models import Entity, SyncedEntityPage, SyncedPage, SyncRun
+from autumn_django.sync import sync_all_customers
+from autumn_django.sync.pages.entitypages import EntityPageMemo, entity_key_fingerprint
+from autumn_django.sync.pages.fingerprints import Fingerprints
+from autumn_django.sync.pages.records import EPOCH
+
+from .conftest import assert_mirror_matches
+from .test_sync_entities import assert_entities_match, entity_requests
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def decoded(monkeypatch) -> list[list]:
+    """The entity ids of every ``entities.list`` page decoded, in order: every entities page
+    anything decodes goes through ``resources.entity_list_answer``."""
+    pages: list[list] = []
+    plain = resources.entity_list_answer
+
+    def counting(response):
+        answer = plain(response)
+        pages.append([entity.get("id") for entity in answer["list"]])
+        return answer
+
+    monkeypatch.setattr(resources, "entity_list_answer", counting)
+    return pages
+
+
+@pytest.fixture
+def entity_server(make_standin):
+    server = make_standin(150, seed=3, entities=True)
+    assert len(server.list_entities()) > 60, "the data set should make several entity pages"
+    return server
+
+
+def page_size(entities: list[dict], *, defect: bool) -> int:
+    """A page size at which some page of the crawl ends on an entity without an id (the
+    null-cursor defect) or, with ``defect=False``, none does."""
+    for size in range(15, 60):
+        ends = [entities[end - 1] for end in range(size, len(entities) + 1, size)]
+        if any(entity["id"] is None for entity in ends) == defect:
+            return size
+    raise AssertionError(f"no page size {'with' if defect else 'without'} the defect in 15..59")
+
+
+def last_page_entity(server, size: int) -> dict:
+    """The oldest entity with an id: on the crawl's last page, so the pages before it stay
+    byte for byte the same when it goes (the crawl is newest first)."""
+    served = server.list_entities()
+    position = max(i for i, entity in enumerate(served) if entity["id"])
+    assert position >= (len(served) - 1) // size * size, "it should be on the last page"
+    return served[position]
+
+
+def test_entity_page_memo_round_trips_and_damaged_bytes_are_ignored():
+    memo = EntityPageMemo("cur_9", 3, True, 1_700_000_000_123, [1, 2, 2**64 - 1], [10, 20, 2**63])
+
+    again = EntityPageMemo.from_bytes(memo.to_bytes())
+
+    assert again is not None
+    assert (again.next_cursor, again.count, again.ends_on_id, again.oldest) == (
+        "cur_9", 3, True, 1_700_000_000_123)
+    assert (list(again.keys), list(again.states)) == ([1, 2, 2**64 - 1], [10, 20, 2**63])
+    assert again.held_by(Fingerprints([10, 20, 2**63, 99]))
+    assert not again.held_by(Fingerprints([10, 2**63]))
+    good = memo.to_bytes()
+    assert EntityPageMemo.from_bytes(good[:-3]) is None
+    assert EntityPageMemo.from_bytes(good.replace(b'"count"', b'"cuont"')) is None
+    assert EntityPageMemo.from_bytes(good.replace(b"memo 1", b"memo 0")) is None
+
+
+def test_key_fingerprints_are_the_same_from_a_record_and_from_a_row():
+    created = EPOCH + timedelta(milliseconds=1_700_000_000_123)
+    key = entity_key_fingerprint
+    assert key("cus", "ent", None, None) == key("cus", "ent", created, "x")
+    idless = key("cus", None, created, None)
+    assert idless == key("cus", None, created.astimezone(timezone.get_fixed_timezone(60)), None)
+    assert idless != key("cus", None, created, "None")
+    assert idless != key("cus", None, created + timedelta(milliseconds=1), None)
+    assert key("cus", "ent", None, None) != key("cus2", "ent", None, None)
+
+
+def test_a_no_change_resync_decodes_no_entity_page(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    first = sync_all_customers(page_size=size)
+    total = assert_entities_match(entity_server)
+    assert len(decoded) == first.entity_pages == SyncedEntityPage.objects.count()
+    decoded.clear()
+    synced_at = dict(Entity.objects.values_list("pk", "synced_at"))
+
+    again = sync_all_customers(page_size=size)
+
+    assert decoded == [], "no entities page decoded"
+    assert (again.entity_pages, again.entities_unchanged) == (first.entity_pages, total)
+    assert (again.entities_created, again.entities_updated, again.entities_deleted) == (0, 0, 0)
+    assert again.entities_reached_created_at == first.entities_reached_created_at
+    assert dict(Entity.objects.values_list("pk", "synced_at")) == synced_at, "nothing rewritten"
+    assert SyncedEntityPage.objects.filter(used_at__gte=again.started_at).count() == first.entity_pages
+    # The customers' memos are theirs: used by this run's customers pass too.
+    assert SyncedPage.objects.filter(used_at__gte=again.started_at).exists()
+    assert again.unchanged == len(entity_server.list_customers())
+    assert assert_entities_match(entity_server) == total
+    assert_mirror_matches(entity_server)
+
+
+def test_an_entity_changed_in_autumn_has_only_its_page_decoded(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    sync_all_customers(page_size=size)
+    served = entity_server.list_entities()
+    changed = next(e for e in served[len(served) // 2:] if e["id"])
+    entity_server.modify_entity(changed["customer_id"], changed["id"], name="Renamed in Autumn")
+    decoded.clear()
+
+    run = sync_all_customers(page_size=size)
+
+    assert len(decoded) == 1 and changed["id"] in decoded[0]
+    assert (run.entities_updated, run.entities_unchanged) == (1, len(served) - 1)
+    row = Entity.objects.get(customer__autumn_id=changed["customer_id"], autumn_id=changed["id"])
+    assert row.name == "Renamed in Autumn"
+    assert_entities_match(entity_server)
+
+
+def test_an_entity_rewritten_in_the_mirror_since_has_its_page_read_again(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    sync_all_customers(page_size=size)
+    entity = next(e for e in entity_server.list_entities()[5:] if e["id"])
+    # As a refresh that stored another state would leave it (read no later than the list).
+    Entity.objects.filter(customer__autumn_id=entity["customer_id"], autumn_id=entity["id"]).update(
+        name="Stale", raw={**entity, "name": "Stale"}, raw_hash="0" * 32)
+    decoded.clear()
+
+    run = sync_all_customers(page_size=size)
+
+    assert len(decoded) == 1 and entity["id"] in decoded[0]
+    assert run.entities_updated == 1
+    assert Entity.objects.get(customer__autumn_id=entity["customer_id"], autumn_id=entity["id"]).name \
+        == entity.get("name")
+    assert_entities_match(entity_server)
+
+
+def test_a_deleted_entity_is_marked_deleted_and_those_on_remembered_pages_are_not(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    first = sync_all_customers(page_size=size)
+    oldest = last_page_entity(entity_server, size)
+    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    decoded.clear()
+
+    run = sync_all_customers(page_size=size)
+
+    assert len(decoded) == 1, "only the last page changed"
+    assert run.entity_pages == first.entity_pages and run.entities_deleted == 1
+    gone = Entity.objects.filter(deleted_at__isnull=False)
+    assert [(row.customer.autumn_id, row.autumn_id) for row in gone] == [
+        (oldest["customer_id"], oldest["id"])]
+    assert_entities_match(entity_server)
+
+
+def test_a_resumed_pass_over_remembered_pages_settles_deletions(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    sync_all_customers(page_size=size)
+    oldest = last_page_entity(entity_server, size)
+    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    entity_server.faults.fail_next(1, status=500, endpoint="entities.list", after=2)
+    decoded.clear()
+    with pytest.raises(ServerError):
+        sync_all_customers(page_size=size)
+    failed = SyncRun.objects.order_by("-pk").first()
+    assert (failed.status, failed.entity_pages, decoded) == (SyncRun.Status.FAILED, 2, [])
+    assert failed.entities_reached_created_at is not None, "a remembered page moves the resume point"
+
+    run = sync_all_customers(page_size=size)
+
+    assert (run.pk, run.attempts, run.status) == (failed.pk, 2, SyncRun.Status.SUCCEEDED)
+    assert len(decoded) == 1 and run.entities_deleted == 1
+    assert Entity.objects.filter(deleted_at__isnull=False).count() == 1
+    assert_entities_match(entity_server)
+
+
+def test_a_rejected_saved_cursor_restarts_the_pass_over_remembered_pages(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    sync_all_customers(page_size=size)
+    oldest = last_page_entity(entity_server, size)
+    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    # A run stopped in its entities phase, whose saved cursor Autumn no longer takes.
+    SyncRun.objects.create(env="sandbox", status=SyncRun.Status.FAILED, phase="entities",
+                           started_at=timezone.now(), heartbeat_at=timezone.now(), lease_token="x",
+                           page_size=size, entity_cursor="not-a-cursor",
+                           entities_reached_created_at=timezone.now())
+    decoded.clear()
+
+    run = sync_all_customers(page_size=size)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert any("cursor was rejected" in p.get("warning", "") for p in run.errors)
+    assert len(decoded) == 1 and run.entities_deleted == 1
+    assert_entities_match(entity_server)
+
+
+def test_a_defective_page_gets_no_memo_and_memos_no_longer_read_are_pruned(entity_server, decoded):
+    entities = entity_server.list_entities()
+    defective = page_size(entities, defect=True)
+    first = sync_all_customers(page_size=defective)
+    shortened = [body for body in entity_requests(entity_server) if body["limit"] < defective]
+    assert shortened, "the crawl should have met the null-cursor defect"
+    # Each page the defect shortened is read every time, and has no memo.
+    assert SyncedEntityPage.objects.count() == first.entity_pages - len(shortened)
+    decoded.clear()
+
+    again = sync_all_customers(page_size=defective)
+
+    # At each: the full answer (which shows the defect), then the shorter one.
+    assert len(decoded) == 2 * len(shortened) and again.entities_unchanged == len(entities)
+    before = set(SyncedEntityPage.objects.values_list("digest", flat=True))
+    assert len(before) == first.entity_pages - len(shortened)
+
+    plain = page_size(entities, defect=False)
+    other = sync_all_customers(page_size=plain)
+
+    after = set(SyncedEntityPage.objects.values_list("digest", flat=True))
+    assert len(after) == other.entity_pages and not after & before, "the other page size's are gone"
+    assert other.entities_deleted == 0
+    assert_entities_match(entity_server)
