@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from autumn_django.models import Entity, SyncRun
+from autumn_django.models import Entity, SyncedEntityPage, SyncRun
 from autumn_django.sync import sync_all_customers
 from autumn_django.sync.entities import EntityWriter, read_entity
 
@@ -119,6 +119,9 @@ def test_an_entity_whose_row_changed_after_the_pass_began_is_written_whole(make_
         if run.entity_pages == 1:
             Entity.objects.filter(pk=row.pk).update(deleted_at=timezone.now())
 
+    # About pages that are read: without their memos. (A page recalled by its memo is
+    # judged by the mirror as the pass began, as the customers' are: test_sync_entity_memos.)
+    SyncedEntityPage.objects.all().delete()
     run = sync_all_customers(page_size=20, entity_progress=progress)
 
     row.refresh_from_db()
