@@ -92,8 +92,8 @@ class EntityPass:
     def _crawl(self, cursor: str) -> None:
         # What the mirror holds when the pass begins, and the memos of the pages it read
         # before: a page recalled by one is neither decoded nor read (``pages.entitypages``).
-        known = self.writer.state_fingerprints()
-        0 in known  # noqa: B015 - sorts it now, before the fetching and reading threads share it
+        # Sorted now: the fetching and reading threads share it.
+        known = self.writer.state_fingerprints().sort()
         recall = _Recall(memos.stored_entity_memos(self.client.env, self.using), known)
         crawl = EntityCrawl(self.run.page_size or autumn_settings.SYNC_PAGE_SIZE, cursor)
         pages = raw_entity_pages(self.client, crawl, recall)

@@ -38,10 +38,15 @@ class Fingerprints:
         self._values.extend(values)
         self._sorted = False
 
-    def __contains__(self, value: int) -> bool:
+    def sort(self) -> Fingerprints:
+        """Sort now (lookups need it): after this, threads that only look up may share it."""
         if not self._sorted:
             self._values = array("Q", sorted(self._values))
             self._sorted = True
+        return self
+
+    def __contains__(self, value: int) -> bool:
+        self.sort()
         i = bisect_left(self._values, value)
         return i < len(self._values) and self._values[i] == value
 
@@ -49,7 +54,4 @@ class Fingerprints:
         return len(self._values)
 
     def to_bytes(self) -> bytes:
-        if not self._sorted:
-            self._values = array("Q", sorted(self._values))
-            self._sorted = True
-        return self._values.tobytes()
+        return self.sort()._values.tobytes()
