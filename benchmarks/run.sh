@@ -13,7 +13,8 @@
 # memory runs (N/5 and N) happen at the first latency; later ones measure N only.
 # Environment: BENCH_DBS (default "sqlite postgres") picks the databases; AUTUMN_VENV the
 # virtualenv (default .venv-bench: the package, its test extras and orjson, the fastest
-# decoder, for the app and for the lean floors alike).
+# decoder, for the app and for the lean floors alike); AUTUMN_PYTHON its interpreter
+# (default Python 3.13, so Django 6.1, else python3).
 # Writes benchmarks/out/: results-<db>-<ms>ms.json, report.md, profile-*.txt (gitignored).
 # Every figure is informational: the exit code is 0 whenever the benchmark ran.
 # shellcheck source-path=SCRIPTDIR
@@ -21,6 +22,11 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 export AUTUMN_VENV="${AUTUMN_VENV:-$REPO_ROOT/.venv-bench}"
+# The release's target: Python 3.13 (so Django 6.1), where the machine has it.
+if [[ -z "${AUTUMN_PYTHON:-}" ]]; then
+    AUTUMN_PYTHON="$(find_python 3.13)" || AUTUMN_PYTHON=python3
+    export AUTUMN_PYTHON
+fi
 source "$REPO_ROOT/scripts/lib/venv.sh"
 source "$REPO_ROOT/scripts/lib/pg.sh"
 
@@ -34,7 +40,7 @@ EXTRA=()
 MEMORY_SIZES=""
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while (($#)); do

@@ -85,23 +85,6 @@ build_dist() {
     record build 0
 }
 
-# An interpreter of version $1 (e.g. 3.13): on PATH, else the newest in pyenv's folder.
-# Each candidate must run and say its version: a pyenv shim for a version that is not
-# selected exists on PATH but fails.
-find_python() {
-    local version="$1" candidate root="${PYENV_ROOT:-$HOME/.pyenv}"
-    for candidate in "$(command -v "python$version" || true)" \
-        "$(printf '%s\n' "$root"/versions/"$version".*/bin/python | sort -V | tail -n 1)"; do
-        if [[ -x "$candidate" ]] && [[ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' \
-            2>/dev/null)" == "$version" ]]; then
-            printf '%s\n' "$candidate"
-            return 0
-        fi
-    done
-    warn "no Python $version found on PATH or in $root/versions"
-    return 1
-}
-
 # The leg's virtualenv with the freshly built wheel installed (never editable). Its
 # dependencies are installed again only when the wheel's requirements or the leg change.
 leg_venv() {

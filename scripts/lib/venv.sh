@@ -4,7 +4,8 @@
 #   source scripts/lib/common.sh; source scripts/lib/venv.sh; venv_ensure
 #
 # After venv_ensure: $VENV is the venv, $PY its python, and PATH/VIRTUAL_ENV point at it.
-# Set AUTUMN_VENV to use another venv directory; AUTUMN_FORCE_INSTALL=1 reinstalls.
+# Set AUTUMN_VENV to use another venv directory, AUTUMN_PYTHON another interpreter than
+# python3; AUTUMN_FORCE_INSTALL=1 reinstalls.
 
 if [[ -n "${_AUTUMN_VENV_SH:-}" ]]; then
     return 0
@@ -30,10 +31,17 @@ _venv_fingerprint() {
 }
 
 venv_ensure() {
+    local python="${AUTUMN_PYTHON:-python3}"
+    command -v "$python" >/dev/null || die "$python is not installed"
+    # A venv made by another interpreter (say, before AUTUMN_PYTHON was set) is made again.
+    if [[ -x "$PY" && "$("$PY" -c 'import sys; print(sys.version)')" \
+        != "$("$python" -c 'import sys; print(sys.version)')" ]]; then
+        log "$VENV was made by another Python: making it again"
+        rm -rf "$VENV"
+    fi
     if [[ ! -x "$PY" ]]; then
-        command -v python3 >/dev/null || die "python3 is not installed"
-        log "creating virtualenv $VENV"
-        python3 -m venv "$VENV"
+        log "creating virtualenv $VENV ($("$python" --version))"
+        "$python" -m venv "$VENV"
     fi
 
     local want have=""
