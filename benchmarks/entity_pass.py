@@ -3,6 +3,7 @@
     python -m benchmarks.entity_pass --db sqlite --customers 10000
     python -m benchmarks.entity_pass --db postgres --customers 10000 --latency-ms 250
     python -m benchmarks.entity_pass --db sqlite --customers 10000 --profile
+    python -m benchmarks.entity_pass --db sqlite --customers 10000 --in-process
 
 A full sync's entities pass is a fraction of the whole run; timing it inside
 ``sync_benchmark`` needs a first sync each time. This script syncs the customers once
@@ -118,12 +119,18 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="read the pages in this process (AUTUMN_SYNC_PREFETCH_PROCESS off)")
     args = parser.parse_args()
     configure(args.db)
     data = Data(args.customers, entities=True, skew=True, latency_ms=args.latency_ms)
     with standin(data) as served:
         os.environ["AUTUMN_API_URL"] = served.url
         setup_django()
+        if args.in_process:
+            from django.conf import settings
+
+            settings.AUTUMN_SYNC_PREFETCH_PROCESS = False
         fresh_database(args.db)
         check_migrations()
         from autumn_django.sync import sync_all_customers

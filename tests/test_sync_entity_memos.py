@@ -13,6 +13,7 @@ from autumn_django import resources
 from autumn_django.exceptions import ServerError
 from autumn_django.models import Entity, SyncedEntityPage, SyncedPage, SyncRun
 from autumn_django.sync import sync_all_customers
+from autumn_django.sync.entity_pass import EntityPass
 from autumn_django.sync.pages.entitypages import EntityPageMemo, entity_key_fingerprint
 from autumn_django.sync.pages.fingerprints import Fingerprints
 from autumn_django.sync.pages.records import EPOCH
@@ -24,9 +25,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def decoded(monkeypatch) -> list[list]:
+def decoded(monkeypatch, settings) -> list[list]:
     """The entity ids of every ``entities.list`` page decoded, in order: every entities page
-    anything decodes goes through ``resources.entity_list_answer``."""
+    anything decodes goes through ``resources.entity_list_answer``. The pages are read in
+    this process, where it can be counted (the prefetch child runs the same reader:
+    ``test_the_prefetch_child_recalls_what_it_read_before`` checks it from outside)."""
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = False
     pages: list[list] = []
     plain = resources.entity_list_answer
 
@@ -114,6 +118,38 @@ def test_a_no_change_resync_decodes_no_entity_page(entity_server, decoded):
     assert again.unchanged == len(entity_server.list_customers())
     assert assert_entities_match(entity_server) == total
     assert_mirror_matches(entity_server)
+
+
+@pytest.fixture
+def recalled(monkeypatch) -> list[bool]:
+    """For every entities page the pass writes, in order, whether it came recalled by a
+    memo (not decoded), as the writer receives it: from the prefetch child or not."""
+    pages: list[bool] = []
+    plain = EntityPass._write_page
+
+    def writing(self, read):
+        pages.append(read.page.memo is not None)
+        return plain(self, read)
+
+    monkeypatch.setattr(EntityPass, "_write_page", writing)
+    return pages
+
+
+def test_the_prefetch_child_recalls_what_it_read_before(entity_server, recalled, settings):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = True
+    size = page_size(entity_server.list_entities(), defect=False)
+    first = sync_all_customers(page_size=size)
+    assert recalled == [False] * first.entity_pages and first.entity_pages > 2
+    recalled.clear()
+    changed = next(e for e in entity_server.list_entities()[:size] if e["id"])  # on the first page
+    entity_server.modify_entity(changed["customer_id"], changed["id"], name="Renamed in Autumn")
+
+    again = sync_all_customers(page_size=size)
+
+    assert recalled == [False] + [True] * (first.entity_pages - 1)
+    assert (again.entities_updated, again.entities_deleted) == (1, 0)
+    assert again.entities_unchanged == len(entity_server.list_entities()) - 1
+    assert_entities_match(entity_server)
 
 
 def test_an_entity_changed_in_autumn_has_only_its_page_decoded(entity_server, decoded):

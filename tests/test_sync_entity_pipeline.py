@@ -1,5 +1,6 @@
-"""The entities pass's faster path keeps its guarantees: the next page is fetched while one
-is written, and no further (on PostgreSQL one more is read meanwhile); entity rows written
+"""The entities pass's faster path keeps its guarantees: pages are fetched and read while one
+is written, and no further than a bound (the prefetch child's, or one page ahead in this
+process); entity rows written
 through SQL keep the read-order rule and survive a racing insert; an entity whose row
 changed after the pass began is written whole."""
 
@@ -9,12 +10,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from autumn_django.models import Entity, SyncedEntityPage, SyncRun
 from autumn_django.sync import sync_all_customers
-from autumn_django.sync.entities import EntityWriter, read_entity
+from autumn_django.sync.entities import EntityWriter
+from autumn_django.sync.pages.entityrecords import read_entity
 
 from .test_sync_entities import assert_entities_match, entity_requests
 
@@ -30,7 +32,8 @@ def wait_for(condition, seconds: float = 10.0) -> bool:
     return condition()
 
 
-def test_the_next_entities_page_is_fetched_while_one_is_written_and_no_further(make_standin):
+def test_the_next_entities_page_is_fetched_while_one_is_written_and_no_further(make_standin, settings):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = False
     server = make_standin(150, seed=3, entities=True)
     pages = -(-len(server.list_entities()) // 20)
     assert pages >= 4, "the data set should make several entity pages"
@@ -45,8 +48,32 @@ def test_the_next_entities_page_is_fetched_while_one_is_written_and_no_further(m
 
     run = sync_all_customers(page_size=20, entity_progress=progress)
 
-    # One page ahead on SQLite; on PostgreSQL another is read meanwhile (entity_pass).
-    assert seen_during_first_page == [3 if connection.vendor == "postgresql" else 2]
+    assert seen_during_first_page == [2]
+    assert run.entity_pages == pages and run.status == SyncRun.Status.SUCCEEDED
+    assert_entities_match(server)
+
+
+def test_the_prefetch_child_reads_ahead_of_a_slow_writer_and_stops_at_its_bound(make_standin, settings):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = True
+    server = make_standin(600, seed=3, entities=True)
+    size = 20
+    pages = -(-len(server.list_entities()) // size)
+    assert pages >= 20, "the data set should make many more entity pages than the bound"
+    asked: list[int] = []
+
+    def progress(run: SyncRun) -> None:
+        if run.entity_pages == 1:  # the writer holds up; the child goes on, then stops
+            wait_for(lambda: len(entity_requests(server)) >= 3)
+            time.sleep(1.0)
+            asked.append(len(entity_requests(server)))
+            time.sleep(0.5)
+            asked.append(len(entity_requests(server)))
+
+    run = sync_all_customers(page_size=size, entity_progress=progress)
+
+    # Pages ahead: one fetched, one read, one queued to send, and what the pipe holds.
+    assert asked[0] == asked[1], "the child stopped asking while the writer was held up"
+    assert 3 <= asked[0] < pages
     assert run.entity_pages == pages and run.status == SyncRun.Status.SUCCEEDED
     assert_entities_match(server)
 

@@ -1,12 +1,8 @@
 """What the sync writes for entities: ``entities.list`` objects into ``Entity`` rows and
 their subscriptions, purchases, balances and flags (the customer's child models, linked
-through ``entity``).
-
-An entity is read in two steps. ``read_entity`` checks what keys it and hashes its JSON
-(cheap, and done on the fetching thread: ``pages.ahead``); its child rows are built
-(``EntityRecord.parse_children``) only once the writer knows it is new or changed: on a
-re-sync most entities are neither, and building the rows of all of them was two thirds
-of a no-change pass (10,000 entities: 6.3 of 9.0 s under cProfile).
+through ``entity``). Reading an object into an ``EntityRecord`` is ``pages.entityrecords``'
+(it runs in the prefetch child too); child rows are built only for an entity the mirror
+does not hold as it is.
 
 The rules are the customers': an unchanged entity (same JSON) is not written; data read
 earlier never overwrites data read later (``read_at``: ``entities.list`` reads a replica,
@@ -17,29 +13,23 @@ all can hide a mirrored entity. The SQL is in ``entity_sql``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
-from .. import jsonlib
 from ..models import Balance, Entity, Flag, Purchase, Subscription
 from .bulk import BulkWriter, Rows
 from .entity_sql import EntitySQL, StoredEntity
-from .pages.copytext import copy_line, in_pieces
+from .pages.copytext import in_pieces
+from .pages.entityrecords import EntityKey, EntityRecord
 from .pages.fingerprints import Fingerprints, state_fingerprint
-from .pages.records import CHILD_FIELDS, DATETIME_ROWS, EPOCH, TIME_FIELDS, RecordError, RowForm, child_rows
+from .pages.records import CHILD_FIELDS, TIME_FIELDS, RecordError, RowForm
 from .writer import time_adapter
 
-# Entity rows are keyed by (customer's Autumn id, entity id); entities without an id (they
-# exist, as customers without one do) by (customer's Autumn id, None, created_at, name).
-EntityKey = tuple[Any, ...]
-
-# An entity's kinds of child rows, in ``child_rows``' order, and their models.
-CHILD_KINDS = ("subscriptions", "purchases", "balances", "flags")
+# An entity's kinds of child rows (``CHILD_KINDS``' order) and their models.
 _CHILD_MODELS = {"subscriptions": Subscription, "purchases": Purchase, "balances": Balance,
                  "flags": Flag}
 _TIME_POSITIONS = {attribute: {i for i, name in enumerate(fields) if name in TIME_FIELDS}
@@ -47,91 +37,6 @@ _TIME_POSITIONS = {attribute: {i for i, name in enumerate(fields) if name in TIM
 # A page whose new entities someone else stored meanwhile is planned again; twice in a row
 # would take a writer racing this one entity by entity.
 _PLAN_ATTEMPTS = 3
-
-
-@dataclass(slots=True)
-class EntityRecord:
-    key: EntityKey
-    customer_id: str  # the customer's Autumn id
-    values: dict[str, Any]  # autumn_id, name, feature_id, created_at (an aware datetime)
-    raw: dict[str, Any]
-    raw_json: str  # ``raw`` as stored: compact, keys sorted (what ``raw_hash`` hashes)
-    raw_hash: str
-    read_at: datetime | None = None
-    # By CHILD_KINDS; None until ``parse_children``.
-    children: dict[str, list] | None = None
-
-    @property
-    def autumn_id(self) -> str | None:
-        return self.values["autumn_id"]
-
-    @property
-    def created_ms(self) -> int:
-        """``created_at`` as Autumn sent it (epoch ms; ``read_entity`` checked it is an int)."""
-        return self.raw["created_at"]
-
-    def describe(self) -> str:
-        return entity_key_text(self.key)
-
-    def parse_children(self, form: RowForm = DATETIME_ROWS) -> dict[str, list]:
-        """The entity's child rows in ``form`` (times as it says; with ``copy_text``, each
-        row a COPY text line); ``RecordError`` naming a bad field."""
-        if self.children is None:
-            rows = dict(zip(CHILD_KINDS, child_rows(self.raw, self.key, form.time_style), strict=True))
-            if form.copy_text:
-                rows = {kind: [copy_line(row) for row in kind_rows] for kind, kind_rows in rows.items()}
-            self.children = rows
-        return self.children
-
-
-def entity_key_text(key: EntityKey | None) -> str:
-    if key is None:
-        return "an entity that cannot be keyed"
-    if key[1] is not None:
-        return f"entity {key[1]!r} of customer {key[0]!r}"
-    return f"entity without an id (created_at {key[2]}, name {key[3]!r}) of customer {key[0]!r}"
-
-
-def read_entity(data: Any, *, read_at: datetime | None = None) -> EntityRecord:
-    """Check an entity object's own fields and hash its JSON, without its child rows
-    (``parse_children``); ``RecordError`` naming the bad field. An error whose ``key`` is
-    None is an object that might stand for any mirrored entity."""
-    if not isinstance(data, dict):
-        raise RecordError(f"expected an entity object, got {type(data).__name__}", None)
-    customer_id, autumn_id = data.get("customer_id"), data.get("id")
-    created_at, name = data.get("created_at"), data.get("name")
-    if not isinstance(customer_id, str) or not customer_id:
-        # Autumn gives id-less customers' entities no customer id: nothing to link them to.
-        keyless = customer_id is None
-        raise RecordError("it has no customer_id (text) to link it to its customer", None, keyless=keyless)
-    if autumn_id is not None and (not isinstance(autumn_id, str) or not autumn_id or len(autumn_id) > 255):
-        raise RecordError("id: expected text of at most 255 characters or null", None)
-    # Without an id, created_at and name are the key: an entity whose are bad may be any.
-    known = (customer_id, autumn_id) if autumn_id is not None else None
-    if not isinstance(created_at, int) or isinstance(created_at, bool):
-        raise RecordError("created_at: expected epoch milliseconds", known)
-    if name is not None and not isinstance(name, str):
-        raise RecordError("name: expected text or null", known)
-    created = EPOCH + timedelta(milliseconds=created_at)
-    key: EntityKey = known or (customer_id, None, created, name)
-    feature_id = data.get("feature_id")
-    if feature_id is not None and (not isinstance(feature_id, str) or len(feature_id) > 255):
-        raise RecordError("feature_id: expected text of at most 255 characters or null", key)
-    raw_json = jsonlib.dumps_sorted_bytes(data)
-    return EntityRecord(
-        key=key, customer_id=customer_id,
-        values={"autumn_id": autumn_id, "name": name, "feature_id": feature_id, "created_at": created},
-        raw=data, raw_json=raw_json.decode(), raw_hash=hashlib.blake2b(raw_json, digest_size=16).hexdigest(),
-        read_at=read_at,
-    )
-
-
-def parse_entity(data: Any, *, read_at: datetime | None = None,
-                 form: RowForm = DATETIME_ROWS) -> EntityRecord:
-    """``read_entity`` and its child rows at once (``RecordError`` for either)."""
-    record = read_entity(data, read_at=read_at)
-    record.parse_children(form)
-    return record
 
 
 @dataclass

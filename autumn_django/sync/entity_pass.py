@@ -10,13 +10,15 @@ unchanged entities are not rewritten; deletions are settled only after a complet
 and only among entities this attempt could have seen. A refresh of one customer reads its
 entities through ``entities.list`` filtered by customer (which reads Autumn's primary).
 
-Speed: the next page is fetched on a thread while one is written (``pages.ahead``: one
-page ahead); an entity the mirror holds as it is costs a hash and a lookup, not its ~10
-child rows (``entities.read_entity``); rows go through SQL (``entity_sql``, ``bulk``). A
-page whose bytes equal those of a page a pass read before, while the mirror still holds
-every entity on it as it was, is not even decoded (``pages.entitypages``: its memo names
-its entities and where the crawl goes next). So deletions are judged by key fingerprint:
-a remembered page's entities are seen without being looked up.
+Speed: pages are read (decoded, keyed, hashed, rows built) in the prefetch child, as the
+customers' are, while the writer stores the page before (``pages.entityreader``; in this
+process when ``AUTUMN_SYNC_PREFETCH_PROCESS`` is off), the next page fetched on a thread
+meanwhile. An entity the mirror holds as it is costs a hash and a lookup, not its ~10
+child rows; rows go through SQL (``entity_sql``, ``bulk``). A page whose bytes equal those
+of a page a pass read before, while the mirror still holds every entity on it as it was,
+is not even decoded (``pages.entitypages``: its memo names its entities and where the
+crawl goes next). So deletions are judged by key fingerprint: a remembered page's
+entities are seen without being looked up.
 """
 
 from __future__ import annotations
@@ -24,24 +26,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from ..client import AutumnClient
 from ..conf import autumn_settings
-from ..entity_listing import EntityCrawl, has_id
+from ..entity_listing import EntityCrawl
 from ..exceptions import InvalidCursorError
 from ..models import Entity, SyncRun
 from . import memos, runs
-from .entities import EntityKey, EntityRecord, EntityWriter, EntityWriteResult, entity_key_text, read_entity
-from .pages.ahead import PagesAhead
-from .pages.entitypages import EntityPageMemo, RawEntityPage, entity_key_fingerprint, raw_entity_pages
-from .pages.fingerprints import Fingerprints, state_fingerprint
-from .pages.records import EPOCH, RecordError, RowForm
+from .entities import EntityRecord, EntityWriter, EntityWriteResult
+from .pages import prefetch
+from .pages.entitypages import entity_key_fingerprint
+from .pages.entityreader import ReadEntityPage, read_entities, read_entity_pages
+from .pages.entityrecords import entity_key_text
+from .pages.fingerprints import Fingerprints
+from .pages.records import EPOCH, RecordError
 
 logger = logging.getLogger(__name__)
 
@@ -92,35 +95,25 @@ class EntityPass:
     def _crawl(self, cursor: str) -> None:
         # What the mirror holds when the pass begins, and the memos of the pages it read
         # before: a page recalled by one is neither decoded nor read (``pages.entitypages``).
-        # Sorted now: the fetching and reading threads share it.
-        known = self.writer.state_fingerprints().sort()
-        recall = _Recall(memos.stored_entity_memos(self.client.env, self.using), known)
-        crawl = EntityCrawl(self.run.page_size or autumn_settings.SYNC_PAGE_SIZE, cursor)
-        pages = raw_entity_pages(self.client, crawl, recall)
-        reader = _PageReader(self.writer.form, known)
-        # Reading entities (hashing, building rows) is Python work that holds the GIL. On
-        # SQLite, done on the fetching thread, it starved the writer, whose executemany
-        # takes the GIL back for every row (10,000 entities: the writer's share went from
-        # 3.8 to 7.2 s, the pass no faster), so the writer's thread reads there. PostgreSQL's
-        # wait for the server is long and GIL-free: the next page is read while it lasts.
-        # There a second thread reads each page as soon as it is fetched, so that the next
-        # request goes out while it does (at 250 ms a request, reading a page on the
-        # fetching thread delayed the next request: a no-change pass took 1.6x the fetch
-        # floor). At most two pages wait ahead of the one being written.
-        with PagesAhead(pages, lock=self.client_lock) as fetched:
-            if connections[self.using].vendor != "postgresql":
-                for page in fetched:
-                    self._write_page(reader.read(page))
-                return
-            read = PagesAhead(iter(fetched), reader.read, name="autumn-entities-read")
-            try:
-                for page in read:
-                    self._write_page(page)
-            finally:
-                fetched.close()  # first: the reading thread may be waiting for its next page
-                read.close()
+        def stored_memos() -> dict[bytes, bytes]:
+            return memos.stored_entity_memos(self.client.env, self.using)
 
-    def _write_page(self, read: _ReadPage) -> None:
+        crawl = EntityCrawl(self.run.page_size or autumn_settings.SYNC_PAGE_SIZE, cursor)
+        if autumn_settings.SYNC_PREFETCH_PROCESS:
+            # Reading entities (decoding, hashing, building rows) is most of a first pass's
+            # work and holds the GIL: in the child it overlaps with the writes.
+            pages = prefetch.read_entity_pages(self.client, crawl, self.writer.state_fingerprints,
+                                               stored_memos, form=self.writer.form)
+        else:
+            pages = read_entity_pages(self.client, crawl, self.writer.state_fingerprints(), stored_memos(),
+                                      self.writer.form, lock=self.client_lock)
+        try:
+            for page in pages:
+                self._write_page(page)
+        finally:
+            pages.close()
+
+    def _write_page(self, read: ReadEntityPage) -> None:
         page = read.page
         if page.memo is not None:
             records, orphaned = [], []
@@ -224,84 +217,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-class _Recall:
-    """For the crawl (on its fetching thread): the stored memo of a page's bytes, if the
-    mirror (``known``, when the pass began) holds every entity on it as it showed them."""
-
-    def __init__(self, stored: dict[bytes, bytes], known: Fingerprints) -> None:
-        self.stored, self.known = stored, known
-
-    def __call__(self, digest: bytes) -> EntityPageMemo | None:
-        data = self.stored.get(digest)
-        memo = EntityPageMemo.from_bytes(data) if data is not None else None
-        return memo if memo is not None and memo.held_by(self.known) else None
-
-
-@dataclass(frozen=True)
-class _ReadPage:
-    page: RawEntityPage
-    records: list[EntityRecord]
-    problems: list[RecordError]
-    seen: list[int]  # key fingerprints of every entity of the page that could be keyed
-    memo: EntityPageMemo | None = None  # a new memo of the page, stored if the write bears it out
-
-
-class _PageReader:
-    """What is done with a page before it is written (on PostgreSQL on the fetching
-    thread, ahead; on SQLite by the writer's): key and hash each entity, and build the
-    child rows of those the mirror does not hold as they are (by ``known``, the state
-    fingerprints of the stored entities when the pass began). The writer decides what is
-    new or changed, in the page's transaction; a record the fingerprints took for
-    unchanged but that the writer finds changed has its rows built there instead. An
-    unchanged entity costs a hash, and the rows of the others are built while the writer
-    waits on the database for the page before (both threads are then busy). A recalled
-    page (not decoded) costs nothing here."""
-
-    def __init__(self, form: RowForm, known: Fingerprints) -> None:
-        self.form, self.known = form, known
-
-    def read(self, page: RawEntityPage) -> _ReadPage:
-        if page.memo is not None:
-            return _ReadPage(page, [], [], [])
-        records, problems = _read_entities(page.entities, page.requested_at)
-        kept = []
-        for record in records:
-            if state_fingerprint(record.raw_hash) not in self.known:
-                try:
-                    record.parse_children(self.form)
-                except RecordError as exc:
-                    problems.append(exc)
-                    continue
-            kept.append(record)
-        seen = [_key_print(record.key) for record in records]
-        seen += [_key_print(problem.key) for problem in problems if problem.key is not None]
-        memo = None
-        # Never of a page that ended the crawl early or warned, nor of one with a record
-        # that did not parse (reported every run), nor of an empty one.
-        if page.digest is not None and kept and not problems and page.complete and not page.warnings:
-            memo = EntityPageMemo(page.next_cursor, len(page.entities), has_id(page.entities[-1]),
-                                  min(record.created_ms for record in kept),
-                                  [_key_print(record.key) for record in kept],
-                                  [state_fingerprint(record.raw_hash) for record in kept])
-        return _ReadPage(page, kept, problems, seen, memo)
-
-
-def _key_print(key: EntityKey) -> int:
-    if key[1] is not None:
-        return entity_key_fingerprint(key[0], key[1], None, None)
-    return entity_key_fingerprint(key[0], None, key[2], key[3])
-
-
-def _read_entities(entities: list, read_at: datetime | None) -> tuple[list[EntityRecord], list[RecordError]]:
-    records, problems = [], []
-    for data in entities:
-        try:
-            records.append(read_entity(data, read_at=read_at))
-        except RecordError as exc:
-            problems.append(exc)
-    return records, problems
-
-
 def sync_customer_entities(client: AutumnClient, customer_id: str, *, using: str = DEFAULT_DB_ALIAS
                            ) -> EntityWriteResult:
     """Refresh every entity of one customer (``entities.list`` filtered by customer); the
@@ -314,7 +229,7 @@ def sync_customer_entities(client: AutumnClient, customer_id: str, *, using: str
     complete = True
     for page in client.entities.iter_pages(customer_id=customer_id):
         complete &= page.complete
-        page_records, problems = _read_entities(page.entities, page.requested_at)
+        page_records, problems = read_entities(page.entities, page.requested_at)
         records += page_records
         skipped += problems
     for problem in skipped:

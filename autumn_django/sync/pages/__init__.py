@@ -8,7 +8,9 @@ database, and is all the sync's prefetch child process imports (with ``client``,
 - ``preparer``: which customers changed (``fingerprints``, ``pagememo``), parsed into the
   writer's rows (``records``, ``fieldreaders``, ``copytext``), with the list's catalogue
   fields trusted (``trust``);
-- ``prefetch``: the child process itself and its pipe.
+- ``entitypages``, ``entityreader``, ``entityrecords``: ``entities.list`` pages, recalled
+  by digest or read into records with their rows;
+- ``prefetch``: the child process itself and its pipe (it serves either pass).
 
 What touches the database (runs, writers, the passes, the workflow) is in ``sync``.
 """

@@ -7,9 +7,13 @@ what the mirror holds, so the child does not even parse a customer that did not 
 a no-change re-sync costs little more than fetching.
 
 The child needs no Django setup and no database: it gets the client's arguments (the key
-through its stdin, never its command line) and the crawl's windows, runs
-``crawl.WindowedCrawl`` (a thread per window in flight: they wait on the network side by
-side, and one core decodes) and sends back pickled ``PreparedPage`` frames.
+through its stdin, never its command line) and its job. For the customers pass that is
+the crawl's windows: it runs ``crawl.WindowedCrawl`` (a thread per window in flight: they
+wait on the network side by side, and one core decodes) and sends back pickled
+``PreparedPage`` frames. For the entities pass it is the ``entities.list`` crawl: it runs
+``entityreader.read_entity_pages`` and sends back ``ReadEntityPage`` frames (a first
+entities pass is mostly building rows: 10,000 entities, SQLite, the pass in one process
+spent two thirds of its time reading pages).
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 
 from ...client import AutumnClient
+from ...entity_listing import EntityCrawl
 from ...exceptions import AutumnError
+from . import entityreader
 from .crawl import WindowedCrawl
+from .entityreader import ReadEntityPage
 from .fingerprints import Fingerprints
 from .preparer import MirrorState, MirrorView, PreparedPage, StoredMemos
 from .records import DATETIME_ROWS, RowForm
@@ -56,6 +63,23 @@ def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, l
                    ) -> Iterator[PreparedPage]:
     """``crawl.WindowedCrawl.pages`` of ``windows`` run in a child process. Errors raised
     there (an ``AutumnError`` such as an invalid cursor) are raised here."""
+    return _from_child(client, {"job": "customers", "windows": [w.as_dict() for w in windows],
+                                "crawlers": crawlers, "fixed": fixed, "limit": limit, "form": form},
+                       known, memos)
+
+
+def read_entity_pages(client: AutumnClient, crawl: EntityCrawl, known: MirrorState, memos: StoredMemos,
+                      *, form: RowForm = DATETIME_ROWS) -> Generator[ReadEntityPage, None, None]:
+    """``entityreader.read_entity_pages`` of ``crawl`` run in a child process (the
+    mirror's entities as ``known`` gives them, the stored entity page memos as ``memos``).
+    Errors raised there are raised here."""
+    return _from_child(client, {"job": "entities", "crawl": crawl, "form": form}, known, memos)
+
+
+def _from_child(client: AutumnClient, config: dict[str, Any], known: MirrorState, memos: StoredMemos,
+                ) -> Generator[Any, None, None]:
+    """The pages the child sends for the job ``config`` names; closing the generator
+    stops the child."""
     env = dict(os.environ)
     # The parent may import this package from a path only its sys.path knows (manage.py
     # adds the project root); the child must find the same code.
@@ -67,10 +91,8 @@ def prepared_pages(client: AutumnClient, windows: list[Window], crawlers: int, l
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
     try:
-        _write_frame(child.stdin, {"client": client.arguments(), "windows": [w.as_dict() for w in windows],
-                                   "crawlers": crawlers, "fixed": fixed, "limit": limit,
-                                   "form": form})
-        # Computed while the child already fetches its first page.
+        _write_frame(child.stdin, {**config, "client": client.arguments()})
+        # Computed while the child already starts (and, for customers, fetches).
         _write_frame(child.stdin, known().to_bytes())
         _write_frame(child.stdin, memos())
         child.stdin.close()
@@ -206,13 +228,7 @@ def _serve() -> None:
 
 
 def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender) -> None:
-    arguments = config["client"]
-    view = MirrorView(lambda: Fingerprints(frozen=_read_frame(source)), lambda: _read_frame(source))
-    crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"]),
-                          make_client=lambda: AutumnClient(**arguments), limit=config["limit"],
-                          crawlers=config["crawlers"], view=view, form=config["form"])
-    crawl.start()  # the first pages are on their way while the mirror's state arrives
-    view.load()
+    pages = _JOBS[config["job"]](config, source)
     # Automatic collections while orjson builds a page's ~40,000 containers cost ~7% of
     # this process's time (measured over 20,000 customers), so they are off, and cyclic
     # garbage (a bad record's traceback, an HTTP response's own cycles, which hold the
@@ -223,11 +239,33 @@ def _send_pages(config: dict[str, Any], source: IO[bytes], sender: _FrameSender)
     # was in flight pile up (at 20,000 customers the child peaked 9 MiB higher).
     gc.freeze()
     gc.disable()
-    for n, prepared in enumerate(crawl.pages(), 1):
-        sender.send(("page", prepared))
-        del prepared  # pickled: a collection need not walk its records
+    for n, page in enumerate(pages, 1):
+        sender.send(("page", page))
+        del page  # pickled: a collection need not walk its records
         if n % COLLECT_PAGES == 0:
             gc.collect()
+
+
+def _customer_pages(config: dict[str, Any], source: IO[bytes]) -> Iterator[PreparedPage]:
+    arguments = config["client"]
+    view = MirrorView(lambda: Fingerprints(frozen=_read_frame(source)), lambda: _read_frame(source))
+    crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"]),
+                          make_client=lambda: AutumnClient(**arguments), limit=config["limit"],
+                          crawlers=config["crawlers"], view=view, form=config["form"])
+    crawl.start()  # the first pages are on their way while the mirror's state arrives
+    view.load()
+    return crawl.pages()
+
+
+def _entity_pages(config: dict[str, Any], source: IO[bytes]) -> Iterator[ReadEntityPage]:
+    known = Fingerprints(frozen=_read_frame(source))
+    stored = _read_frame(source)
+    pages = entityreader.read_entity_pages(AutumnClient(**config["client"]), config["crawl"], known, stored,
+                                           config["form"])
+    return (page.travel_light() for page in pages)
+
+
+_JOBS = {"customers": _customer_pages, "entities": _entity_pages}
 
 
 # How often (in pages) the prefetch child collects cyclic garbage.
