@@ -50,11 +50,13 @@ def profile(db: str, data: Data) -> None:
 
 
 def _profile_step(db: str, name: str, mode: str) -> None:
-    from autumn_django.sync.pages.prefetch import PROFILE_ENV
+    from autumn_django.sync.pages.prefetch import PROFILE_ENV, profile_path
 
     profiler = cProfile.Profile()
     child_stats = OUT_DIR / f"profile-{db}-{name}-prefetch-child.prof"
-    child_stats.unlink(missing_ok=True)
+    jobs = {job: Path(profile_path(str(child_stats), job)) for job in ("customers", "entities")}
+    for stats in jobs.values():
+        stats.unlink(missing_ok=True)
     os.environ[PROFILE_ENV] = str(child_stats)
     settle()
     try:
@@ -68,10 +70,11 @@ def _profile_step(db: str, name: str, mode: str) -> None:
     path.write_text(_profile_text(profiler, step, db, mode))
     profiler.dump_stats(path.with_suffix(".prof"))
     say(f"  wrote {path.relative_to(REPO_ROOT)} (and .prof for pstats/snakeviz)")
-    if child_stats.exists():
-        text_path = child_stats.with_suffix(".txt")
-        text_path.write_text(_profile_text(child_stats, step, db, "the prefetch child process"))
-        say(f"  wrote {text_path.relative_to(REPO_ROOT)}")
+    for job, stats in jobs.items():
+        if stats.exists():
+            text_path = stats.with_suffix(".txt")
+            text_path.write_text(_profile_text(stats, step, db, f"the prefetch child process ({job} pass)"))
+            say(f"  wrote {text_path.relative_to(REPO_ROOT)}")
 
 
 def _profile_text(profiler: cProfile.Profile | Path, step: Step, db: str, mode: str) -> str:

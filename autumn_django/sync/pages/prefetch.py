@@ -18,6 +18,7 @@ spent two thirds of its time reading pages).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -43,7 +44,8 @@ from .preparer import MirrorState, MirrorView, PreparedPage, StoredMemos
 from .records import DATETIME_ROWS, RowForm
 from .windows import Window, WindowPlan
 
-# Set to a file path, the prefetch process writes its cProfile statistics there.
+# Set to a file path, the prefetch process writes its cProfile statistics there (with its
+# job's name before the suffix: ``profile_path``).
 PROFILE_ENV = "AUTUMN_DJANGO_PREFETCH_PROFILE"
 
 
@@ -90,6 +92,7 @@ def _from_child(client: AutumnClient, config: dict[str, Any], known: MirrorState
         [sys.executable, "-m", "autumn_django.sync.pages.prefetch"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
+    ended = False
     try:
         _write_frame(child.stdin, {**config, "client": client.arguments()})
         # Computed while the child already starts (and, for customers, fetches).
@@ -103,15 +106,23 @@ def _from_child(client: AutumnClient, config: dict[str, Any], known: MirrorState
             elif kind == "error":
                 raise payload
             else:
+                ended = True
                 return
     except EOFError:
         code = child.wait()
         raise AutumnError(f"The sync's prefetch process stopped unexpectedly (exit code {code}).") from None
     finally:
+        if ended:  # it exits on its own (a profiled child writes its statistics first)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=_EXIT_WAIT_SECONDS)
         if child.poll() is None:
             child.kill()
         child.wait()
         child.stdout.close()
+
+
+# How long a child that sent its last page has to exit before it is killed.
+_EXIT_WAIT_SECONDS = 10.0
 
 
 def _write_frame(stream: IO[bytes], value: Any) -> None:
@@ -181,13 +192,22 @@ def _read_frame(stream: IO[bytes]) -> Any:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="autumn_django prefetch: %(message)s")
     _stay_bound_to_parent()
+    config = _read_frame(sys.stdin.buffer)
     profile_to = os.environ.get(PROFILE_ENV)
     if profile_to:  # the benchmark's --profile: cProfile in the parent cannot see this process
         import cProfile
 
-        cProfile.runctx("_serve()", globals(), {"_serve": _serve}, profile_to)
+        cProfile.runctx("_serve(config)", globals(), {"_serve": _serve, "config": config},
+                        profile_path(profile_to, config["job"]))
     else:
-        _serve()
+        _serve(config)
+
+
+def profile_path(path: str, job: str) -> str:
+    """Where the child of ``job`` ("customers" or "entities") writes its profile, given
+    ``PROFILE_ENV``'s ``path``: the job's name before the suffix."""
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-{job}.{suffix}" if dot and "/" not in suffix else f"{path}-{job}"
 
 
 # How often the child checks that its parent is still there.
@@ -211,9 +231,8 @@ def _stay_bound_to_parent() -> None:
     threading.Thread(target=watch, name="autumn-prefetch-parent", daemon=True).start()
 
 
-def _serve() -> None:
+def _serve(config: dict[str, Any]) -> None:
     source, sink = sys.stdin.buffer, sys.stdout.buffer
-    config = _read_frame(source)
     sender = _FrameSender(sink)
     try:
         try:
