@@ -534,12 +534,10 @@ class SyncSighting(models.Model):
         return f"sightings of window {self.window} of run #{self.run_id}"
 
 
-class SyncedPage(models.Model):
-    """A ``customers.list`` page a sync has read, named by the SHA-256 of its bytes, with
-    what it held (``sync.pagememo.PageMemo``). The next run that reads the same bytes,
-    while the mirror still holds those states, neither decodes the page nor hashes its
-    customers. Pages no completed run has read are pruned.
-    """
+class PageMemoRow(models.Model):
+    """A page a full sync has read, named by the SHA-256 of its bytes, with a memo of what
+    it held: the next pass that reads the same bytes, while the mirror still holds those
+    states, does not decode the page. Pages no completed pass has read are pruned."""
 
     env = models.CharField(max_length=8, choices=Env.choices)
     digest = models.CharField(max_length=64)
@@ -547,35 +545,33 @@ class SyncedPage(models.Model):
     used_at = models.DateTimeField()
 
     class Meta:
-        verbose_name = _("synced page")
+        abstract = True
         constraints = [
-            models.UniqueConstraint(fields=["env", "digest"], name="autumn_syncedpage_env_digest_uniq")
+            models.UniqueConstraint(fields=["env", "digest"], name="autumn_%(class)s_env_digest_uniq")
         ]
+
+
+class SyncedPage(PageMemoRow):
+    """A ``customers.list`` page (memo: ``sync.pages.pagememo.PageMemo``): neither decoded
+    nor its customers hashed when read again unchanged."""
+
+    class Meta(PageMemoRow.Meta):
+        verbose_name = _("synced page")
 
     def __str__(self) -> str:
         return f"{self.env} page {self.digest[:12]}"
 
 
-class SyncedEntityPage(models.Model):
-    """An ``entities.list`` page a full sync's entities pass has read, named by the SHA-256
-    of its bytes, with what it held (``sync.pages.entitypages.EntityPageMemo``): the next
-    pass that reads the same bytes, while the mirror still holds those entities' states,
-    does not decode the page. Pages no completed entities pass has read are pruned.
+class SyncedEntityPage(PageMemoRow):
+    """An ``entities.list`` page a full sync's entities pass has read (memo:
+    ``sync.pages.entitypages.EntityPageMemo``).
 
-    Beside ``SyncedPage`` rather than in it: the two are pruned at the end of different
-    passes (the customers' ends before the entities' begins), and hold different memos.
+    A table of its own rather than rows in ``SyncedPage``: the two are pruned at the end of
+    different passes (the customers' ends before the entities' begins).
     """
 
-    env = models.CharField(max_length=8, choices=Env.choices)
-    digest = models.CharField(max_length=64)
-    memo = models.BinaryField()
-    used_at = models.DateTimeField()
-
-    class Meta:
+    class Meta(PageMemoRow.Meta):
         verbose_name = _("synced entity page")
-        constraints = [
-            models.UniqueConstraint(fields=["env", "digest"], name="autumn_syncedentitypage_env_digest_uniq")
-        ]
 
     def __str__(self) -> str:
         return f"{self.env} entities page {self.digest[:12]}"

@@ -25,7 +25,7 @@ from typing import Any
 from ... import jsonlib, resources
 from ...client import AutumnClient
 from ...entity_listing import EntityCrawl, EntityStep, last_with_id
-from .fingerprints import Fingerprints
+from .fingerprints import Fingerprints, pack_memo, unpack_memo
 from .records import EPOCH
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
@@ -51,26 +51,23 @@ class EntityPageMemo:
         return len(self.states)
 
     def to_bytes(self) -> bytes:
-        header = jsonlib.dumps_bytes({"next_cursor": self.next_cursor, "count": self.count,
-                                      "ends_on_id": self.ends_on_id, "oldest": self.oldest})
-        return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes()
+        header = {"next_cursor": self.next_cursor, "count": self.count, "ends_on_id": self.ends_on_id,
+                  "oldest": self.oldest}
+        return pack_memo(_FORMAT, header, self.keys, self.states)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EntityPageMemo | None:
         """The memo stored as ``data``; None for bytes of another format or damaged ones."""
-        if not data.startswith(_FORMAT):
+        unpacked = unpack_memo(data, _FORMAT, 2)
+        if unpacked is None:
             return None
+        header, (keys, states) = unpacked
         try:
-            end = data.index(b"\n", len(_FORMAT))
-            header = jsonlib.loads(data[len(_FORMAT):end])
-            every = array("Q")
-            every.frombytes(data[end + 1:])
-            half = len(every) // 2
-            if len(every) % 2 or half != header["count"]:
+            if len(states) != header["count"]:
                 return None
             return cls(header["next_cursor"], header["count"], bool(header["ends_on_id"]), header["oldest"],
-                       every[:half], every[half:])
-        except (ValueError, KeyError, TypeError):
+                       keys, states)
+        except (KeyError, TypeError):
             return None
 
 

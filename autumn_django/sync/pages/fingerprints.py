@@ -6,6 +6,9 @@ import hashlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
+
+from ... import jsonlib
 
 Key = tuple[str, str]
 
@@ -55,3 +58,27 @@ class Fingerprints:
 
     def to_bytes(self) -> bytes:
         return self.sort()._values.tobytes()
+
+
+def pack_memo(form: bytes, header: dict[str, Any], *columns: array) -> bytes:
+    """A page memo as stored: its format line, its JSON header, then its columns of 64-bit
+    fingerprints (equally long), one after another."""
+    return form + jsonlib.dumps_bytes(header) + b"\n" + b"".join(column.tobytes() for column in columns)
+
+
+def unpack_memo(data: bytes, form: bytes, columns: int) -> tuple[dict[str, Any], list[array]] | None:
+    """``pack_memo``'s header and ``columns`` columns, or None for bytes of another format
+    (an older version's: the page is simply read again) or damaged ones."""
+    if not data.startswith(form):
+        return None
+    try:
+        end = data.index(b"\n", len(form))
+        header = jsonlib.loads(data[len(form):end])
+        every = array("Q")
+        every.frombytes(data[end + 1:])
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or len(every) % columns:
+        return None
+    size = len(every) // columns
+    return header, [every[i * size:(i + 1) * size] for i in range(columns)]

@@ -21,9 +21,8 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
 
-from ... import jsonlib
 from ...listing import PageOutline
-from .fingerprints import Fingerprints
+from .fingerprints import Fingerprints, pack_memo, unpack_memo
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
 _FORMAT = b"autumn_django page memo 4\n"
@@ -59,34 +58,26 @@ class PageMemo:
         return len(self.states)
 
     def to_bytes(self) -> bytes:
-        header = jsonlib.dumps_bytes({
-            "next_cursor": self.outline.next_cursor, "count": self.outline.count,
-            "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
-            "due_at": self.due_at,
-            "capped_catalogues": self.capped_catalogues,
-        })
-        return _FORMAT + header + b"\n" + self.keys.tobytes() + self.states.tobytes() + self.raws.tobytes()
+        header = {"next_cursor": self.outline.next_cursor, "count": self.outline.count,
+                  "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
+                  "due_at": self.due_at, "capped_catalogues": self.capped_catalogues}
+        return pack_memo(_FORMAT, header, self.keys, self.states, self.raws)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PageMemo | None:
         """The memo stored as ``data``; None for bytes of another format or damaged ones."""
-        if not data.startswith(_FORMAT):
+        unpacked = unpack_memo(data, _FORMAT, 3)
+        if unpacked is None:
             return None
+        header, (keys, states, raws) = unpacked
+        if "due_at" not in header:
+            return None  # written before memos knew of resets: the page is read again
         try:
-            end = data.index(b"\n", len(_FORMAT))
-            header = jsonlib.loads(data[len(_FORMAT):end])
-            every = array("Q")
-            every.frombytes(data[end + 1:])
-            if len(every) % 3:
-                return None
-            if "due_at" not in header:
-                return None  # written before memos knew of resets: the page is read again
             outline = PageOutline(header["next_cursor"], header["count"])
-            third = len(every) // 3
             return cls(outline, reached_created_at=header["reached_created_at"], due_at=header["due_at"],
                        capped_ids=header["capped_ids"], capped_catalogues=header["capped_catalogues"],
-                       keys=every[:third], states=every[third:2 * third], raws=every[2 * third:])
-        except (ValueError, KeyError, TypeError):
+                       keys=keys, states=states, raws=raws)
+        except (KeyError, TypeError):
             return None
 
 
