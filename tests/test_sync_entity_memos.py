@@ -69,6 +69,16 @@ def last_page_entity(server, size: int) -> dict:
     return served[position]
 
 
+def synced_then_oldest_deleted(server) -> tuple[int, SyncRun, dict]:
+    """A page size without the defect, a first sync at it, and the entity then deleted in
+    Autumn: the oldest with an id, on the last page (so only that page's bytes change)."""
+    size = page_size(server.list_entities(), defect=False)
+    first = sync_all_customers(page_size=size)
+    oldest = last_page_entity(server, size)
+    server.delete_entity(oldest["customer_id"], oldest["id"])
+    return size, first, oldest
+
+
 def test_entity_page_memo_round_trips_and_damaged_bytes_are_ignored():
     memo = EntityPageMemo("cur_9", 3, True, 1_700_000_000_123, [1, 2, 2**64 - 1], [10, 20, 2**63])
 
@@ -188,10 +198,7 @@ def test_an_entity_rewritten_in_the_mirror_since_has_its_page_read_again(entity_
 
 
 def test_a_deleted_entity_is_marked_deleted_and_those_on_remembered_pages_are_not(entity_server, decoded):
-    size = page_size(entity_server.list_entities(), defect=False)
-    first = sync_all_customers(page_size=size)
-    oldest = last_page_entity(entity_server, size)
-    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    size, first, oldest = synced_then_oldest_deleted(entity_server)
     decoded.clear()
 
     run = sync_all_customers(page_size=size)
@@ -205,10 +212,7 @@ def test_a_deleted_entity_is_marked_deleted_and_those_on_remembered_pages_are_no
 
 
 def test_a_resumed_pass_over_remembered_pages_settles_deletions(entity_server, decoded):
-    size = page_size(entity_server.list_entities(), defect=False)
-    sync_all_customers(page_size=size)
-    oldest = last_page_entity(entity_server, size)
-    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    size, _, _ = synced_then_oldest_deleted(entity_server)
     entity_server.faults.fail_next(1, status=500, endpoint="entities.list", after=2)
     decoded.clear()
     with pytest.raises(ServerError):
@@ -226,10 +230,7 @@ def test_a_resumed_pass_over_remembered_pages_settles_deletions(entity_server, d
 
 
 def test_a_rejected_saved_cursor_restarts_the_pass_over_remembered_pages(entity_server, decoded):
-    size = page_size(entity_server.list_entities(), defect=False)
-    sync_all_customers(page_size=size)
-    oldest = last_page_entity(entity_server, size)
-    entity_server.delete_entity(oldest["customer_id"], oldest["id"])
+    size, _, _ = synced_then_oldest_deleted(entity_server)
     # A run stopped in its entities phase, whose saved cursor Autumn no longer takes.
     SyncRun.objects.create(env="sandbox", status=SyncRun.Status.FAILED, phase="entities",
                            started_at=timezone.now(), heartbeat_at=timezone.now(), lease_token="x",
