@@ -258,8 +258,9 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             lines.append("| " + " | ".join([step, target, *(cells.get(db, "—") for db in dbs)]) + " |")
     lines += ["", "Cells: seconds · customers per second · **x the floor** of the same run and database "
               "(each floor the median of its runs: twice before the syncs, once after each). A sync's "
-              "customers pass runs from its start to its first `entities.list` request (catalogue, "
-              "customer pages, customer deletions); its entities pass is the rest. The naive "
+              "customers pass runs from its start to its first `entities.list` request, or, when "
+              "a prefetch child makes those requests (the default), to the last customers page it "
+              "wrote (catalogue, customer pages); its entities pass is the rest. The naive "
               "baseline is measured on a sample and scaled linearly to N. Peak RSS: a fresh process "
               "runs the first sync; the figure is the largest sum of its RSS and its helper "
               "processes' at one moment (sampled from /proc every 0.2 s), then each process's own "
