@@ -54,10 +54,9 @@ class Window(Protocol):
     def bounds(self) -> tuple[int | None, int | None]:
         """(start, end), inclusive epoch ms; None: unbounded on that side."""
 
-    def received(self, created_at: int | None, full: bool, count: int = 0) -> int | None:
-        """A page of ``count`` customers reaching ``created_at`` arrived: note it (a split
-        must cut above it, and the plan judges how many are left) and return the window's
-        end now, in one step."""
+    def received(self, created_at: int | None, full: bool) -> int | None:
+        """A page reaching ``created_at`` arrived: note it (a split must cut above it) and
+        return the window's end now, in one step."""
 
 
 @dataclass
@@ -129,10 +128,9 @@ class ListCrawl:
         next_position = self._plain_next(outline.next_cursor, outline.count)
         if next_position is _UNKNOWN:
             return None
-        if self.window is not None:
-            end = self.window.received(outline.reached, outline.count >= self.limit, outline.count)
-            if end != self._sent_end:
-                return None  # rows past the lowered end must be dropped: decode them
+        if self.window is not None and self.window.received(outline.reached, outline.count >= self.limit) \
+                != self._sent_end:
+            return None  # rows past the lowered end must be dropped: decode them
         return self._step(Step(self.position, next_position, reached=outline.reached))
 
     def advance(self, next_cursor: str | None, rows: Sequence[tuple[Key, int | None]]) -> Step:
@@ -144,8 +142,7 @@ class ListCrawl:
         next_position, self._skip, stuck_at = self._next(next_cursor, rows)
         dropped = keep is not None and len(keep) < len(rows)
         if self.window is not None:
-            end = self.window.received(_latest(rows, keep), len(rows) >= self.limit,
-                                       len(rows) if keep is None else len(keep))
+            end = self.window.received(_latest(rows, keep), len(rows) >= self.limit)
             if end != self._sent_end and end is not None:
                 within = [i for i in (range(len(rows)) if keep is None else keep)
                           if rows[i][1] is None or rows[i][1] <= end]

@@ -44,42 +44,26 @@ def assert_windows_partition_the_key_space(run: SyncRun) -> None:
 # -- the plan, without a server ----------------------------------------------------------
 
 
-def test_a_window_is_cut_only_once_its_density_is_known_and_above_all_it_received():
+def test_a_window_is_cut_only_once_it_proves_large_and_above_all_it_received():
     whole = Window(0, None, None)
     plan = WindowPlan([whole], now_ms=lambda: 10_000)
     assert plan.next_window() is whole
-    whole.received(1_000, full=True, count=100)
-    # One full page of an unbounded window gives no density: an idle crawler waits.
+    whole.received(1_000, full=True)
+    # One full page says little: an idle crawler waits (and with nothing busy, ends).
     waiter = threading.Thread(target=lambda: results.append(plan.next_window()))
     results: list = []
     waiter.start()
     time.sleep(0.1)
     assert not results
-    whole.received(2_000, full=True, count=100)  # 100 customers in 1,000 ms: 8 pages left
+    whole.received(2_000, full=True)
     waiter.join(timeout=5)
-    [rest] = results
-    # The window keeps KEEP_PAGES pages at that density; the rest is the idle crawler's.
-    assert (rest.start, rest.end) == (5_001, None) and whole.bounds() == (None, 5_000)
+    [half] = results
+    assert (half.start, half.end) == (6_001, None) and whole.bounds() == (None, 6_000)
     # What the first crawler receives after the cut stops at the new end.
-    assert whole.received(2_500, full=True, count=100) == 5_000
+    assert whole.received(2_500, full=True) == 6_000
     plan.finished(whole)
-    plan.finished(rest)
+    plan.finished(half)
     assert plan.next_window() is None
-
-
-def test_the_window_with_the_most_pages_left_is_cut_and_its_rest_can_be_cut_at_once():
-    sparse, bunch = Window(0, None, 99_999), Window(1, 100_000, 200_000)
-    plan = WindowPlan([sparse, bunch], now_ms=lambda: 300_000)
-    assert [plan.next_window(), plan.next_window()] == [sparse, bunch]
-    sparse.received(10_000, full=True, count=100)
-    sparse.received(40_000, full=True, count=100)  # 2 pages left in its 60,000 ms
-    bunch.received(100_099, full=True, count=100)  # a page every 100 ms: 999 left
-    rest = plan.next_window()
-    assert (rest.start, rest.end) == (100_400, 200_000) and bunch.bounds() == (100_000, 100_399)
-    # The rest takes its density from the bunch: the next idle crawler cuts it at once.
-    again = plan.next_window()
-    assert (again.start, again.end) == (100_700, 200_000) and rest.bounds() == (100_400, 100_699)
-    assert sparse.bounds() == (None, 99_999), "a window with few pages left is not cut"
 
 
 def test_a_plan_from_the_last_run_is_never_cut():

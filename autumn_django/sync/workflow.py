@@ -57,7 +57,7 @@ from .lanes import OneConnection
 from .pages.fingerprints import Fingerprints
 from .pages.preparer import PagePreparer, PreparedPage
 from .pages.records import EPOCH
-from .pages.windows import Window
+from .pages.windows import Window, WindowPlan
 from .partition import plan_windows
 from .writer import MirrorWriter
 
@@ -381,11 +381,17 @@ class _WindowPass(_Pass):
         ``AUTUMN_SYNC_WINDOWS`` windows are unfinished: cut above everything received, as
         ``WindowPlan`` cuts (the page on its way drops rows past the new end)."""
         window = self.window
-        now = time.time_ns() // 1_000_000
-        if self.fixed or window.left(now) is None:
+        if self.fixed or window.full_pages < WindowPlan.LARGE_AFTER_PAGES or window.fetched is None:
             return None
         unfinished = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk, done=False).count()
         if unfinished >= autumn_settings.SYNC_WINDOWS:
             return None
-        far = window.cut(now)
-        return None if far is None else far.bounds()
+        now = time.time_ns() // 1_000_000
+        with window._lock:
+            left = (window.end if window.end is not None else now) - window.fetched
+            if left <= WindowPlan.MIN_SPLIT_MS:
+                return None
+            cut = window.fetched + left // 2
+            far = (cut + 1, window.end)
+            window.end, window.full_pages = cut, 0
+        return far

@@ -43,69 +43,21 @@ class Window:
     pages: int = 0  # committed
     fetched: int | None = field(default=None, compare=False)
     full_pages: int = field(default=0, compare=False)  # received full: it has more to give
-    # How much key space its latest full page took, and how many customers that was: the
-    # density the plan judges the rest of it by (a window cut off another starts with the
-    # other's, so it can be cut again before its first page arrives).
-    page_span: int | None = field(default=None, compare=False)
-    page_size: int = field(default=0, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def bounds(self) -> tuple[int | None, int | None]:
         with self._lock:
             return self.start, self.end
 
-    def received(self, created_at: int | None, full: bool = False, count: int = 0) -> int | None:
-        """Its crawler got a page of ``count`` customers reaching ``created_at`` (``full``:
-        as many as asked for); the end now. A split cuts above everything received, under
-        the same lock, so no customer is read by two windows."""
+    def received(self, created_at: int | None, full: bool = False) -> int | None:
+        """Its crawler got a page reaching ``created_at`` (``full``: as many customers as
+        asked for); the end now. A split cuts above everything received, under the same
+        lock, so no customer is read by two windows."""
         with self._lock:
-            before = self._position()
             if created_at is not None:
                 self.fetched = max(self.fetched or created_at, created_at)
-                if full and before is not None:
-                    self.page_span, self.page_size = max(self.fetched - before, 1), count
             self.full_pages += full
             return self.end
-
-    def left(self, now: int) -> float | None:
-        """The pages it is judged to have left (its key space after what was received, at
-        the density of its latest full page); None when that is unknown, or too few for a
-        cut to be worth its requests (``WindowPlan.CUT_PAGES_LEFT``)."""
-        with self._lock:
-            position = self._position()
-            if self.page_span is None or position is None:
-                return None
-            span = (self.end if self.end is not None else now) - position
-            pages = span / self.page_span
-            return pages if pages >= WindowPlan.CUT_PAGES_LEFT and span > WindowPlan.MIN_SPLIT_MS else None
-
-    def cut(self, now: int) -> Window | None:
-        """Cut off the part of its key space after the next ``WindowPlan.KEEP_PAGES`` pages
-        (at its latest density; at most half of what is left) as a new window, numbered
-        ``id`` 0 for the caller to renumber; None when too little is left. Its crawler's
-        next page stops at the new end. Cutting near what is being read, rather than
-        halving the key space, puts the crawlers where the customers are: halving cut
-        empty years while one crawler read a bunch (a launch day) page after page."""
-        with self._lock:
-            position = self._position()
-            if position is None:
-                return None
-            span = (self.end if self.end is not None else now) - position
-            if span <= WindowPlan.MIN_SPLIT_MS:
-                return None
-            keep = span // 2
-            if self.page_span is not None:
-                keep = min(keep, WindowPlan.KEEP_PAGES * self.page_span)
-            cut = position + max(keep, 1)
-            far = Window(0, cut + 1, self.end, page_span=self.page_span, page_size=self.page_size)
-            self.end = cut
-            return far
-
-    def _position(self) -> int | None:
-        """The created_at its crawler has read up to (the ms before its start, before any)."""
-        if self.fetched is not None:
-            return self.fetched
-        return None if self.start is None else self.start - 1
 
     def committed(self, after: Any, reached: int | None) -> None:
         """A page of it committed: ``after`` is its next ``ListPosition`` (None: the
@@ -146,20 +98,12 @@ class WindowPlan:
     """The windows of one attempt, handed to crawler threads; thread-safe.
 
     A crawl may start with one window for the whole key space: an org of a few pages is
-    then read with one cursor, a few requests. A window judged to have many pages left
-    (``Window.left``, by the density of its latest full page) is cut for an idle crawler,
-    again and again, the one with the most left first (``Window.cut``), so the crawlers
-    spread over where the customers are, however they bunch.
+    then read with one cursor, a few requests. A window that proves large (it gave
+    ``LARGE_AFTER_PAGES`` full pages) is cut in two for an idle crawler, again and again,
+    so the crawlers spread over where the customers are, however they bunch.
     """
 
-    # Cut a window only when it is judged to have this many pages left: cutting one that
-    # would end in a page or two only adds a request (30,000 bunched customers at 250 ms:
-    # cut at any size, the crawl read 96 pages for 30 pages of customers).
-    CUT_PAGES_LEFT = 4
-    # What a cut leaves the window's own crawler: pages at its latest density. Each window
-    # ends with a request for a short page, so small windows cost requests; large ones
-    # leave crawlers idle at the end.
-    KEEP_PAGES = 3
+    LARGE_AFTER_PAGES = 2
     # Do not cut a window whose remaining key space is smaller than this: a bunch of
     # customers created within a few ms cannot be split anyway.
     MIN_SPLIT_MS = 2
@@ -205,20 +149,30 @@ class WindowPlan:
             return {w.id: w.bounds() for w in self.windows.values()}
 
     def _split_largest(self) -> Window | None:
-        if self.fixed:
-            return None
         now = self._now_ms()
-        judged = [(left, window) for window in (self.windows[i] for i in self._busy)
-                  if (left := window.left(now)) is not None]
-        if not judged:
+        best, best_left = None, self.MIN_SPLIT_MS
+        for window_id in self._busy:
+            window = self.windows[window_id]
+            if window.full_pages < self.LARGE_AFTER_PAGES or window.fetched is None:
+                continue
+            if self.fixed:
+                continue
+            end = window.bounds()[1]
+            left = (end if end is not None else now) - window.fetched
+            if left > best_left:
+                best, best_left = window, left
+        if best is None:
             return None
-        _, best = max(judged, key=lambda item: item[0])  # the most pages left
-        far = best.cut(now)
-        if far is None:
-            return None
-        far.id = max(self.windows) + 1
-        self.windows[far.id] = far
-        return far
+        with best._lock:  # its crawler may have received more meanwhile: cut above that
+            left = (best.end if best.end is not None else now) - best.fetched
+            if left <= self.MIN_SPLIT_MS:
+                return None
+            cut = best.fetched + left // 2
+            new = Window(max(self.windows) + 1, cut + 1, best.end)
+            best.end = cut
+            best.full_pages = 0  # its half must prove large again before another cut
+        self.windows[new.id] = new
+        return new
 
 
 def _order(window: Window) -> int:
