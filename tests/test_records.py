@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timezone
+import random
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -11,13 +12,13 @@ from autumn_django.sync.pages.copytext import copy_line, copy_value, in_pieces
 from autumn_django.sync.pages.records import (
     CHILD_FIELDS,
     LICENSE_FIELDS,
-    TIME_FORMS,
     RecordError,
     as_copy_text,
     child_rows,
     convert_times,
     parse_customer,
 )
+from autumn_django.sync.pages.timeforms import TIME_FORMS
 from autumn_django.testing import make_customers
 
 
@@ -100,6 +101,30 @@ def test_times_parsed_straight_into_a_database_form_equal_the_converted_datetime
     assert direct.time_style == as_datetimes.time_style == style
     assert (direct.values, direct.subscriptions, direct.flags) == (
         as_datetimes.values, as_datetimes.subscriptions, as_datetimes.flags)
+
+
+# Whole and fractional seconds, before the epoch and after, at the ends of a day and of
+# what a datetime holds, and milliseconds sent as floats.
+EDGE_MS = [0, 1, 999, 1000, -1, -999, -1000, 86_399_999, 86_400_000, -86_400_000, -86_400_001,
+           1_700_000_000_000, 1_700_000_000_123, 1_709_164_800_000 - 1, 253_402_300_799_999,
+           -62_135_596_800_000, 1_700_000_000_001.0, 1_700_000_000_000.5, -0.25]
+
+
+@pytest.mark.parametrize("style", ["sqlite-utc", "iso"])
+def test_times_as_text_equal_the_datetimes_own_text(style):
+    form = TIME_FORMS[style]
+    rng = random.Random(5)
+    many = [rng.randrange(-10**13, 10**13) for _ in range(20_000)]
+    for ms in EDGE_MS + many:
+        as_datetime = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+        assert form.from_ms(ms) == form.from_datetime(as_datetime), ms
+
+
+@pytest.mark.parametrize("style", ["sqlite-utc", "iso"])
+def test_a_time_no_datetime_holds_is_named(style):
+    for ms in (253_402_300_800_000, -62_135_596_800_001, 10**20, float("inf"), float("nan")):
+        with pytest.raises(RecordError, match=r"created_at: .* is not a usable time"):
+            parse_customer(customer(created_at=ms), time_style=style)
 
 
 def test_copy_text_escapes_the_formats_specials_and_writes_each_type_as_postgresql_reads_it():

@@ -16,7 +16,7 @@ from autumn_django.sync import sync_all_customers
 from autumn_django.sync.entity_pass import EntityPass
 from autumn_django.sync.pages.entitypages import EntityPageMemo, entity_key_fingerprint
 from autumn_django.sync.pages.fingerprints import Fingerprints
-from autumn_django.sync.pages.records import EPOCH
+from autumn_django.sync.pages.timeforms import EPOCH
 
 from .conftest import assert_mirror_matches
 from .test_sync_entities import assert_entities_match, entity_requests

@@ -44,7 +44,8 @@ from .pages.entitypages import entity_key_fingerprint
 from .pages.entityreader import ReadEntityPage, read_entities, read_entity_pages
 from .pages.entityrecords import entity_key_text
 from .pages.fingerprints import Fingerprints
-from .pages.records import EPOCH, RecordError
+from .pages.records import RecordError
+from .pages.timeforms import EPOCH
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from .pages.fingerprints import Fingerprints
 from .pages.prefetch import prepared_pages
 from .pages.preparer import MirrorView, PreparedPage
 from .pages.rawpages import RawPage
-from .pages.records import EPOCH, CustomerRecord, RecordError
+from .pages.records import CustomerRecord, RecordError
+from .pages.timeforms import EPOCH
 from .pages.trust import record_catalogue, with_list_catalogue
 from .pages.windows import WindowPlan
 from .partition import RunWindows

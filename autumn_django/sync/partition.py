@@ -15,7 +15,7 @@ from django.db.models import Q
 from ..conf import autumn_settings
 from ..models import Customer, SyncRun
 from .pages.preparer import PreparedPage
-from .pages.records import EPOCH
+from .pages.timeforms import EPOCH
 from .pages.windows import Window, bounds_of
 
 logger = logging.getLogger(__name__)

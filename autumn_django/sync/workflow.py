@@ -56,7 +56,7 @@ from .holders import this_host
 from .lanes import OneConnection
 from .pages.fingerprints import Fingerprints
 from .pages.preparer import PagePreparer, PreparedPage
-from .pages.records import EPOCH
+from .pages.timeforms import EPOCH
 from .pages.windows import Window, WindowPlan
 from .partition import plan_windows
 from .writer import MirrorWriter

@@ -38,17 +38,16 @@ from .pages.fingerprints import Fingerprints, key_fingerprint, state_fingerprint
 from .pages.records import (
     BALANCE_FIELDS,
     CUSTOMER_FIELDS,
-    EPOCH,
     FLAG_FIELDS,
     LICENSE_FIELDS,
     PURCHASE_FIELDS,
     SUBSCRIPTION_FIELDS,
-    TIME_FORMS,
     CustomerRecord,
     RowForm,
     convert_times,
     customer_copy_line,
 )
+from .pages.timeforms import EPOCH, TIME_FORMS
 
 ONE_MS = timedelta(milliseconds=1)
 

@@ -26,7 +26,7 @@ from ... import jsonlib, resources
 from ...client import AutumnClient
 from ...entity_listing import EntityCrawl, EntityStep, last_with_id
 from .fingerprints import Fingerprints, pack_memo, unpack_memo
-from .records import EPOCH
+from .timeforms import EPOCH
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
 _FORMAT = b"autumn_django entity page memo 1\n"

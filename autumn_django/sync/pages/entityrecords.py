@@ -17,7 +17,8 @@ from typing import Any
 
 from ... import jsonlib
 from .copytext import copy_line
-from .records import DATETIME_ROWS, EPOCH, RecordError, RowForm, child_rows
+from .records import DATETIME_ROWS, RecordError, RowForm, child_rows
+from .timeforms import EPOCH
 
 # Entity rows are keyed by (customer's Autumn id, entity id); entities without an id (they
 # exist, as customers without one do) by (customer's Autumn id, None, created_at, name).

@@ -5,11 +5,10 @@ prefixes the object's place). Absent and null are the same to every reader.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-TimeConverter = Callable[[timedelta], Any]
+from .timeforms import MsConverter
+
 # Autumn's ``scope`` of a subscription or purchase (absent or null: the customer's own).
 SCOPES = ("customer", "entity")
 
@@ -101,19 +100,16 @@ def _integer(obj: dict, name: str) -> int | None:
     return value
 
 
-def _time(obj: dict, name: str, to_time: TimeConverter, *, required: bool = False) -> Any:
+def _time(obj: dict, name: str, to_time: MsConverter, *, required: bool = False) -> Any:
     """Autumn's times are epoch milliseconds."""
     value = obj.get(name)
     if value is None:
         if required:
             raise _FieldError(obj, name, "missing")
         return None
-    try:
-        if type(value) is int:
-            # Whole microseconds: exact, and half the cost of timedelta(milliseconds=...).
-            return to_time(timedelta(0, 0, value * 1000))
-        if isinstance(value, float):
-            return to_time(timedelta(milliseconds=value))
-    except (OverflowError, ValueError):
-        raise _FieldError(obj, name, f"{value} is not a usable time") from None
+    if type(value) is int or isinstance(value, float):
+        try:
+            return to_time(value)
+        except (OverflowError, ValueError):
+            raise _FieldError(obj, name, f"{value} is not a usable time") from None
     raise _FieldError(obj, name, f"expected epoch milliseconds, got {value!r:.40}")
