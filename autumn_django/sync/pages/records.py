@@ -29,6 +29,7 @@ from .fieldreaders import (
     _time,
 )
 from .timeforms import DATETIMES, TIME_FORMS, MsConverter
+from .typedrows import ChildRows, customer_rows, owner_rows
 
 CUSTOMER_FIELDS = ("autumn_id", "name", "email", "fingerprint", "stripe_id",
                    "send_email_receipts", "created_at")
@@ -164,20 +165,8 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
         keyless = data.get("id") is None and data.get("email") is None
         raise RecordError("it has neither an id nor an email, so it cannot be keyed", None, keyless=keyless)
     to_time = (TIME_FORMS[time_style] if time_style else DATETIMES).from_ms
-    try:
-        values = {
-            "autumn_id": _text(data, "id", limit=255),
-            "name": _text(data, "name"),
-            "email": _text(data, "email", limit=320),
-            "fingerprint": _text(data, "fingerprint"),
-            "stripe_id": _text(data, "stripe_id", limit=255),
-            "send_email_receipts": _flag(data, "send_email_receipts"),
-            "created_at": _time(data, "created_at", to_time, required=True),
-        }
-        subscriptions, purchases, balances, flags = _child_rows(data, to_time)
-        licenses = _rows(_license, _list(data, "licenses"), "licenses", to_time)
-    except _FieldError as exc:
-        raise RecordError(str(exc), key) from None
+    values, (subscriptions, purchases, balances, flags), licenses = (
+        customer_rows(data, to_time) or _read_customer(data, key, to_time))
     raw_json, raw_hash = canonical or canonical_json(data)
     return CustomerRecord(
         key=key,
@@ -196,15 +185,35 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
     )
 
 
-ChildRows = tuple[list[tuple], list[tuple], list[tuple], list[tuple]]
+def _read_customer(data: dict, key: tuple[str, str], to_time: MsConverter,
+                   ) -> tuple[dict[str, Any], ChildRows, list[tuple]]:
+    """``parse_customer``'s values and rows read field by field, naming a bad field."""
+    try:
+        values = {
+            "autumn_id": _text(data, "id", limit=255),
+            "name": _text(data, "name"),
+            "email": _text(data, "email", limit=320),
+            "fingerprint": _text(data, "fingerprint"),
+            "stripe_id": _text(data, "stripe_id", limit=255),
+            "send_email_receipts": _flag(data, "send_email_receipts"),
+            "created_at": _time(data, "created_at", to_time, required=True),
+        }
+        licenses = _rows(_license, _list(data, "licenses"), "licenses", to_time)
+        return values, _child_rows(data, to_time), licenses
+    except _FieldError as exc:
+        raise RecordError(str(exc), key) from None
 
 
 def child_rows(data: dict, key: Any = None, time_style: str | None = None) -> ChildRows:
     """The subscription, purchase, balance and flag rows of a customer or an entity object
     (in ``CHILD_FIELDS`` order, times as aware datetimes or in the form ``time_style``
     names); ``RecordError`` with ``key`` naming the bad field."""
+    to_time = (TIME_FORMS[time_style] if time_style else DATETIMES).from_ms
+    typed = owner_rows(data, to_time) if isinstance(data, dict) else None
+    if typed is not None:
+        return typed
     try:
-        return _child_rows(data, (TIME_FORMS[time_style] if time_style else DATETIMES).from_ms)
+        return _child_rows(data, to_time)
     except _FieldError as exc:
         raise RecordError(str(exc), key) from None
 
