@@ -62,8 +62,10 @@ def test_the_prefetch_child_reads_ahead_of_a_slow_writer_and_stops_at_its_bound(
     asked: list[int] = []
 
     def progress(run: SyncRun) -> None:
-        if run.entity_pages == 1:  # the writer holds up; the child goes on, then stops
-            wait_for(lambda: len(entity_requests(server)) >= 3)
+        # The first page is read in this process, the rest in the child: once the second
+        # page is written, the writer holds up; the child goes on, then stops.
+        if run.entity_pages == 2:
+            wait_for(lambda: len(entity_requests(server)) >= 4)
             time.sleep(1.0)
             asked.append(len(entity_requests(server)))
             time.sleep(0.5)
@@ -73,7 +75,7 @@ def test_the_prefetch_child_reads_ahead_of_a_slow_writer_and_stops_at_its_bound(
 
     # Pages ahead: one fetched, one read, one queued to send, and what the pipe holds.
     assert asked[0] == asked[1], "the child stopped asking while the writer was held up"
-    assert 3 <= asked[0] < pages
+    assert 4 <= asked[0] < pages
     assert run.entity_pages == pages and run.status == SyncRun.Status.SUCCEEDED
     assert_entities_match(server)
 
@@ -153,4 +155,47 @@ def test_an_entity_whose_row_changed_after_the_pass_began_is_written_whole(make_
 
     row.refresh_from_db()
     assert row.deleted_at is None and run.entities_updated == 1
+    assert_entities_match(server)
+
+
+@pytest.fixture
+def entity_children(monkeypatch):
+    """The cursor each entities child was started from (the real child runs)."""
+    from autumn_django.sync.pages import prefetch
+
+    started: list[str] = []
+    real = prefetch.read_entity_pages
+
+    def recording(client, crawl, *args, **kwargs):
+        started.append(crawl.cursor)
+        return real(client, crawl, *args, **kwargs)
+
+    monkeypatch.setattr(prefetch, "read_entity_pages", recording)
+    return started
+
+
+def test_entities_that_fit_one_page_are_read_without_a_child(make_standin, settings, entity_children):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = True
+    server = make_standin(60, seed=3, entities=True)
+    served = len(server.list_entities())
+    assert 0 < served <= 1000
+
+    run = sync_all_customers(page_size=1000)
+
+    assert entity_children == [], "no child for a single page"
+    assert (run.entity_pages, run.entities_created) == (1, served)
+    assert_entities_match(server)
+
+
+def test_after_the_first_page_the_child_reads_on_from_its_cursor(make_standin, settings, entity_children):
+    settings.AUTUMN_SYNC_PREFETCH_PROCESS = True
+    server = make_standin(150, seed=3, entities=True)
+    served = len(server.list_entities())
+    pages = -(-served // 20)
+    assert pages >= 4
+
+    run = sync_all_customers(page_size=20)
+
+    assert len(entity_children) == 1 and entity_children[0], "one child, from the second page's cursor"
+    assert (run.entity_pages, run.entities_created) == (pages, served)
     assert_entities_match(server)

@@ -10,10 +10,10 @@ unchanged entities are not rewritten; deletions are settled only after a complet
 and only among entities this attempt could have seen. A refresh of one customer reads its
 entities through ``entities.list`` filtered by customer (which reads Autumn's primary).
 
-Speed: pages are read (decoded, keyed, hashed, rows built) in the prefetch child, as the
-customers' are, while the writer stores the page before (``pages.entityreader``; in this
-process when ``AUTUMN_SYNC_PREFETCH_PROCESS`` is off), the next page fetched on a thread
-meanwhile. An entity the mirror holds as it is costs a hash and a lookup, not its ~10
+Speed: pages after the first are read (decoded, keyed, hashed, rows built) in the
+prefetch child, as the customers' are, while the writer stores the page before
+(``pages.entityreader``; the first page, and every page when ``AUTUMN_SYNC_PREFETCH_PROCESS``
+is off, in this process, the next page fetched on a thread meanwhile). An entity the mirror holds as it is costs a hash and a lookup, not its ~10
 child rows; rows go through SQL (``entity_sql``, ``bulk``). A page whose bytes equal those
 of a page a pass read before, while the mirror still holds every entity on it as it was,
 is not even decoded (``pages.entitypages``: its memo names its entities and where the
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -41,7 +41,7 @@ from . import memos, runs
 from .entities import EntityRecord, EntityWriter, EntityWriteResult
 from .pages import prefetch
 from .pages.entitypages import entity_key_fingerprint
-from .pages.entityreader import ReadEntityPage, read_entities, read_entity_pages
+from .pages.entityreader import ReadEntityPage, read_entities, read_entity_pages, read_next_entity_page
 from .pages.entityrecords import entity_key_text
 from .pages.fingerprints import Fingerprints
 from .pages.records import RecordError
@@ -100,19 +100,36 @@ class EntityPass:
             return memos.stored_entity_memos(self.client.env, self.using)
 
         crawl = EntityCrawl(self.run.page_size or autumn_settings.SYNC_PAGE_SIZE, cursor)
+        known, stored = self.writer.state_fingerprints(), stored_memos()
         if autumn_settings.SYNC_PREFETCH_PROCESS:
-            # Reading entities (decoding, hashing, building rows) is most of a first pass's
-            # work and holds the GIL: in the child it overlaps with the writes.
-            pages = prefetch.read_entity_pages(self.client, crawl, self.writer.state_fingerprints,
-                                               stored_memos, form=self.writer.form)
+            pages = self._first_page_here_then_child(crawl, known, stored)
         else:
-            pages = read_entity_pages(self.client, crawl, self.writer.state_fingerprints(), stored_memos(),
-                                      self.writer.form, lock=self.client_lock)
+            pages = read_entity_pages(self.client, crawl, known, stored, self.writer.form,
+                                      lock=self.client_lock)
         try:
             for page in pages:
                 self._write_page(page)
         finally:
             pages.close()
+
+    def _first_page_here_then_child(self, crawl: EntityCrawl, known: Fingerprints,
+                                    stored: dict[bytes, bytes]) -> Generator[ReadEntityPage, None, None]:
+        """The first page read in this process and, if the crawl goes on, the others in the
+        prefetch child. Reading entities (decoding, hashing, building rows) is most of a
+        large first pass's work and holds the GIL: in the child it overlaps with the
+        writes. But most orgs' entities fit one page, and the child's start-up (~0.4 s, an
+        interpreter and imports) would then be most of the pass."""
+        first = read_next_entity_page(self.client, crawl, known, stored, self.writer.form)
+        if first is not None:
+            yield first
+        if not crawl.done:
+            # The pass's first view of the mirror, as if one process read every page.
+            rest = prefetch.read_entity_pages(self.client, crawl, lambda: known, lambda: stored,
+                                              form=self.writer.form)
+            try:
+                yield from rest
+            finally:
+                rest.close()
 
     def _write_page(self, read: ReadEntityPage) -> None:
         page = read.page

@@ -63,15 +63,16 @@ class EntityPageReader:
                     problems.append(exc)
                     continue
             kept.append(record)
-        seen = [entity_key_print(record.key) for record in records]
-        seen += [entity_key_print(problem.key) for problem in problems if problem.key is not None]
+        record_prints = [entity_key_print(record.key) for record in records]
+        seen = record_prints + [entity_key_print(problem.key) for problem in problems
+                                if problem.key is not None]
         memo = None
         # Never of a page that ended the crawl early or warned, nor of one with a record
-        # that did not parse (reported every run), nor of an empty one.
+        # that did not parse (reported every run), nor of an empty one. Without problems,
+        # every record was kept: ``record_prints`` are the kept ones'.
         if page.digest is not None and kept and not problems and page.complete and not page.warnings:
             memo = EntityPageMemo(page.next_cursor, len(page.entities), has_id(page.entities[-1]),
-                                  min(record.created_ms for record in kept),
-                                  [entity_key_print(record.key) for record in kept],
+                                  min(record.created_ms for record in kept), record_prints,
                                   [state_fingerprint(record.raw_hash) for record in kept])
         return ReadEntityPage(page, kept, problems, seen, memo)
 
@@ -101,6 +102,19 @@ def read_entity_pages(client: AutumnClient, crawl: EntityCrawl, known: Fingerpri
         for page in pages:
             yield reader.read(page)
             del page
+
+
+def read_next_entity_page(client: AutumnClient, crawl: EntityCrawl, known: Fingerprints,
+                          stored_memos: dict[bytes, bytes], form: RowForm) -> ReadEntityPage | None:
+    """The next page of ``crawl``, fetched and read on this thread, the crawl left after
+    it (None: the crawl was done)."""
+    known.sort()
+    pages = raw_entity_pages(client, crawl, MemoRecall(stored_memos, known))
+    try:
+        page = next(pages, None)
+    finally:
+        pages.close()
+    return None if page is None else EntityPageReader(form, known).read(page)
 
 
 def entity_key_print(key: EntityKey) -> int:
