@@ -12,13 +12,14 @@ entities through ``entities.list`` filtered by customer (which reads Autumn's pr
 
 Speed: pages after the first are read (decoded, keyed, hashed, rows built) in the
 prefetch child, as the customers' are, while the writer stores the page before
-(``pages.entityreader``; the first page, and every page when ``AUTUMN_SYNC_PREFETCH_PROCESS``
-is off, in this process, the next page fetched on a thread meanwhile). An entity the mirror holds as it is costs a hash and a lookup, not its ~10
-child rows; rows go through SQL (``entity_sql``, ``bulk``). A page whose bytes equal those
-of a page a pass read before, while the mirror still holds every entity on it as it was,
-is not even decoded (``pages.entitypages``: its memo names its entities and where the
-crawl goes next). So deletions are judged by key fingerprint: a remembered page's
-entities are seen without being looked up.
+(``pages.entityreader``). The first page, and every page when
+``AUTUMN_SYNC_PREFETCH_PROCESS`` is off, is read in this process, the next page fetched
+on a thread meanwhile. An entity the mirror holds as it is costs a hash and a lookup, not
+its ~10 child rows; rows go through SQL (``entity_sql``, ``bulk``). A page whose bytes
+equal those of a page a pass read before, while the mirror still holds every entity on it
+as it was, is not even decoded (``pages.entitypages``: its memo names its entities and
+where the crawl goes next). So deletions are judged by key fingerprint: a remembered
+page's entities are seen without being looked up.
 """
 
 from __future__ import annotations

@@ -17,12 +17,15 @@ from typing import Any
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_MS = 86_400_000
 
-# Epoch milliseconds (an int, or a float Autumn sent) to the form; OverflowError or
-# ValueError when it is no time a datetime can hold.
-MsConverter = Callable[[int | float], Any]
+# Epoch milliseconds (an int, or a float Autumn sent) to the form, None to None (a call
+# less for each of a row's absent times); OverflowError or ValueError when it is no time
+# a datetime can hold.
+MsConverter = Callable[[int | float | None], Any]
 
 
-def _aware(ms: int | float) -> datetime:
+def _aware(ms: int | float | None) -> datetime | None:
+    if ms is None:
+        return None
     # Whole microseconds: exact, and half the cost of timedelta(milliseconds=...).
     return EPOCH + (timedelta(0, 0, ms * 1000) if type(ms) is int else timedelta(milliseconds=ms))
 
@@ -43,9 +46,9 @@ class _EpochText:
         self._separator, self._suffix, self._slow = separator, suffix, slow
         self._days: dict[int, str] = {}
 
-    def __call__(self, ms: int | float) -> str:
-        if type(ms) is not int:  # a float: rare, and its fraction may not be whole microseconds
-            return self._slow(_aware(ms))
+    def __call__(self, ms: int | float | None) -> str | None:
+        if type(ms) is not int:  # a float (rare: its fraction may not be whole microseconds) or None
+            return None if ms is None else self._slow(_aware(ms))
         day, rest = divmod(ms, _DAY_MS)
         date = self._days.get(day)
         if date is None:

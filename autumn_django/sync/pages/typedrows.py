@@ -149,24 +149,21 @@ def owner_rows(data: dict, to_time: MsConverter) -> ChildRows | None:
 
 
 def _child_rows(owner: _Owner, to_time: MsConverter) -> ChildRows:
-    def time(ms: int | float | None) -> Any:
-        return None if ms is None else to_time(ms)
-
     subscriptions = [
         (item.id, _required(item.plan_id), _limited(_required(item.status), 16), item.auto_enable or False,
-         item.add_on or False, item.past_due or False, item.quantity, time(item.started_at),
-         time(item.current_period_start), time(item.current_period_end), time(item.canceled_at),
-         time(item.expires_at), time(item.trial_ends_at), item.scope or "customer")
+         item.add_on or False, item.past_due or False, item.quantity, to_time(item.started_at),
+         to_time(item.current_period_start), to_time(item.current_period_end), to_time(item.canceled_at),
+         to_time(item.expires_at), to_time(item.trial_ends_at), item.scope or "customer")
         for item in owner.subscriptions or ()
     ]
-    purchases = [(_required(item.plan_id), item.quantity, time(item.started_at), time(item.expires_at),
+    purchases = [(_required(item.plan_id), item.quantity, to_time(item.started_at), to_time(item.expires_at),
                   item.scope or "customer") for item in owner.purchases or ()]
     balances = [
         (feature, item.granted, item.remaining, item.usage, item.unlimited or False,
-         item.overage_allowed or False, item.max_purchase, time(item.next_reset_at),
+         item.overage_allowed or False, item.max_purchase, to_time(item.next_reset_at),
          jsonlib.dumps(item.breakdown or []))
         for feature, item in (owner.balances or {}).items()
     ]
-    flags = [(item.id, feature, item.plan_id, time(item.expires_at))
+    flags = [(item.id, feature, item.plan_id, to_time(item.expires_at))
              for feature, item in (owner.flags or {}).items()]
     return subscriptions, purchases, balances, flags
