@@ -1,4 +1,4 @@
-"""The mirror's lookups by owner use the owners' partial indexes (models._owner_indexes,
+"""The mirror's lookups by owner use the owners' partial indexes (models.children._owner_indexes,
 _owner_feature_uniques), on both databases: a row's index entries are only its owner's,
 and finding a customer's or an entity's rows must not turn into a scan."""
 
