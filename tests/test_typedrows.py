@@ -122,3 +122,26 @@ def test_every_generated_entity_is_read_alike_by_both(form):
         assert typed is not None
         assert typed == records._child_rows(entity, to_time)
         assert child_rows(entity, ("id", entity["id"]), None if form == "datetimes" else form) == typed
+
+
+def test_a_rows_head_is_the_same_read_from_its_bytes_or_from_the_decoded_object():
+    """The crawl reads a list row's head (key, created_at, products, earliest reset) from
+    its bytes through a struct, and from the decoded object when the bytes are not the
+    shape expected: both ways must agree, or the crawl and the re-reads would depend on
+    which way a row was read."""
+    import msgspec
+
+    from autumn_django.sync.pages.rawpages import read_row, row_of
+
+    customers = make_customers(800, seed=12)
+    assert any(c["balances"] for c in customers) and any(c["id"] is None for c in customers)
+    heads = []
+    for n, data in enumerate(customers):
+        raw = msgspec.json.encode(data)
+        by_bytes, by_object = read_row(raw, n), row_of(data, n, raw)
+        head = (by_bytes.crawl_key, by_bytes.key, by_bytes.created_at, by_bytes.products,
+                by_bytes.earliest_reset)
+        assert head == (by_object.crawl_key, by_object.key, by_object.created_at, by_object.products,
+                        by_object.earliest_reset)
+        heads.append(head)
+    assert any(head[4] is not None for head in heads), "some rows should have a reset time"
