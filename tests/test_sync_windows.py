@@ -279,3 +279,5 @@ def test_a_plan_is_balanced_while_no_window_takes_much_more_than_a_crawler_s_sha
     assert _balanced(plan(2, 2, 2, 2, 2, 1), crawlers=8)
     assert _balanced(plan(13, 13, 13, 13, 13, 13, 13, 10), crawlers=8)
     assert not _balanced(plan(13, 13, 13, 13, 13, 13, 13, 40), crawlers=8)  # new customers, all in the last
+    # More than a share and a page: the run would wait on it (balanced by the rule before).
+    assert not _balanced(plan(5, 1, 1, 1, 1, 1, 1, 1), crawlers=8)
