@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from autumn_django import resources
 from autumn_django.exceptions import ServerError
 from autumn_django.models import Entity, SyncedEntityPage, SyncedPage, SyncRun
 from autumn_django.sync import sync_all_customers
 from autumn_django.sync.entity_pass import EntityPass
+from autumn_django.sync.pages import entitypages
 from autumn_django.sync.pages.entitypages import EntityPageMemo, entity_key_fingerprint
 from autumn_django.sync.pages.fingerprints import Fingerprints
 from autumn_django.sync.pages.timeforms import EPOCH
@@ -26,20 +26,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def decoded(monkeypatch, settings) -> list[list]:
-    """The entity ids of every ``entities.list`` page decoded, in order: every entities page
-    anything decodes goes through ``resources.entity_list_answer``. The pages are read in
-    this process, where it can be counted (the prefetch child runs the same reader:
-    ``test_the_prefetch_child_recalls_what_it_read_before`` checks it from outside)."""
+    """For every ``entities.list`` page decoded (sliced into its entities' bytes), in order,
+    the ids of the entities decoded on it: every entities page the pass decodes goes
+    through ``entitypages.decode_page``, and an entity whose bytes the mirror holds as it
+    is, is not decoded. The pages are read in this process, where it can be counted (the
+    prefetch child runs the same reader: ``test_the_prefetch_child_recalls_what_it_read_before``
+    checks it from outside)."""
     settings.AUTUMN_SYNC_PREFETCH_PROCESS = False
     pages: list[list] = []
-    plain = resources.entity_list_answer
+    plain = entitypages.decode_page
 
-    def counting(response):
-        answer = plain(response)
-        pages.append([entity.get("id") for entity in answer["list"]])
-        return answer
+    def counting(response, known_bytes):
+        page = plain(response, known_bytes)
+        pages.append([entity.get("id") for entity in page.entities])
+        return page
 
-    monkeypatch.setattr(resources, "entity_list_answer", counting)
+    monkeypatch.setattr(entitypages, "decode_page", counting)
     return pages
 
 
@@ -80,20 +82,23 @@ def synced_then_oldest_deleted(server) -> tuple[int, SyncRun, dict]:
 
 
 def test_entity_page_memo_round_trips_and_damaged_bytes_are_ignored():
-    memo = EntityPageMemo("cur_9", 3, True, 1_700_000_000_123, [1, 2, 2**64 - 1], [10, 20, 2**63])
+    memo = EntityPageMemo("cur_9", 3, True, 1_700_000_000_123, [1, 2, 2**64 - 1], [10, 20, 2**63],
+                          [7, 0, 9])
 
     again = EntityPageMemo.from_bytes(memo.to_bytes())
 
     assert again is not None
     assert (again.next_cursor, again.count, again.ends_on_id, again.oldest) == (
         "cur_9", 3, True, 1_700_000_000_123)
-    assert (list(again.keys), list(again.states)) == ([1, 2, 2**64 - 1], [10, 20, 2**63])
+    assert (list(again.keys), list(again.states), list(again.raws)) == (
+        [1, 2, 2**64 - 1], [10, 20, 2**63], [7, 0, 9])
     assert again.held_by(Fingerprints([10, 20, 2**63, 99]))
     assert not again.held_by(Fingerprints([10, 2**63]))
     good = memo.to_bytes()
     assert EntityPageMemo.from_bytes(good[:-3]) is None
     assert EntityPageMemo.from_bytes(good.replace(b'"count"', b'"cuont"')) is None
-    assert EntityPageMemo.from_bytes(good.replace(b"memo 1", b"memo 0")) is None
+    # A memo of the format before entities' bytes were named is read again, once.
+    assert EntityPageMemo.from_bytes(good.replace(b"memo 2", b"memo 1")) is None
 
 
 def test_key_fingerprints_are_the_same_from_a_record_and_from_a_row():
@@ -269,4 +274,58 @@ def test_a_defective_page_gets_no_memo_and_memos_no_longer_read_are_pruned(entit
     after = set(SyncedEntityPage.objects.values_list("digest", flat=True))
     assert len(after) == other.entity_pages and not after & before, "the other page size's are gone"
     assert other.entities_deleted == 0
+    assert_entities_match(entity_server)
+
+
+def newest_entity_added(server) -> dict:
+    """An entity created in Autumn now, of the customer of the newest one: it comes first in
+    ``entities.list``, so every page after it shifts by one (new bytes, same entities)."""
+    newest = server.list_entities()[0]
+    return server.add_entity({"id": "ent_added_now", "customer_id": newest["customer_id"], "name": "Added",
+                              "feature_id": newest.get("feature_id")})
+
+
+def test_an_entity_created_in_autumn_shifts_every_page_but_only_it_is_decoded(entity_server, decoded):
+    size = page_size(entity_server.list_entities(), defect=False)
+    first = sync_all_customers(page_size=size)
+    total = assert_entities_match(entity_server)
+    added = newest_entity_added(entity_server)
+    decoded.clear()
+
+    run = sync_all_customers(page_size=size)
+
+    assert len(decoded) == run.entity_pages, "every page's bytes changed: each was sliced"
+    assert [entity_id for page in decoded for entity_id in page] == [added["id"]], "only it was decoded"
+    assert (run.entities_created, run.entities_updated, run.entities_deleted) == (1, 0, 0)
+    assert run.entities_unchanged == total
+    assert run.entities_reached_created_at == first.entities_reached_created_at
+    assert assert_entities_match(entity_server) == total + 1
+    decoded.clear()
+
+    again = sync_all_customers(page_size=size)
+
+    assert decoded == [], "the shifted pages' memos were stored"
+    assert again.entities_unchanged == total + 1
+
+
+def test_a_pass_resumed_over_shifted_pages_settles_creations_and_deletions(entity_server, decoded):
+    size, _, oldest = synced_then_oldest_deleted(entity_server)
+    newest_entity_added(entity_server)
+    entity_server.faults.fail_next(1, status=500, endpoint="entities.list", after=2)
+    decoded.clear()
+    with pytest.raises(ServerError):
+        sync_all_customers(page_size=size)
+    failed = SyncRun.objects.order_by("-pk").first()
+    assert (failed.status, failed.entity_pages) == (SyncRun.Status.FAILED, 2)
+    assert [entity_id for page in decoded for entity_id in page] == ["ent_added_now"]
+    # Its entities not decoded, the second page still moved the resume point to its oldest.
+    second_oldest = entity_server.list_entities()[2 * size - 1]["created_at"]
+    assert failed.entities_reached_created_at == EPOCH + timedelta(milliseconds=second_oldest)
+
+    run = sync_all_customers(page_size=size)
+
+    assert (run.pk, run.status) == (failed.pk, SyncRun.Status.SUCCEEDED)
+    assert run.entities_deleted == 1
+    gone = Entity.objects.get(deleted_at__isnull=False)
+    assert (gone.customer.autumn_id, gone.autumn_id) == (oldest["customer_id"], oldest["id"])
     assert_entities_match(entity_server)

@@ -147,7 +147,10 @@ class EntityPass:
                 run.entities_unchanged += len(page.memo)
             else:
                 result = self.writer.write(records, now=now)
-                oldest = min((record.created_ms for record in records), default=None)
+                # With the entities whose bytes the mirror holds as they are: not decoded.
+                oldest = min([record.created_ms for record in records]
+                             + [entity.created_ms for entity in page.known], default=None)
+                run.entities_unchanged += len(page.known)
             problems = read.problems + result.problems
             orphaned += result.orphans
             self.identified_everyone &= all(problem.key is not None or not problem.may_be_mirrored

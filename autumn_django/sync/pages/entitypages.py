@@ -8,6 +8,12 @@ decoding it) and the state fingerprint of each as the mirror stores it (its JSON
 While the mirror still holds every one of those states, the same bytes again need no
 decoding, hashing or lookup: their entities are as mirrored, and seen.
 
+A memo also names each entity's bytes (``pagememo.raw_fingerprint``). ``entities.list``
+is newest first, so one entity created or deleted shifts every page after it: their bytes
+change, but their entities' do not. A changed page is sliced into each entity's bytes
+(msgspec), and an entity whose bytes a stored memo showed, in a state the mirror holds,
+is neither decoded nor hashed (``KnownEntity``): only its key fields are read.
+
 Only pages the cursor gives at the crawl's limit are remembered: a page asked again
 shorter (the null-cursor defect, ``entity_listing``) is read every time, and so is one
 that ended the crawl early or came with a warning (the entities pass decides that).
@@ -18,30 +24,35 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from ... import jsonlib, resources
 from ...client import AutumnClient
 from ...entity_listing import EntityCrawl, EntityStep, last_with_id
 from .fingerprints import Fingerprints, pack_memo, unpack_memo
+from .pagememo import raw_fingerprint
 from .timeforms import EPOCH
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
-_FORMAT = b"autumn_django entity page memo 1\n"
+_FORMAT = b"autumn_django entity page memo 2\n"
 
 
 class EntityPageMemo:
     """What a page of ``entities.list`` held: enough to go on from it (``next_cursor``,
     ``count``, whether its last entity has an id), the oldest ``created_at`` on it (epoch
     ms: a resumed pass judges deletions below it), and the key and state fingerprints of
-    its entities."""
+    its entities, with their bytes' (``raws``; 0: unknown)."""
 
     def __init__(self, next_cursor: str | None, count: int, ends_on_id: bool, oldest: int | None,
-                 keys: Iterable[int] = (), states: Iterable[int] = ()) -> None:
+                 keys: Iterable[int] = (), states: Iterable[int] = (), raws: Iterable[int] | None = None,
+                 ) -> None:
         self.next_cursor, self.count, self.ends_on_id, self.oldest = next_cursor, count, ends_on_id, oldest
         self.keys, self.states = array("Q", keys), array("Q", states)
+        self.raws = array("Q", raws) if raws is not None else array("Q", bytes(8 * len(self.states)))
 
     def held_by(self, mirror: Fingerprints) -> bool:
         """Whether the mirror holds every entity of the page as the page shows it."""
@@ -53,20 +64,20 @@ class EntityPageMemo:
     def to_bytes(self) -> bytes:
         header = {"next_cursor": self.next_cursor, "count": self.count, "ends_on_id": self.ends_on_id,
                   "oldest": self.oldest}
-        return pack_memo(_FORMAT, header, self.keys, self.states)
+        return pack_memo(_FORMAT, header, self.keys, self.states, self.raws)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EntityPageMemo | None:
         """The memo stored as ``data``; None for bytes of another format or damaged ones."""
-        unpacked = unpack_memo(data, _FORMAT, 2)
+        unpacked = unpack_memo(data, _FORMAT, 3)
         if unpacked is None:
             return None
-        header, (keys, states) = unpacked
+        header, (keys, states, raws) = unpacked
         try:
             if len(states) != header["count"]:
                 return None
             return cls(header["next_cursor"], header["count"], bool(header["ends_on_id"]), header["oldest"],
-                       keys, states)
+                       keys, states, raws)
         except (KeyError, TypeError):
             return None
 
@@ -83,10 +94,22 @@ def entity_key_fingerprint(customer_id: Any, autumn_id: Any, created_at: datetim
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+@dataclass(frozen=True, slots=True)
+class KnownEntity:
+    """An entity of a page whose bytes a stored memo showed, in a state the mirror holds: not
+    decoded. Its key fingerprint, state and bytes' fingerprints, and ``created_at`` (epoch ms)."""
+
+    key: int
+    state: int
+    raw: int
+    created_ms: int
+
+
 @dataclass
 class RawEntityPage:
     """A page of the entities pass's crawl: its entities as decoded, or none when it was
-    recalled (``memo``: the bytes of a page the mirror holds, not decoded)."""
+    recalled (``memo``: the bytes of a page the mirror holds, not decoded). Of a page that
+    was not, the entities whose bytes the mirror holds are ``known`` instead of decoded."""
 
     entities: list[Any]
     step: EntityStep
@@ -94,6 +117,10 @@ class RawEntityPage:
     # SHA-256 of the answer's bytes when the page may be remembered; None: it may not.
     digest: bytes | None = None
     memo: EntityPageMemo | None = None
+    # The bytes' fingerprint of each of ``entities`` (0: unknown).
+    raws: list[int] = field(default_factory=list)
+    known: list[KnownEntity] = field(default_factory=list)
+    ends_on_id: bool = False  # whether the page's last entity, decoded or known, has an id
 
     @property
     def next_cursor(self) -> str | None:
@@ -109,13 +136,80 @@ class RawEntityPage:
 
 
 Recall = Callable[[bytes], EntityPageMemo | None]
+# The state fingerprint of an entity's bytes (``raw_fingerprint``) if a stored memo showed
+# them and the mirror holds that state; else None.
+KnownBytes = Callable[[int], int | None]
 
 
-def raw_entity_pages(client: AutumnClient, crawl: EntityCrawl, recall: Recall | None = None
-                     ) -> Iterator[RawEntityPage]:
+class _Head(msgspec.Struct):
+    """An entity's key fields: all an entity whose bytes the mirror holds needs read."""
+
+    id: Any = None
+    customer_id: Any = None
+    created_at: Any = None
+    name: Any = None
+
+
+class _Envelope(msgspec.Struct):
+    entities: list[msgspec.Raw] = msgspec.field(name="list")
+    next_cursor: str | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_head = msgspec.json.Decoder(_Head)
+_any = msgspec.json.Decoder()
+
+
+@dataclass
+class DecodedPage:
+    entities: list[Any]
+    raws: list[int]
+    known: list[KnownEntity]
+    count: int
+    last_with_id: int | None
+    next_cursor: str | None
+
+
+def decode_page(response: Any, known_bytes: KnownBytes | None) -> DecodedPage:
+    """A page's entities: each decoded, or ``known`` when ``known_bytes`` knows its bytes.
+    Every entities page the pass decodes goes through here."""
+    try:
+        envelope = _envelope.decode(response.content)
+    except msgspec.DecodeError:
+        # Not the shape expected: the module's own decoding names what is wrong, or, if
+        # the page is fine by it after all, it is read whole.
+        answer = resources.entity_list_answer(response)
+        entities = answer["list"]
+        return DecodedPage(entities, [0] * len(entities), [], len(entities), last_with_id(entities),
+                        answer["next_cursor"])
+    decoded = DecodedPage([], [], [], len(envelope.entities), None, envelope.next_cursor)
+    for position, raw in enumerate(envelope.entities):
+        try:
+            head = _head.decode(raw)
+        except msgspec.DecodeError:  # not an object: decoded, and reported by the reader
+            head = None
+        if head is not None and head.id:  # ``entity_listing.has_id``
+            decoded.last_with_id = position
+        raw_print = raw_fingerprint(raw)
+        state = known_bytes(raw_print) if known_bytes is not None and head is not None else None
+        if state is not None:
+            # The same bytes as an entity the mirror holds as it is, so its key fields are
+            # as they were when it was read: valid.
+            created = None if head.id is not None else EPOCH + timedelta(milliseconds=head.created_at)
+            key = entity_key_fingerprint(head.customer_id, head.id, created, head.name)
+            decoded.known.append(KnownEntity(key, state, raw_print, head.created_at))
+        else:
+            decoded.entities.append(_any.decode(raw))
+            decoded.raws.append(raw_print)
+    return decoded
+
+
+def raw_entity_pages(client: AutumnClient, crawl: EntityCrawl, recall: Recall | None = None,
+                     known_bytes: KnownBytes | None = None) -> Iterator[RawEntityPage]:
     """Every page of ``crawl``. With ``recall`` (the memo of bytes whose entities the mirror
     holds, or None), a page it knows is not decoded, unless only its entities can tell
-    where the crawl goes."""
+    where the crawl goes. With ``known_bytes``, an entity whose bytes it knows is not
+    decoded (``KnownEntity``)."""
     while not crawl.done:
         rememberable = recall is not None and not crawl.shortened
         response = client.entities.page_response(crawl)
@@ -127,13 +221,14 @@ def raw_entity_pages(client: AutumnClient, crawl: EntityCrawl, recall: Recall | 
         if step is not None:
             page = RawEntityPage([], step, response.requested_at, digest, memo)
         else:
-            # Through the module, so that what decodes every entities page is one name.
-            answer = resources.entity_list_answer(response)
-            entities = answer["list"]
-            step = crawl.advance(len(entities), answer["next_cursor"], last_with_id(entities))
+            page_of = decode_page(response, known_bytes)
+            step = crawl.advance(page_of.count, page_of.next_cursor, page_of.last_with_id)
             if step is None:
                 continue  # the same cursor, asked again shorter: that answer is not remembered
-            page = RawEntityPage(entities, step, response.requested_at, digest)
+            page = RawEntityPage(page_of.entities, step, response.requested_at, digest, raws=page_of.raws,
+                                 known=page_of.known,
+                                 ends_on_id=bool(page_of.count) and page_of.last_with_id == page_of.count - 1)
+            del page_of
         del response
         yield page
         del page

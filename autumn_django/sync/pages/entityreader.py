@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ...client import AutumnClient
-from ...entity_listing import EntityCrawl, has_id
+from ...entity_listing import EntityCrawl
 from .ahead import PagesAhead
 from .entitypages import EntityPageMemo, RawEntityPage, entity_key_fingerprint, raw_entity_pages
 from .entityrecords import EntityKey, EntityRecord, read_entity
 from .fingerprints import Fingerprints, state_fingerprint
+from .pagememo import RawIndex
 from .records import RecordError, RowForm
 
 
@@ -33,7 +34,7 @@ class ReadEntityPage:
     def travel_light(self) -> ReadEntityPage:
         """Drop what the writer does not need before the page crosses the prefetch pipe:
         the decoded entities (the records hold what is written)."""
-        self.page.entities = []
+        self.page.entities, self.page.raws = [], []
         for record in self.records:
             record.travel_light()
         return self
@@ -53,7 +54,15 @@ class EntityPageReader:
     def read(self, page: RawEntityPage) -> ReadEntityPage:
         if page.memo is not None:
             return ReadEntityPage(page, [], [], [])
-        records, problems = read_entities(page.entities, page.requested_at)
+        records, problems = [], []
+        for data, raw_print in zip(page.entities, page.raws or [0] * len(page.entities), strict=True):
+            try:
+                record = read_entity(data, read_at=page.requested_at)
+            except RecordError as exc:
+                problems.append(exc)
+                continue
+            record.raw_print = raw_print
+            records.append(record)
         kept = []
         for record in records:
             if state_fingerprint(record.raw_hash) not in self.known:
@@ -64,30 +73,46 @@ class EntityPageReader:
                     continue
             kept.append(record)
         record_prints = [entity_key_print(record.key) for record in records]
-        seen = record_prints + [entity_key_print(problem.key) for problem in problems
-                                if problem.key is not None]
+        known_prints = [entity.key for entity in page.known]
+        seen = record_prints + known_prints + [entity_key_print(problem.key) for problem in problems
+                                               if problem.key is not None]
         memo = None
         # Never of a page that ended the crawl early or warned, nor of one with a record
         # that did not parse (reported every run), nor of an empty one. Without problems,
         # every record was kept: ``record_prints`` are the kept ones'.
-        if page.digest is not None and kept and not problems and page.complete and not page.warnings:
-            memo = EntityPageMemo(page.next_cursor, len(page.entities), has_id(page.entities[-1]),
-                                  min(record.created_ms for record in kept), record_prints,
-                                  [state_fingerprint(record.raw_hash) for record in kept])
+        if (page.digest is not None and (kept or page.known) and not problems and page.complete
+                and not page.warnings):
+            known = page.known
+            memo = EntityPageMemo(
+                page.next_cursor, len(kept) + len(known), page.ends_on_id,
+                min([record.created_ms for record in kept] + [entity.created_ms for entity in known]),
+                record_prints + known_prints,
+                [state_fingerprint(record.raw_hash) for record in kept] + [entity.state for entity in known],
+                [record.raw_print for record in kept] + [entity.raw for entity in known])
         return ReadEntityPage(page, kept, problems, seen, memo)
 
 
 class MemoRecall:
     """For the crawl (on its fetching thread): the stored memo of a page's bytes, if the
-    mirror (``known``, when the pass began) holds every entity on it as it showed them."""
+    mirror (``known``, when the pass began) holds every entity on it as it showed them; and
+    (``state_of_bytes``) the state of an entity's bytes a stored memo showed, if the mirror
+    holds it."""
 
     def __init__(self, stored: dict[bytes, bytes], known: Fingerprints) -> None:
         self.stored, self.known = stored, known
+        self._raws: RawIndex | None = None
 
     def __call__(self, digest: bytes) -> EntityPageMemo | None:
         data = self.stored.get(digest)
         memo = EntityPageMemo.from_bytes(data) if data is not None else None
         return memo if memo is not None and memo.held_by(self.known) else None
+
+    def state_of_bytes(self, raw_print: int) -> int | None:
+        if self._raws is None:  # made once, when a page is first decoded
+            self._raws = RawIndex(memo for data in self.stored.values()
+                                  if (memo := EntityPageMemo.from_bytes(data)) is not None)
+        state = self._raws.state_of(raw_print)
+        return state if state is not None and state in self.known else None
 
 
 def read_entity_pages(client: AutumnClient, crawl: EntityCrawl, known: Fingerprints,
@@ -98,7 +123,8 @@ def read_entity_pages(client: AutumnClient, crawl: EntityCrawl, known: Fingerpri
     the next request). ``lock`` is held while that thread uses ``client``."""
     known.sort()  # the fetching thread and this one share it
     reader = EntityPageReader(form, known)
-    with PagesAhead(raw_entity_pages(client, crawl, MemoRecall(stored_memos, known)), lock=lock) as pages:
+    recall = MemoRecall(stored_memos, known)
+    with PagesAhead(raw_entity_pages(client, crawl, recall, recall.state_of_bytes), lock=lock) as pages:
         for page in pages:
             yield reader.read(page)
             del page
@@ -109,7 +135,8 @@ def read_next_entity_page(client: AutumnClient, crawl: EntityCrawl, known: Finge
     """The next page of ``crawl``, fetched and read on this thread, the crawl left after
     it (None: the crawl was done)."""
     known.sort()
-    pages = raw_entity_pages(client, crawl, MemoRecall(stored_memos, known))
+    recall = MemoRecall(stored_memos, known)
+    pages = raw_entity_pages(client, crawl, recall, recall.state_of_bytes)
     try:
         page = next(pages, None)
     finally:

@@ -40,6 +40,7 @@ class EntityRecord:
     read_at: datetime | None = None
     # By CHILD_KINDS; None until ``parse_children``.
     children: dict[str, list] | None = None
+    raw_print: int = 0  # the fingerprint of its bytes as the page showed them (0: unknown)
 
     @property
     def autumn_id(self) -> str | None:
