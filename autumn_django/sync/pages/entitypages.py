@@ -35,6 +35,7 @@ from ...client import AutumnClient
 from ...entity_listing import EntityCrawl, EntityStep, last_with_id
 from .fingerprints import Fingerprints, pack_memo, unpack_memo
 from .pagememo import raw_fingerprint
+from .rawpages import list_envelope
 from .timeforms import EPOCH
 
 # Bytes stored by an older version lack it and are ignored: the page is simply read again.
@@ -150,12 +151,6 @@ class _Head(msgspec.Struct):
     name: Any = None
 
 
-class _Envelope(msgspec.Struct):
-    entities: list[msgspec.Raw] = msgspec.field(name="list")
-    next_cursor: str | None = None
-
-
-_envelope = msgspec.json.Decoder(_Envelope)
 _head = msgspec.json.Decoder(_Head)
 _any = msgspec.json.Decoder()
 
@@ -174,7 +169,7 @@ def decode_page(response: Any, known_bytes: KnownBytes | None) -> DecodedPage:
     """A page's entities: each decoded, or ``known`` when ``known_bytes`` knows its bytes.
     Every entities page the pass decodes goes through here."""
     try:
-        envelope = _envelope.decode(response.content)
+        envelope = list_envelope.decode(response.content)
     except msgspec.DecodeError:
         # Not the shape expected: the module's own decoding names what is wrong, or, if
         # the page is fine by it after all, it is read whole.
@@ -182,8 +177,8 @@ def decode_page(response: Any, known_bytes: KnownBytes | None) -> DecodedPage:
         entities = answer["list"]
         return DecodedPage(entities, [0] * len(entities), [], len(entities), last_with_id(entities),
                         answer["next_cursor"])
-    decoded = DecodedPage([], [], [], len(envelope.entities), None, envelope.next_cursor)
-    for position, raw in enumerate(envelope.entities):
+    decoded = DecodedPage([], [], [], len(envelope.items), None, envelope.next_cursor)
+    for position, raw in enumerate(envelope.items):
         try:
             head = _head.decode(raw)
         except msgspec.DecodeError:  # not an object: decoded, and reported by the reader

@@ -59,12 +59,15 @@ class _Head(msgspec.Struct):
     balances: dict[str, _Balance] | None = None
 
 
-class _Envelope(msgspec.Struct):
-    customers: list[msgspec.Raw] = msgspec.field(name="list")
+class ListEnvelope(msgspec.Struct):
+    """A page of a list endpoint (``customers.list``, ``entities.list``): each item's bytes
+    apart, none decoded."""
+
+    items: list[msgspec.Raw] = msgspec.field(name="list")
     next_cursor: str | None = None
 
 
-_envelope = msgspec.json.Decoder(_Envelope)
+list_envelope = msgspec.json.Decoder(ListEnvelope)
 _head = msgspec.json.Decoder(_Head)
 _any = msgspec.json.Decoder()
 _UNDECODED = object()
@@ -194,10 +197,10 @@ def raw_pages(client: AutumnClient, crawl: ListCrawl, recall: Recall | None = No
 
 def _decode(response: requests.Response) -> tuple[list[Row], str | None]:
     try:
-        envelope = _envelope.decode(response.content)
+        envelope = list_envelope.decode(response.content)
     except msgspec.DecodeError:
         # Not the shape expected: the client's own decoding names what is wrong, or, if the
         # page is fine by it after all, it is read as dicts.
         answer = list_answer(response)
         return [row_of(data, n) for n, data in enumerate(answer["list"])], answer["next_cursor"]
-    return [read_row(raw, n) for n, raw in enumerate(envelope.customers)], envelope.next_cursor
+    return [read_row(raw, n) for n, raw in enumerate(envelope.items)], envelope.next_cursor
