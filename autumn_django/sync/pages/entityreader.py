@@ -54,15 +54,7 @@ class EntityPageReader:
     def read(self, page: RawEntityPage) -> ReadEntityPage:
         if page.memo is not None:
             return ReadEntityPage(page, [], [], [])
-        records, problems = [], []
-        for data, raw_print in zip(page.entities, page.raws or [0] * len(page.entities), strict=True):
-            try:
-                record = read_entity(data, read_at=page.requested_at)
-            except RecordError as exc:
-                problems.append(exc)
-                continue
-            record.raw_print = raw_print
-            records.append(record)
+        records, problems = read_entities(page.entities, page.requested_at, page.raws)
         kept = []
         for record in records:
             if state_fingerprint(record.raw_hash) not in self.known:
@@ -82,13 +74,14 @@ class EntityPageReader:
         # every record was kept: ``record_prints`` are the kept ones'.
         if (page.digest is not None and (kept or page.known) and not problems and page.complete
                 and not page.warnings):
-            known = page.known
+            undecoded = page.known
             memo = EntityPageMemo(
-                page.next_cursor, len(kept) + len(known), page.ends_on_id,
-                min([record.created_ms for record in kept] + [entity.created_ms for entity in known]),
+                page.next_cursor, len(kept) + len(undecoded), page.ends_on_id,
+                min([record.created_ms for record in kept] + [entity.created_ms for entity in undecoded]),
                 record_prints + known_prints,
-                [state_fingerprint(record.raw_hash) for record in kept] + [entity.state for entity in known],
-                [record.raw_print for record in kept] + [entity.raw for entity in known])
+                [state_fingerprint(record.raw_hash) for record in kept]
+                + [entity.state for entity in undecoded],
+                [record.raw_print for record in kept] + [entity.raw for entity in undecoded])
         return ReadEntityPage(page, kept, problems, seen, memo)
 
 
@@ -151,12 +144,17 @@ def entity_key_print(key: EntityKey) -> int:
     return entity_key_fingerprint(key[0], None, key[2], key[3])
 
 
-def read_entities(entities: list, read_at: datetime | None) -> tuple[list[EntityRecord], list[RecordError]]:
-    """``read_entity`` of each object of a page: the records, and the objects' errors."""
+def read_entities(entities: list, read_at: datetime | None, raws: list[int] | None = None,
+                  ) -> tuple[list[EntityRecord], list[RecordError]]:
+    """``read_entity`` of each object of a page: the records, and the objects' errors.
+    ``raws``: the fingerprint of each object's bytes, kept on its record."""
     records, problems = [], []
-    for data in entities:
+    for data, raw_print in zip(entities, raws or [0] * len(entities), strict=True):
         try:
-            records.append(read_entity(data, read_at=read_at))
+            record = read_entity(data, read_at=read_at)
         except RecordError as exc:
             problems.append(exc)
+            continue
+        record.raw_print = raw_print
+        records.append(record)
     return records, problems
