@@ -17,6 +17,7 @@ from autumn_django.sync.pages import crawl as crawl_module
 from autumn_django.sync.pages import rawpages
 from autumn_django.sync.pages.fingerprints import Fingerprints
 from autumn_django.sync.pages.preparer import MirrorView, PagePreparer
+from autumn_django.sync.pages.records import RowForm
 from autumn_django.sync.pages.windows import Window, WindowPlan
 
 
@@ -161,3 +162,30 @@ def test_re_reads_wait_for_their_answers_without_a_slot(make_standin, monkeypatc
     assert seen == 1600
     assert len(first_pages) == 8
     assert waiting["peak"] == 8, waiting
+
+
+def test_a_page_keeps_no_customer_decoded_once_it_is_parsed(make_standin, monkeypatch):
+    """While a page is classified, each customer's decoded object goes once its rows are
+    built. Before, every row kept its decoded customer until the page was done: ~9 MB of
+    1,000 customers, per page being prepared, in the prefetch child's peak."""
+    server = make_standin(400, seed=3)
+    current: dict[str, list] = {"rows": []}
+    most_at_once = 0
+    prepare, parse = PagePreparer.prepare, RowForm.parse
+
+    def watched_prepare(self, page):
+        current["rows"] = list(page.rows)
+        return prepare(self, page)
+
+    def watched_parse(self, data, *args, **kwargs):
+        nonlocal most_at_once
+        held = sum(row._data is not rawpages._UNDECODED for row in current["rows"])
+        most_at_once = max(most_at_once, held)
+        return parse(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(PagePreparer, "prepare", watched_prepare)
+    monkeypatch.setattr(RowForm, "parse", watched_parse)
+    crawl = _started_crawl(server, crawlers=1)
+    assert sum(len(prepared.records) for prepared in crawl.pages()) == 400
+    assert 0 < most_at_once <= 1
+

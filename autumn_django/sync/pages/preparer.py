@@ -265,7 +265,7 @@ class PagePreparer:
                     if state is not None and state in self._known:
                         record = None  # bytes a stored page showed, in a state the mirror holds
                     else:
-                        data = row.data if data is None else data
+                        data = row.take_data() if data is None else data
                         canonical = canonical_json(data)
                         state = state_fingerprint(canonical[1])
                         record = None if state in self._known else self.form.parse(
