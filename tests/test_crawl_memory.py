@@ -28,11 +28,12 @@ def _eight_windows(server) -> list[Window]:
     return [Window(n, None if n == 0 else edges[n - 1] + 1, edges[n] if n < 7 else None) for n in range(8)]
 
 
-def _started_crawl(server, crawlers: int = 8) -> crawl_module.WindowedCrawl:
+def _started_crawl(server, crawlers: int = 8, pack=None) -> crawl_module.WindowedCrawl:
     """A crawl of ``server``'s customers over eight windows, pages of 40, started."""
     view = MirrorView(Fingerprints, dict)
     plan = WindowPlan(_eight_windows(server), fixed=True)
-    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=crawlers, view=view)
+    crawl = crawl_module.WindowedCrawl(plan, make_client=AutumnClient, limit=40, crawlers=crawlers, view=view,
+                                       pack=pack)
     crawl.start()
     view.load()  # the mirror's state arrives while the first pages are on their way
     return crawl
@@ -189,3 +190,20 @@ def test_a_page_keeps_no_customer_decoded_once_it_is_parsed(make_standin, monkey
     assert sum(len(prepared.records) for prepared in crawl.pages()) == 400
     assert 0 < most_at_once <= 1
 
+
+def test_pages_are_packed_by_the_crawler_that_prepared_them(make_standin):
+    """The prefetch child's pages wait for the writer pickled (half their size as
+    objects): ``pack`` runs on the crawlers' threads, before a page is queued, and the
+    crawl gives what it returns."""
+    server = make_standin(400, seed=3)
+    packed_on: set[str] = set()
+
+    def pack(prepared):
+        packed_on.add(threading.current_thread().name)
+        return ("packed", len(prepared.records))
+
+    crawl = _started_crawl(server, pack=pack)
+    items = list(crawl.pages())
+    assert all(kind == "packed" for kind, _ in items)
+    assert sum(count for _, count in items) == 400
+    assert packed_on and all(name.startswith("autumn-window-") for name in packed_on), packed_on

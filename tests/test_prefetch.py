@@ -3,7 +3,9 @@
 import os
 import threading
 
-from autumn_django.sync.pages.prefetch import _FrameSender, _read_frame
+import pytest
+
+from autumn_django.sync.pages.prefetch import _FrameReader, _FrameSender
 
 
 def test_frames_arrive_whole_and_in_order_while_the_sender_runs_ahead():
@@ -13,7 +15,8 @@ def test_frames_arrive_whole_and_in_order_while_the_sender_runs_ahead():
     with os.fdopen(read_end, "rb") as source, os.fdopen(write_end, "wb") as sink:
         sender = _FrameSender(sink)
         received = []
-        reader = threading.Thread(target=lambda: received.extend(_read_frame(source) for _ in frames))
+        frames_in = _FrameReader(source)
+        reader = threading.Thread(target=lambda: received.extend(frames_in.read() for _ in frames))
         reader.start()
         for frame in frames:
             sender.send(frame)
@@ -45,3 +48,33 @@ def test_a_reader_that_went_away_fails_the_sender_without_hanging_it():
     # reaches the preparing thread (by a send, or at the latest by close).
     assert not preparing.is_alive()
     assert len(failures) == 1
+
+
+def test_the_parents_reader_reuses_one_buffer_for_frames_of_any_size():
+    """Frames larger, then smaller, then larger again than the last, through one reader:
+    each arrives whole (a frame read into the buffer a larger one left must not keep that
+    one's tail)."""
+    read_end, write_end = os.pipe()
+    frames = [("page", bytes([i]) * size) for i, size in enumerate((200_000, 10, 450_000, 3, 450_001))]
+    with os.fdopen(read_end, "rb") as source, os.fdopen(write_end, "wb") as sink:
+        sender = _FrameSender(sink)
+        reader = _FrameReader(source)
+        received = []
+        receiving = threading.Thread(target=lambda: received.extend(reader.read() for _ in frames))
+        receiving.start()
+        for frame in frames:
+            sender.send(frame)
+        sender.close()
+        receiving.join(10)
+    assert received == frames
+
+
+def test_a_frame_cut_short_is_the_end_of_the_stream():
+    """A child killed half-way through a frame: the reader says so (EOFError, which the
+    sync turns into its "stopped unexpectedly" error) rather than unpickling a part."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as source:
+        with os.fdopen(write_end, "wb") as sink:
+            sink.write((1000).to_bytes(8, "big") + b"x" * 10)
+        with pytest.raises(EOFError):
+            _FrameReader(source).read()
