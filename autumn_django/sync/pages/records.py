@@ -28,7 +28,7 @@ from .fieldreaders import (
     _text,
     _time,
 )
-from .timeforms import DATETIMES, TIME_FORMS, MsConverter
+from .timeforms import MsConverter, time_form
 from .typedrows import ChildRows, customer_rows, owner_rows
 
 CUSTOMER_FIELDS = ("autumn_id", "name", "email", "fingerprint", "stripe_id",
@@ -164,7 +164,7 @@ def parse_customer(data: Any, canonical: tuple[bytes, str] | None = None, *,
     if key is None:
         keyless = data.get("id") is None and data.get("email") is None
         raise RecordError("it has neither an id nor an email, so it cannot be keyed", None, keyless=keyless)
-    to_time = (TIME_FORMS[time_style] if time_style else DATETIMES).from_ms
+    to_time = time_form(time_style).from_ms
     values, (subscriptions, purchases, balances, flags), licenses = (
         customer_rows(data, to_time) or _read_customer(data, key, to_time))
     raw_json, raw_hash = canonical or canonical_json(data)
@@ -208,7 +208,7 @@ def child_rows(data: dict, key: Any = None, time_style: str | None = None) -> Ch
     """The subscription, purchase, balance and flag rows of a customer or an entity object
     (in ``CHILD_FIELDS`` order, times as aware datetimes or in the form ``time_style``
     names); ``RecordError`` with ``key`` naming the bad field."""
-    to_time = (TIME_FORMS[time_style] if time_style else DATETIMES).from_ms
+    to_time = time_form(time_style).from_ms
     typed = owner_rows(data, to_time) if isinstance(data, dict) else None
     if typed is not None:
         return typed

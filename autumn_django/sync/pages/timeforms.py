@@ -81,3 +81,8 @@ TIME_FORMS: dict[str, TimeForm] = {
     # PostgreSQL reads ISO 8601 with an offset into timestamptz (COPY and parameters alike).
     "iso": TimeForm(_EpochText("T", "+00:00", datetime.isoformat), lambda value: value.isoformat()),
 }
+
+
+def time_form(style: str | None) -> TimeForm:
+    """The form ``style`` names (a key of ``TIME_FORMS``); None: aware datetimes."""
+    return TIME_FORMS[style] if style else DATETIMES
