@@ -152,10 +152,15 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
             if key == "first_sync" and step.get("cpu"):
                 cores = result["machine"]["cores"]
                 bound = cpu_bound_seconds(step["cpu"], cores)
+                cell = (f"{sum(step['cpu'].values()):,.1f} CPU-s ÷ {cores} = {bound:,.2f} s · "
+                        f"**{bound / one['seconds']:.2f}x** one cursor")
+                if step.get("customers_cpu"):
+                    passes = step["customers_cpu"] / cores
+                    cell += (f"; its customers pass {step['customers_cpu']:,.1f} CPU-s ÷ {cores} = "
+                             f"{passes:,.2f} s · **{passes / one['seconds']:.2f}x** one cursor · "
+                             f"**{passes / windowed['seconds']:.2f}x** windowed")
                 put("first_cpu", "↳ its CPU, every process (sync, prefetch child, stand-in, PostgreSQL "
-                    "server) ÷ cores: no overlap of the work gets below this", "—", db,
-                    f"{sum(step['cpu'].values()):,.1f} CPU-s ÷ {cores} = {bound:,.2f} s · "
-                    f"**{bound / one['seconds']:.2f}x** one cursor")
+                    "server) ÷ cores: no overlap of the work gets below this", "—", db, cell)
         baseline = steps.get("naive_baseline")
         if baseline:
             speedup = baseline["scaled_seconds"] / steps["first_sync"]["seconds"]
@@ -258,9 +263,10 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             lines.append("| " + " | ".join([step, target, *(cells.get(db, "—") for db in dbs)]) + " |")
     lines += ["", "Cells: seconds · customers per second · **x the floor** of the same run and database "
               "(each floor the median of its runs: twice before the syncs, once after each). A sync's "
-              "customers pass runs from its start to its first `entities.list` request, or, when "
-              "a prefetch child makes those requests (the default), to the last customers page it "
-              "wrote (catalogue, customer pages); its entities pass is the rest. The naive "
+              "customers pass runs from its start to the sync process's first `entities.list` "
+              "request (catalogue, customer pages, customer deletions), or, where a prefetch child "
+              "makes them all, to the last customers page it wrote; its entities pass is the rest. "
+              "Its CPU is every process's at that request. The naive "
               "baseline is measured on a sample and scaled linearly to N. Peak RSS: a fresh process "
               "runs the first sync; the figure is the largest sum of its RSS and its helper "
               "processes' at one moment (sampled from /proc every 0.2 s), then each process's own "

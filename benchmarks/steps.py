@@ -3,11 +3,12 @@
 ``timed_sync`` calls ``sync_all_customers`` as a project does, so it measures whatever the
 sync does (one cursor today, windows later). How the two passes are told apart: the
 customers pass runs from the call to the moment the sync first asks for an entities page
-(the benchmark hands the sync an ``AutumnClient`` whose ``entities.iter_pages`` notes that
-moment), so it holds the catalogue, every customers page and the settling of customer
-deletions; the entities pass is the rest (every entities page, entity deletions, the run's
-finish). Should the sync stop using ``client.entities.iter_pages``, the time of the last
-customers page (``progress``) is used instead and the step says so.
+(the benchmark hands the sync an ``AutumnClient`` whose ``entities.page_response`` notes
+that moment, and every process's CPU then), so it holds the catalogue, every customers page
+and the settling of customer deletions; the entities pass is the rest (every entities
+page, entity deletions, the run's finish). Where the sync process makes no entities
+request (a prefetch child makes them all), the time of the last customers page
+(``progress``) is used instead and the step says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import gc
 import os
 import resource
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +65,25 @@ class Ticker:
             say(f"      ... {done:,} entities, {run.entity_pages} pages, {now - self.started:.0f} s")
 
 
-def _client_noting_entities_start() -> tuple[Any, dict[str, float]]:
+def _client_noting_entities_start() -> tuple[Any, dict[str, Any]]:
     """An ``AutumnClient`` as the sync builds one, and a dict that gets "entities" = the
-    perf_counter() of the sync's first request for an entities page."""
+    perf_counter() of the sync process's first request for an entities page, and "cpu" =
+    ``_all_cpu_seconds()`` just before it."""
     from autumn_django.client import AutumnClient
 
     client, noted = AutumnClient(), {}
-    plain = getattr(getattr(client, "entities", None), "iter_pages", None)
+    plain = getattr(getattr(client, "entities", None), "page_response", None)
     if plain is None:
         return client, noted
 
-    def iter_pages(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        noted.setdefault("entities", time.perf_counter())
-        yield from plain(*args, **kwargs)
+    def page_response(*args: Any, **kwargs: Any) -> Any:
+        if "entities" not in noted:  # once: a scan of /proc takes a few milliseconds
+            noted["cpu"] = _all_cpu_seconds()
+            noted["entities"] = time.perf_counter()
+        return plain(*args, **kwargs)
 
-    client.entities.iter_pages = iter_pages  # this client only: the sync's code is untouched
+    # This client only (``iter_pages`` asks it too): the sync's code is untouched.
+    client.entities.page_response = page_response
     return client, noted
 
 
@@ -93,7 +97,7 @@ def timed_sync(name: str, windows: int | None = None) -> Step:
     client, noted = _client_noting_entities_start()
     ticker = Ticker()
     settle()
-    before, others_before = _cpu_seconds(), _other_cpu_seconds()
+    before = _all_cpu_seconds()
     with override_settings(**overrides):
         started = ticker.started = ticker.last = time.perf_counter()
         try:
@@ -102,15 +106,19 @@ def timed_sync(name: str, windows: int | None = None) -> Step:
         finally:
             client.close()
     ended = time.perf_counter()
-    after, others_after = _cpu_seconds(), _other_cpu_seconds()
+    after = _all_cpu_seconds()
     if run.status != "succeeded":
         raise RuntimeError(f"{name}: the sync run ended {run.status}: {run.failure}")
-    cpu = {"sync process": after[0] - before[0], "prefetch child": after[1] - before[1],
-           **{key: others_after[key] - others_before.get(key, 0.0) for key in others_after}}
+    cpu = _cpu_between(before, after)
     split = noted.get("entities") or ticker.last_customer_page
     phases = {"customers": split - started, "entities": ended - split}
+    customers_cpu = 0.0
     if "entities" not in noted:
         phases["split_at_last_customers_page"] = 1.0
+    else:
+        # Its prefetch child has exited (and been waited for) before the entities pass
+        # starts: every process of the customers pass is counted.
+        customers_cpu = sum(_cpu_between(before, noted["cpu"]).values())
     counts = {"created": run.created, "updated": run.updated, "unchanged": run.unchanged,
               "deleted": run.deleted, "skipped": run.skipped,
               "entities_created": run.entities_created, "entities_updated": run.entities_updated,
@@ -118,7 +126,18 @@ def timed_sync(name: str, windows: int | None = None) -> Step:
               "entities_skipped": run.entities_skipped, "entity_pages": run.entity_pages}
     seen = run.created + run.updated + run.unchanged + run.skipped
     entities = run.entities_created + run.entities_updated + run.entities_unchanged + run.entities_skipped
-    return Step(name, ended - started, seen, counts, cpu, phases, entities)
+    return Step(name, ended - started, seen, counts, cpu, phases, entities, customers_cpu)
+
+
+def _all_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of every process a sync's step counts (``_cpu_seconds``,
+    ``_other_cpu_seconds``), by name."""
+    own, children = _cpu_seconds()
+    return {"sync process": own, "prefetch child": children, **_other_cpu_seconds()}
+
+
+def _cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: value - before.get(key, 0.0) for key, value in after.items()}
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -207,3 +226,6 @@ def print_step(step: Step, floors: dict[str, float] | None = None, note: str = "
         bound = cpu_bound_seconds(step.cpu, cores)
         say(" " * 30 + "cpu: " + ", ".join(f"{k} {v:.2f} s" for k, v in step.cpu.items())
             + f"; total {total:.2f} CPU-s, so at least {bound:.2f} s on {cores} cores")
+        if step.customers_cpu:
+            say(" " * 30 + f"cpu of the customers pass: {step.customers_cpu:.2f} CPU-s, so at least "
+                f"{step.customers_cpu / cores:.2f} s on {cores} cores")
