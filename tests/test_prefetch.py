@@ -8,21 +8,25 @@ import pytest
 from autumn_django.sync.pages.prefetch import _FrameReader, _FrameSender
 
 
-def test_frames_arrive_whole_and_in_order_while_the_sender_runs_ahead():
+def _sent_through_a_pipe(frames: list) -> list:
+    """``frames`` sent by a ``_FrameSender`` and read by one ``_FrameReader`` on a thread."""
     read_end, write_end = os.pipe()
-    # Frames far larger than the pipe's buffer: each write blocks until the reader drains it.
-    frames = [("page", bytes([i]) * 300_000) for i in range(5)]
+    received: list = []
     with os.fdopen(read_end, "rb") as source, os.fdopen(write_end, "wb") as sink:
-        sender = _FrameSender(sink)
-        received = []
-        frames_in = _FrameReader(source)
-        reader = threading.Thread(target=lambda: received.extend(frames_in.read() for _ in frames))
-        reader.start()
+        sender, reader = _FrameSender(sink), _FrameReader(source)
+        receiving = threading.Thread(target=lambda: received.extend(reader.read() for _ in frames))
+        receiving.start()
         for frame in frames:
             sender.send(frame)
         sender.close()
-        reader.join(10)
-    assert received == frames
+        receiving.join(10)
+    return received
+
+
+def test_frames_arrive_whole_and_in_order_while_the_sender_runs_ahead():
+    # Frames far larger than the pipe's buffer: each write blocks until the reader drains it.
+    frames = [("page", bytes([i]) * 300_000) for i in range(5)]
+    assert _sent_through_a_pipe(frames) == frames
 
 
 def test_a_reader_that_went_away_fails_the_sender_without_hanging_it():
@@ -54,19 +58,8 @@ def test_the_parents_reader_reuses_one_buffer_for_frames_of_any_size():
     """Frames larger, then smaller, then larger again than the last, through one reader:
     each arrives whole (a frame read into the buffer a larger one left must not keep that
     one's tail)."""
-    read_end, write_end = os.pipe()
     frames = [("page", bytes([i]) * size) for i, size in enumerate((200_000, 10, 450_000, 3, 450_001))]
-    with os.fdopen(read_end, "rb") as source, os.fdopen(write_end, "wb") as sink:
-        sender = _FrameSender(sink)
-        reader = _FrameReader(source)
-        received = []
-        receiving = threading.Thread(target=lambda: received.extend(reader.read() for _ in frames))
-        receiving.start()
-        for frame in frames:
-            sender.send(frame)
-        sender.close()
-        receiving.join(10)
-    assert received == frames
+    assert _sent_through_a_pipe(frames) == frames
 
 
 def test_a_frame_cut_short_is_the_end_of_the_stream():
