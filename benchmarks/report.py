@@ -95,9 +95,14 @@ def _targets(key: str, db: str, latency: float) -> str:
     if latency:
         return {"first_sync": f"≥ {LATENT_FIRST_SPEEDUP:g}x faster than one cursor, "
                               f"≤ {LATENT_FIRST_MAX_WINDOWED:g}x windowed",
-                "no_change_resync": f"≤ {LATENT_NO_CHANGE_MAX_WINDOWED:g}x windowed"}.get(key, "—")
+                "no_change": f"≤ {LATENT_NO_CHANGE_MAX_WINDOWED:g}x windowed"}.get(_target_of(key), "—")
     return {"first_sync": f"≤ {LOCAL_FIRST_MAX[db]:g}x one cursor",
-            "no_change_resync": f"≤ {LOCAL_NO_CHANGE_MAX:g}x one cursor"}.get(key, "—")
+            "no_change": f"≤ {LOCAL_NO_CHANGE_MAX:g}x one cursor"}.get(_target_of(key), "—")
+
+
+def _target_of(key: str) -> str | None:
+    """Which of issue 17's targets a step is held to: both no-change re-syncs have one."""
+    return "no_change" if key in ("no_change_resync", "no_change_again") else key
 
 
 def _met(key: str, db: str, latency: float, seconds: float | None, floors: dict[str, Any]) -> str:
@@ -109,7 +114,7 @@ def _met(key: str, db: str, latency: float, seconds: float | None, floors: dict[
     if key == "first_sync":
         ok = (one / seconds >= LATENT_FIRST_SPEEDUP and seconds / windowed <= LATENT_FIRST_MAX_WINDOWED
               if latency else seconds / one <= LOCAL_FIRST_MAX[db])
-    elif key == "no_change_resync":
+    elif _target_of(key) == "no_change":
         ok = (seconds / windowed <= LATENT_NO_CHANGE_MAX_WINDOWED if latency
               else seconds / one <= LOCAL_NO_CHANGE_MAX)
     else:
@@ -153,7 +158,10 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
         for key, label in (("first_sync_one_connection", "first sync on one database connection "
                             "(`AUTUMN_SYNC_DB_CONNECTIONS = 1`), just before the default's"),
                            ("first_sync", "first sync into an empty mirror"),
-                           ("no_change_resync", "no-change re-sync"),
+                           ("no_change_resync", "no-change re-sync (the first after a first sync: "
+                            "new windows, so pages the memos do not know)"),
+                           ("no_change_again", "no-change re-sync again (the windows kept: what every "
+                            "later sync does)"),
                            ("resync_after_change", _change_label(steps["resync_after_change"]["change"]))):
             step = steps.get(key)
             if not step:
@@ -194,7 +202,8 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
 ROW_ORDER = ("floor_one", "floor_windowed", "floor_entities", "first_sync_one_connection",
              "first_sync_one_connection_customers", "first_sync_one_connection_entities", "first_sync",
              "first_sync_customers", "first_sync_entities", "first_cpu", "no_change_resync",
-             "no_change_resync_customers", "no_change_resync_entities", "resync_after_change",
+             "no_change_resync_customers", "no_change_resync_entities", "no_change_again",
+             "no_change_again_customers", "no_change_again_entities", "resync_after_change",
              "resync_after_change_customers", "resync_after_change_entities", "baseline")
 
 
