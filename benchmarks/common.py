@@ -28,9 +28,9 @@ class Step:
     # "entities" (the entity crawl and its deletions), seconds each (steps.py says how).
     phases: dict[str, float] = field(default_factory=dict)
     entities: int = 0  # entities the step read
-    # CPU seconds of every process in ``cpu`` during the customers pass alone (0: not
-    # measured, as when no entities request marked where the pass ended).
-    customers_cpu: float = 0.0
+    # ``cpu`` during the customers pass alone, by process (empty: not measured, as when no
+    # entities request marked where the pass ended).
+    customers_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:

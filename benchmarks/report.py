@@ -178,9 +178,12 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
                 bound = cpu_bound_seconds(step["cpu"], cores)
                 cell = (f"{sum(step['cpu'].values()):,.1f} CPU-s ÷ {cores} = {bound:,.2f} s · "
                         f"**{bound / one['seconds']:.2f}x** one cursor")
-                if step.get("customers_cpu"):
-                    passes = step["customers_cpu"] / cores
-                    cell += (f"; its customers pass {step['customers_cpu']:,.1f} CPU-s ÷ {cores} = "
+                customers_cpu = step.get("customers_cpu")
+                if customers_cpu:
+                    # A dict by process; a single figure in results from before (b0f8807).
+                    total = sum(customers_cpu.values()) if isinstance(customers_cpu, dict) else customers_cpu
+                    passes = total / cores
+                    cell += (f"; its customers pass {total:,.1f} CPU-s ÷ {cores} = "
                              f"{passes:,.2f} s · **{passes / one['seconds']:.2f}x** one cursor · "
                              f"**{passes / windowed['seconds']:.2f}x** windowed")
                 put("first_cpu", "↳ its CPU, every process (sync, prefetch child, stand-in, PostgreSQL "

@@ -112,13 +112,13 @@ def timed_sync(name: str, windows: int | None = None) -> Step:
     cpu = _cpu_between(before, after)
     split = noted.get("entities") or ticker.last_customer_page
     phases = {"customers": split - started, "entities": ended - split}
-    customers_cpu = 0.0
+    customers_cpu: dict[str, float] = {}
     if "entities" not in noted:
         phases["split_at_last_customers_page"] = 1.0
     else:
         # Its prefetch child has exited (and been waited for) before the entities pass
         # starts: every process of the customers pass is counted.
-        customers_cpu = sum(_cpu_between(before, noted["cpu"]).values())
+        customers_cpu = _cpu_between(before, noted["cpu"])
     counts = {"created": run.created, "updated": run.updated, "unchanged": run.unchanged,
               "deleted": run.deleted, "skipped": run.skipped,
               "entities_created": run.entities_created, "entities_updated": run.entities_updated,
@@ -227,5 +227,7 @@ def print_step(step: Step, floors: dict[str, float] | None = None, note: str = "
         say(" " * 30 + "cpu: " + ", ".join(f"{k} {v:.2f} s" for k, v in step.cpu.items())
             + f"; total {total:.2f} CPU-s, so at least {bound:.2f} s on {cores} cores")
         if step.customers_cpu:
-            say(" " * 30 + f"cpu of the customers pass: {step.customers_cpu:.2f} CPU-s, so at least "
-                f"{step.customers_cpu / cores:.2f} s on {cores} cores")
+            total = sum(step.customers_cpu.values())
+            say(" " * 30 + "cpu of the customers pass: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in step.customers_cpu.items())
+                + f"; total {total:.2f} CPU-s, so at least {total / cores:.2f} s on {cores} cores")
