@@ -1,7 +1,12 @@
 """The prefetch child's frame sender, over real OS pipes."""
 
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -71,3 +76,62 @@ def test_a_frame_cut_short_is_the_end_of_the_stream():
             sink.write((1000).to_bytes(8, "big") + b"x" * 10)
         with pytest.raises(EOFError):
             _FrameReader(source).read()
+
+
+# A prefetch child's sender, alone: ``frames`` frames of ``size`` bytes to its real stdout.
+CHILD_SENDING = """
+import sys
+from autumn_django.sync.pages.prefetch import _FrameSender
+sender = _FrameSender(sys.stdout.buffer)
+for i in range({frames}):
+    sender.send(("page", bytes([i]) * {size}))
+sender.close()
+"""
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["PYTHONUNBUFFERED=1", "buffered"])
+def test_a_child_paused_while_it_writes_loses_no_frame(unbuffered):
+    """A child stopped and continued again and again (Ctrl-Z and ``fg``; a profiler
+    attaching does the same) while the parent reads slowly, so the stops land on writes
+    that wait for it: every frame arrives whole. Under ``PYTHONUNBUFFERED=1``, as most
+    Django containers run, the child's stdout is the raw file: before, such a stop cut the
+    frame it was writing short (the first one, every time) and the next read unpickled
+    garbage."""
+    frames, size = 30, 1_000_000  # each far larger than the pipe's buffer
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered,
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # this autumn_django, as the sync does
+    child = subprocess.Popen([sys.executable, "-c", CHILD_SENDING.format(frames=frames, size=size)],
+                             stdout=subprocess.PIPE, env=env)
+    pauses = 0
+
+    def pause_again_and_again():
+        nonlocal pauses
+        while child.poll() is None:
+            try:
+                child.send_signal(signal.SIGTSTP)
+                time.sleep(0.002)
+                child.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                return
+            pauses += 1
+            time.sleep(0.003)
+
+    pausing = threading.Thread(target=pause_again_and_again, daemon=True)
+    pausing.start()
+    received = []
+    try:
+        reader = _FrameReader(child.stdout)
+        for _ in range(frames):
+            time.sleep(0.01)  # the parent is busy writing the page before
+            try:
+                received.append(reader.read())
+            except (EOFError, pickle.UnpicklingError, UnicodeDecodeError, MemoryError, OverflowError):
+                break  # a frame came short: what follows is no frame
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        pausing.join(5)
+    assert pauses > 20, "the child was paused while it wrote"
+    whole = [i for i, frame in enumerate(received) if frame == ("page", bytes([i]) * size)]
+    assert whole == list(range(frames)), f"frames that arrived whole: {whole}"

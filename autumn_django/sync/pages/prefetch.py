@@ -135,9 +135,19 @@ def _pickled(value: Any) -> bytes:
 
 
 def _write_bytes(stream: IO[bytes], data: bytes) -> None:
-    stream.write(struct.pack(">Q", len(data)))
-    stream.write(data)
+    """One frame: its length, then ``data``, written whole to ``stream``'s descriptor.
+
+    Not through ``stream.write``: under ``PYTHONUNBUFFERED=1`` (set in most Django
+    containers) ``sys.stdout.buffer`` is the raw file, whose ``write`` may write part and
+    say so. It did whenever a stop (Ctrl-Z, a profiler attaching) interrupted a write that
+    waited for the parent to read: the rest of the frame was lost, and the parent failed
+    unpickling the next one."""
     stream.flush()
+    descriptor = stream.fileno()
+    for part in (struct.pack(">Q", len(data)), data):
+        left = memoryview(part)
+        while left:
+            left = left[os.write(descriptor, left):]
 
 
 class _FrameSender:
