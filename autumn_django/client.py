@@ -451,6 +451,8 @@ def _describe(exc: BaseException) -> str:
     """A short reason; requests' own messages are long and mostly pool internals."""
     if isinstance(exc, requests.Timeout):
         return "timed out"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # its text is urllib3's internals
+        return "the connection closed before the whole answer arrived"
     text = str(exc)
     for needle, reason in (("refused", "connection refused"),
                            ("Name or service not known", "host name not found"),

@@ -152,6 +152,22 @@ def test_dropped_connection_is_retried(server, client, sleeps):
     assert len(sleeps) == 1
 
 
+def test_an_answer_cut_off_half_way_is_retried(server, client, sleeps):
+    # The client reads a body after the headers came (``_read_whole``): a connection lost
+    # there is a connection error like any other, and the next attempt gets the page.
+    server.faults.cut_next(1, endpoint="customers.list")
+    assert len(client.customers.list(limit=5)["list"]) == 5
+    assert len(sleeps) == 1 and [e for e, _ in server.requests].count("customers.list") == 2
+
+
+def test_an_answer_cut_off_every_time_ends_in_a_connection_error(server, sleeps):
+    server.faults.cut_next(3, endpoint="customers.list")
+    with AutumnClient(max_retries=2, sleep=sleeps) as client, pytest.raises(
+            AutumnConnectionError, match="closed before the whole answer arrived"):
+        client.customers.list(limit=5)
+    assert len(sleeps) == 2
+
+
 def test_timeout_becomes_a_connection_error_after_retries(server, sleeps):
     server.faults.delay(1.0, endpoint="customers.list")
     with AutumnClient(timeout=(1.0, 0.2), max_retries=1, sleep=sleeps) as client, \

@@ -51,6 +51,7 @@ class Reply:
     body: bytes
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # send half the body, then close the connection (``Faults.cut_next``)
 
 
 def error_reply(status: int, code: str, message: str, env: str, **headers: str) -> Reply:

@@ -35,6 +35,8 @@ def fault_reply(fault: Fault, endpoint: str, env: str) -> Reply | None:
     """What the stand-in answers for an armed ``fault`` (None: drop the connection)."""
     if fault.kind == "drop":
         return None
+    if fault.kind == "cut":  # larger than a socket write, so the client has begun reading it
+        return Reply(200, b'{"list":[' + b" " * 200_000 + b'],"next_cursor":null}', cut=True)
     if fault.kind == "malformed":
         return Reply(fault.status, fault.body, fault.content_type)
     if fault.kind == "rate_limit":

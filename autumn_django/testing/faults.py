@@ -28,7 +28,7 @@ ENDPOINTS = frozenset(
 
 @dataclass
 class Fault:
-    """One armed fault; ``kind`` is "status", "rate_limit", "drop" or "malformed"."""
+    """One armed fault; ``kind`` is "status", "rate_limit", "drop", "cut" or "malformed"."""
 
     kind: str
     remaining: int
@@ -95,6 +95,12 @@ class Faults:
         """Close the connection without any response for the next ``n`` matching requests
         (after ``after``)."""
         self._arm(Fault("drop", n, endpoint, after=after))
+
+    def cut_next(self, n: int, endpoint: str | None = None, after: int = 0) -> None:
+        """Answer the next ``n`` matching requests with a 200 whose ``Content-Length``
+        promises a body the connection is closed half-way through, as a connection lost
+        mid-answer (after ``after``)."""
+        self._arm(Fault("cut", n, endpoint, after=after))
 
     def malformed_next(
         self,

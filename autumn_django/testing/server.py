@@ -106,6 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
+            if reply.cut:
+                self.close_connection = True
+                self.wfile.write(reply.body[:len(reply.body) // 2])
+                return
             self.wfile.write(reply.body)
         except OSError:  # the client gave up (e.g. its timeout fired during a delay)
             self.close_connection = True
