@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from autumn_django.sync.pages.prefetch import _FrameReader, _FrameSender
+from autumn_django.sync.pages.prefetch import UnreadableFrame, _FrameReader, _FrameSender
 
 
 def _sent_through_a_pipe(frames: list) -> list:
@@ -76,6 +76,49 @@ def test_a_frame_cut_short_is_the_end_of_the_stream():
             sink.write((1000).to_bytes(8, "big") + b"x" * 10)
         with pytest.raises(EOFError):
             _FrameReader(source).read()
+
+
+@pytest.mark.parametrize(("frame", "says"), [
+    ((1 << 62).to_bytes(8, "big"), "a frame of 4,611,686,018,427,387,904 bytes"),
+    ((8).to_bytes(8, "big") + b"\x80\x05garbage", "UnpicklingError"),
+    ((3).to_bytes(8, "big") + b"\x80\x05\x95", "truncated"),  # a pickle cut short, in a whole frame
+    ((0).to_bytes(8, "big"), "EOFError: Ran out of input"),  # a frame of nothing
+], ids=["absurd-length", "garbage", "truncated-pickle", "empty"])
+def test_a_frame_that_cannot_be_one_is_named_not_allocated_or_taken_for_the_end(frame, says):
+    """A stream out of step (as a write cut short left it) used to have the reader ask for
+    whatever its next 8 bytes said, or raise whatever unpickling garbage raised, EOFError
+    included, which the sync took for the child's end."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as source:
+        with os.fdopen(write_end, "wb") as sink:
+            sink.write(frame)
+        with pytest.raises(UnreadableFrame, match=says):
+            _FrameReader(source).read()
+
+
+@pytest.mark.parametrize(("sends", "error"), [
+    (b"", r"stopped unexpectedly \(exit code 0\)"),
+    ((8).to_bytes(8, "big") + b"\x80\x05garbage",
+     r"could not read what its prefetch process sent \(UnpicklingError: .*\)\. Pages saved so far"),
+], ids=["nothing", "garbage"])
+def test_a_child_that_sends_nothing_readable_fails_the_sync_with_a_clear_error(tmp_path, monkeypatch,
+                                                                              sends, error):
+    """A real process in the child's place, writing ``sends`` and exiting."""
+    from autumn_django.client import AutumnClient
+    from autumn_django.exceptions import AutumnError
+    from autumn_django.sync.pages import prefetch
+    from autumn_django.sync.pages.fingerprints import Fingerprints
+    from autumn_django.sync.pages.windows import Window
+
+    stand_in_child = tmp_path / "child.py"
+    stand_in_child.write_text(f"import sys\nsys.stdin.buffer.read()\nsys.stdout.buffer.write({sends!r})\n")
+    real = prefetch.subprocess.Popen
+    monkeypatch.setattr(prefetch.subprocess, "Popen",
+                        lambda command, **kwargs: real([sys.executable, str(stand_in_child)], **kwargs))
+    client = AutumnClient(api_url="http://127.0.0.1:9", secret_key="am_sk_test_" + "0" * 24)
+    pages = prefetch.prepared_pages(client, [Window(0, None, None)], 1, 10, Fingerprints, dict)
+    with pytest.raises(AutumnError, match=error):
+        next(pages)
 
 
 # A prefetch child's sender, alone: ``frames`` frames of ``size`` bytes to its real stdout.

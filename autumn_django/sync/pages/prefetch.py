@@ -112,6 +112,9 @@ def _from_child(client: AutumnClient, config: dict[str, Any], known: MirrorState
     except EOFError:
         code = child.wait()
         raise AutumnError(f"The sync's prefetch process stopped unexpectedly (exit code {code}).") from None
+    except UnreadableFrame as exc:
+        raise AutumnError(f"The sync could not read what its prefetch process sent ({exc}). Pages "
+                          "saved so far are kept; the next run resumes from the last of them.") from None
     finally:
         if ended:  # it exits on its own (a profiled child writes its statistics first)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -193,12 +196,23 @@ class _FrameSender:
                     self._failure = exc
 
 
+class UnreadableFrame(Exception):
+    """A frame whose length or content makes no sense: the stream lost its place (a write
+    cut short: e252ffe), or something unpickles only on one side of the pipe."""
+
+
+# No frame is near this: a page of 1,000 customers is ~5 MB. A length past it is a stream
+# out of step, read before it asks for exabytes.
+MAX_FRAME_BYTES = 1 << 30
+
+
 class _FrameReader:
     """Reads the frames of one stream into one buffer, reused. A page's frame is ~5 MB:
     once glibc's allocator had given one back to the system it raised its mmap threshold
     past that size, and every later block up to it came from the heap and stayed there in
     pieces (the sync process's peak RSS, first sync of 30,000 customers on PostgreSQL:
-    125.9 -> 120.2 MiB)."""
+    125.9 -> 120.2 MiB). The stream's end, or a frame cut short, is ``EOFError``; a frame
+    that cannot be one is ``UnreadableFrame``."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
@@ -209,6 +223,8 @@ class _FrameReader:
         if len(header) < 8:
             raise EOFError
         size = struct.unpack(">Q", header)[0]
+        if size > MAX_FRAME_BYTES:
+            raise UnreadableFrame(f"a frame of {size:,} bytes")
         if len(self._buffer) < size:
             self._buffer = bytearray(size)
         with memoryview(self._buffer) as whole, whole[:size] as frame:
@@ -218,7 +234,10 @@ class _FrameReader:
                 if not got:
                     raise EOFError
                 filled += got
-            return pickle.loads(frame)  # noqa: S301  (our own child, over a private pipe)
+            try:
+                return pickle.loads(frame)  # noqa: S301  (our own child, over a private pipe)
+            except Exception as exc:  # garbage can fail any way: EOFError is not the stream's end
+                raise UnreadableFrame(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def main() -> None:
