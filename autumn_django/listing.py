@@ -89,6 +89,7 @@ class ListCrawl:
     done: bool = False
     _skip: set[Key] = field(default_factory=set)  # rows the next page may repeat
     _sent_end: int | None = None
+    _went_back_to: int | None = None  # the instant the defect last sent the crawl back to
 
     @property
     def on_cursor(self) -> bool:
@@ -177,9 +178,13 @@ class ListCrawl:
                 "has no usable created_at, so the crawl cannot continue safely."
             )
         start, stuck_at = last_created, None
-        if self.position.cursor == "" and self.position.created_at_start == last_created:
-            # The whole page shares one created_at: continuing from it again would loop.
+        if (self.position.cursor == "" and self.position.created_at_start == last_created) \
+                or self._went_back_to == last_created:
+            # The whole page shares one created_at, or the crawl went back to it before and
+            # paged to the same defect again (more customers at it than a page holds):
+            # continuing from it again would loop.
             start, stuck_at = last_created + 1, last_created
+        self._went_back_to = None if stuck_at is not None else start
         repeated = {key for key, created_at in rows if created_at == start}
         return ListPosition("", start), repeated, stuck_at
 
