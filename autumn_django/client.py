@@ -425,7 +425,7 @@ def _read_whole(response: requests.Response) -> None:
     while reading are requests' own, as without ``stream=True``; ``_content`` is where
     requests keeps a body it has read."""
     try:
-        response._content = b"".join(response.iter_content(chunk_size=None)) or b""
+        response._content = b"".join(response.iter_content(chunk_size=None))
     except BaseException:
         response.close()  # its connection goes, not back to the pool half-read
         raise
