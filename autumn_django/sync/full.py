@@ -29,6 +29,7 @@ from . import events, memos, runs
 from .catalogue import sync_catalogue
 from .entity_pass import EntityPass, EntityProgress
 from .lanes import CommitLanes, OneConnection, lane_count
+from .pagecache import sync_page_cache
 from .pages.crawl import WindowedCrawl
 from .pages.fingerprints import Fingerprints
 from .pages.prefetch import prepared_pages
@@ -79,10 +80,11 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     page_size = page_size or autumn_settings.SYNC_PAGE_SIZE
     run = runs.start_run(client.env, page_size=page_size, restart=restart, using=using)
     try:
-        if run.phase == "customers":
-            _sync_catalogue(client, run, using)
-            _Pass(client, run, using, progress).execute()
-        EntityPass(client, run, using, entity_progress).execute()
+        with sync_page_cache(using):
+            if run.phase == "customers":
+                _sync_catalogue(client, run, using)
+                _Pass(client, run, using, progress).execute()
+            EntityPass(client, run, using, entity_progress).execute()
         runs.finish_run(run)
     except BaseException as exc:  # Ctrl-C and SIGTERM too: release the lock now
         if isinstance(exc, runs.LeaseLost):

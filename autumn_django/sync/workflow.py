@@ -54,6 +54,7 @@ from .entity_pass import EntityPass
 from .full import _failure_text, _key_text, _Pass, _sync_catalogue, _Written
 from .holders import this_host
 from .lanes import OneConnection
+from .pagecache import sync_page_cache
 from .pages.fingerprints import Fingerprints
 from .pages.preparer import PagePreparer, PreparedPage
 from .pages.timeforms import EPOCH
@@ -139,7 +140,8 @@ def crawl_window(client: AutumnClient, run: SyncRun, row: SyncWindow, enqueue: E
     """Crawl a claimed window from its committed position to its end. A failure other than
     a lost claim or lease fails the run (its windows' positions are kept for the next)."""
     try:
-        _WindowPass(client, run, row, enqueue, using).execute()
+        with sync_page_cache(using):
+            _WindowPass(client, run, row, enqueue, using).execute()
     except runs.LeaseLost:
         raise
     except BaseException as exc:
@@ -191,7 +193,8 @@ def finish_workflow(client: AutumnClient, run_pk: int, lease_token: str,
     guard = partial(_hold_finish, run, claim, using)
     try:
         link_owners_to_customers(run.env, using=using)  # idempotent: again on a resumed stage
-        EntityPass(client, run, using, guard=guard).execute()
+        with sync_page_cache(using):
+            EntityPass(client, run, using, guard=guard).execute()
         with transaction.atomic(using=using):
             guard()  # a stalled task whose claim was taken must not end the run
             runs.finish_run(run)
