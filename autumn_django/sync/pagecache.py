@@ -37,10 +37,10 @@ def sync_page_cache(using: str) -> Iterator[None]:
     with connection.cursor() as cursor:
         before, page_size = _pragma(cursor, "cache_size"), _pragma(cursor, "page_size")
         # A negative size is in KiB, a positive one in pages.
-        larger = (-before if before < 0 else before * page_size // 1024) < SYNC_PAGE_CACHE_KIB
-        if larger:
+        raised = (-before if before < 0 else before * page_size // 1024) < SYNC_PAGE_CACHE_KIB
+        if raised:
             cursor.execute(f"PRAGMA cache_size = -{SYNC_PAGE_CACHE_KIB}")
-    if not larger:
+    if not raised:  # the project's own cache is as large
         yield
         return
     try:
