@@ -40,17 +40,15 @@ def sync_page_cache(using: str) -> Iterator[None]:
         raised = (-before if before < 0 else before * page_size // 1024) < SYNC_PAGE_CACHE_KIB
         if raised:
             cursor.execute(f"PRAGMA cache_size = -{SYNC_PAGE_CACHE_KIB}")
-    if not raised:  # the project's own cache is as large
-        yield
-        return
     try:
         yield
     finally:
-        # Not on a connection opened since (closed after an error: a new one has the
-        # project's size), and never failing the sync's own ending.
-        if connection.connection is not None:
+        # Only if raised (a project's own cache as large is left as it is), not on a
+        # connection opened since (closed after an error: a new one has the project's
+        # size), and never failing the sync's own ending.
+        if raised and connection.connection is not None:
             with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
-                cursor.execute(f"PRAGMA cache_size = {int(before)}")
+                cursor.execute(f"PRAGMA cache_size = {before}")
 
 
 def _pragma(cursor, name: str) -> int:
