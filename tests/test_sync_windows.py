@@ -57,13 +57,51 @@ def test_a_window_is_cut_only_once_it_proves_large_and_above_all_it_received():
     assert not results
     whole.received(2_000, full=True)
     waiter.join(timeout=5)
-    [half] = results
-    assert (half.start, half.end) == (6_001, None) and whole.bounds() == (None, 6_000)
+    [far] = results
+    # Its latest full page took 1,000 ms of key space: its crawler keeps the next 3 pages'
+    # worth (KEEP_PAGES), the idle one takes the rest.
+    assert (far.start, far.end) == (5_001, None) and whole.bounds() == (None, 5_000)
     # What the first crawler receives after the cut stops at the new end.
-    assert whole.received(2_500, full=True) == 6_000
+    assert whole.received(2_500, full=True) == 5_000
     plan.finished(whole)
-    plan.finished(half)
+    plan.finished(far)
     assert plan.next_window() is None
+
+
+def test_the_window_with_the_most_pages_left_is_cut_first_by_its_density():
+    # ``sparse`` has the most key space left, ``dense`` the most customers: a launch day
+    # read page after page. Cutting by key space would leave that day to one crawler.
+    sparse, dense = Window(0, None, 69_999), Window(1, 70_000, 80_000)
+    plan = WindowPlan([sparse, dense], now_ms=lambda: 100_000)
+    assert (plan.next_window(), plan.next_window()) == (sparse, dense)
+    for created_at in (1_000, 11_000, 21_000):  # 10,000 ms a page: ~4.9 pages left
+        sparse.received(created_at, full=True)
+    for created_at in (70_100, 70_200):  # 100 ms a page: ~98 pages left
+        dense.received(created_at, full=True)
+    assert 4.8 < sparse.pages_to_cut(100_000) < 5 and 97 < dense.pages_to_cut(100_000) < 99
+
+    far = plan.next_window()
+
+    assert (far.start, far.end) == (70_501, 80_000) and dense.bounds() == (70_000, 70_500)
+    # A cut window must prove large again before another cut: the next idle crawler cuts
+    # ``sparse``, at half of what it has left (less than its 3 pages' worth).
+    assert dense.pages_to_cut(100_000) == 0
+    other = plan.next_window()
+    assert (other.start, other.end) == (45_500, 69_999) and sparse.bounds() == (None, 45_499)
+    # None is worth a cut now (a window with 3 pages or fewer left never is): an idle
+    # crawler waits, and ends when the others are done.
+    far.received(71_000, full=True)
+    far.received(79_000, full=True)  # 8,000 ms a page: 1,000 ms left
+    assert far.pages_to_cut(100_000) == 0
+    results: list = []
+    idle = threading.Thread(target=lambda: results.append(plan.next_window()))
+    idle.start()
+    time.sleep(0.1)
+    assert not results
+    for window in (sparse, dense, far, other):
+        plan.finished(window)
+    idle.join(timeout=5)
+    assert results == [None]
 
 
 def test_a_plan_from_the_last_run_is_never_cut():
@@ -281,3 +319,24 @@ def test_a_plan_is_balanced_while_no_window_takes_much_more_than_a_crawler_s_sha
     assert not _balanced(plan(13, 13, 13, 13, 13, 13, 13, 40), crawlers=8)  # new customers, all in the last
     # More than a share and a page: the run would wait on it (balanced by the rule before).
     assert not _balanced(plan(5, 1, 1, 1, 1, 1, 1, 1), crawlers=8)
+
+
+def test_a_first_sync_of_bunched_customers_leaves_a_plan_its_first_re_sync_keeps(skewed_standin, settings):
+    # Its windows are cut where the customers are, so none is left with many pages to
+    # crawl one after another: the next run keeps them, so its pages are the ones stored
+    # (those of customers whose reset came due differ; the test above compares pages).
+    # Cut by halving key space, a window took 19 of 66 pages, and the next run re-planned.
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = skewed_standin(3000)
+    first = sync_all_customers(page_size=50)
+    shares = [w["pages"] for w in first.windows]
+    assert max(shares) <= -(-sum(shares) // 4) + 1, shares
+
+    again = sync_all_customers(page_size=50)
+
+    def bounds(run):
+        return sorted((w["start"] or 0, w["end"] or 0) for w in run.windows)
+
+    assert bounds(again) == bounds(first)
+    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+    assert_mirror_matches(server)

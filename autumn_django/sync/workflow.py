@@ -24,7 +24,7 @@ Everything the workers share lives in the database, so a worker may die at any p
   late runs it, and its message, redelivered after a worker died, resumes the entities
   pass from the run's ``entity_cursor``.
 
-A window that proves large is cut, as ``WindowPlan`` cuts it, and its far half becomes a
+A window that proves large is cut, as ``WindowPlan`` cuts it, and its far part becomes a
 new window row whose task is queued once the page that cut it committed, up to
 ``AUTUMN_SYNC_WINDOWS`` windows unfinished at once.
 """
@@ -58,7 +58,7 @@ from .pagecache import sync_page_cache
 from .pages.fingerprints import Fingerprints
 from .pages.preparer import PagePreparer, PreparedPage
 from .pages.timeforms import EPOCH
-from .pages.windows import Window, WindowPlan
+from .pages.windows import Window
 from .partition import plan_windows
 from .writer import MirrorWriter
 
@@ -380,21 +380,14 @@ class _WindowPass(_Pass):
         events.send_deleted_events(written.deleted, self.using)
 
     def _cut(self) -> tuple[int, int | None] | None:
-        """The far half of this window, once it proved large and fewer than
-        ``AUTUMN_SYNC_WINDOWS`` windows are unfinished: cut above everything received, as
-        ``WindowPlan`` cuts (the page on its way drops rows past the new end)."""
-        window = self.window
-        if self.fixed or window.full_pages < WindowPlan.LARGE_AFTER_PAGES or window.fetched is None:
+        """The far part of this window, when a cut is worth it (``Window.pages_to_cut``)
+        and fewer than ``AUTUMN_SYNC_WINDOWS`` windows are unfinished: cut as ``WindowPlan``
+        cuts (``Window.cut``; the page on its way drops rows past the new end)."""
+        window, now = self.window, time.time_ns() // 1_000_000
+        if self.fixed or not window.pages_to_cut(now):
             return None
         unfinished = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk, done=False).count()
         if unfinished >= autumn_settings.SYNC_WINDOWS:
             return None
-        now = time.time_ns() // 1_000_000
-        with window._lock:
-            left = (window.end if window.end is not None else now) - window.fetched
-            if left <= WindowPlan.MIN_SPLIT_MS:
-                return None
-            cut = window.fetched + left // 2
-            far = (cut + 1, window.end)
-            window.end, window.full_pages = cut, 0
-        return far
+        far = window.cut(now, new_id=0)  # numbered as it is stored
+        return None if far is None else (far.start, far.end)

@@ -6,8 +6,9 @@ one page in flight. ``customers.list`` takes ``created_at_range`` (inclusive epo
 the key space splits into windows crawled side by side. Customers bunch in time (a launch
 day, an import), and Autumn gives no count, so the plan does not guess slices: a crawler
 whose window is done takes the next one waiting, and when none waits it cuts the busy
-window with the most key space left (once that window proved large) in two and crawls the
-far half (``WindowPlan.next_window``). The last window has no end, so customers created
+window judged to have the most pages left (by the density of its latest full page, once
+it proved large) a few pages ahead of its crawler, and crawls the far part
+(``WindowPlan.next_window``). The last window has no end, so customers created
 during the crawl are still seen.
 
 A window's bounds change only here; its committed position (cursor, where it reached)
@@ -43,6 +44,9 @@ class Window:
     pages: int = 0  # committed
     fetched: int | None = field(default=None, compare=False)
     full_pages: int = field(default=0, compare=False)  # received full: it has more to give
+    # The key space (ms) its latest full page took: the density the plan judges the rest
+    # of it by (None before a full page of known span).
+    page_span: int | None = field(default=None, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def bounds(self) -> tuple[int | None, int | None]:
@@ -55,9 +59,51 @@ class Window:
         lock, so no customer is read by two windows."""
         with self._lock:
             if created_at is not None:
+                before = self.fetched if self.fetched is not None else (
+                    None if self.start is None else self.start - 1)
+                if full and before is not None:
+                    self.page_span = max(created_at - before, 1)
                 self.fetched = max(self.fetched or created_at, created_at)
             self.full_pages += full
             return self.end
+
+    def pages_to_cut(self, now: int) -> float:
+        """How many pages it is judged to have left (its key space after what was
+        received, at the density of its latest full page) when a cut is worth it: it proved
+        large (``WindowPlan.LARGE_AFTER_PAGES`` full pages since its last cut) and has more
+        than ``WindowPlan.KEEP_PAGES`` left. Else 0."""
+        with self._lock:
+            if self.full_pages < WindowPlan.LARGE_AFTER_PAGES or self.page_span is None \
+                    or self.fetched is None:
+                return 0.0
+            left = (self.end if self.end is not None else now) - self.fetched
+            pages = left / self.page_span
+            return pages if left > WindowPlan.MIN_SPLIT_MS and pages > WindowPlan.KEEP_PAGES else 0.0
+
+    def cut(self, now: int, new_id: int) -> Window | None:
+        """Cut off its key space past the next ``WindowPlan.KEEP_PAGES`` pages (at the
+        density of its latest full page; at most half of what is left) as a new window
+        numbered ``new_id``; None when too little is left. Its crawler's next page stops
+        at the new end, and it must prove large again before another cut.
+
+        Cutting near what is being read puts crawlers where the customers are. Halving the
+        key space instead cut empty months off a window whose crawler read a launch day
+        page after page: a first sync of 100,000 bunched customers ended with windows of 24
+        and 21 pages among 29, too lopsided for the next run to keep (``partition``), so
+        its first re-sync read pages no memo knew."""
+        with self._lock:  # its crawler may have received more meanwhile: cut above that
+            if self.fetched is None:
+                return None
+            left = (self.end if self.end is not None else now) - self.fetched
+            if left <= WindowPlan.MIN_SPLIT_MS:
+                return None
+            keep = left // 2
+            if self.page_span is not None:
+                keep = min(keep, WindowPlan.KEEP_PAGES * self.page_span)
+            cut = self.fetched + keep
+            far = Window(new_id, cut + 1, self.end)
+            self.end, self.full_pages = cut, 0
+            return far
 
     def committed(self, after: Any, reached: int | None) -> None:
         """A page of it committed: ``after`` is its next ``ListPosition`` (None: the
@@ -99,11 +145,16 @@ class WindowPlan:
 
     A crawl may start with one window for the whole key space: an org of a few pages is
     then read with one cursor, a few requests. A window that proves large (it gave
-    ``LARGE_AFTER_PAGES`` full pages) is cut in two for an idle crawler, again and again,
-    so the crawlers spread over where the customers are, however they bunch.
+    ``LARGE_AFTER_PAGES`` full pages since its last cut) is cut for an idle crawler a few
+    pages ahead of its own (``Window.cut``), again and again, so the crawlers spread over
+    where the customers are, however they bunch.
     """
 
     LARGE_AFTER_PAGES = 2
+    # What a cut leaves the window's own crawler, in pages at the density of its latest
+    # full page; a window judged to have no more than this left is not cut (its far part
+    # would be a page or less: one more request for little).
+    KEEP_PAGES = 3
     # Do not cut a window whose remaining key space is smaller than this: a bunch of
     # customers created within a few ms cannot be split anyway.
     MIN_SPLIT_MS = 2
@@ -122,8 +173,8 @@ class WindowPlan:
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
 
     def next_window(self) -> Window | None:
-        """A window for an idle crawler: the next one waiting, else the far half of the busy
-        window with the most key space left once one proves large; None when no window is
+        """A window for an idle crawler: the next one waiting, else the far part of the
+        busy window judged to have the most pages left (``_split_largest``); None when no window is
         left to crawl or cut (the crawler is done)."""
         while True:
             with self._lock:
@@ -149,29 +200,20 @@ class WindowPlan:
             return {w.id: w.bounds() for w in self.windows.values()}
 
     def _split_largest(self) -> Window | None:
+        """The far part of the busy window judged to have the most pages left, if any is
+        worth cutting (``Window.pages_to_cut``, ``Window.cut``)."""
+        if self.fixed:
+            return None
         now = self._now_ms()
-        best, best_left = None, self.MIN_SPLIT_MS
+        best, best_left = None, 0.0
         for window_id in self._busy:
             window = self.windows[window_id]
-            if window.full_pages < self.LARGE_AFTER_PAGES or window.fetched is None:
-                continue
-            if self.fixed:
-                continue
-            end = window.bounds()[1]
-            left = (end if end is not None else now) - window.fetched
+            left = window.pages_to_cut(now)
             if left > best_left:
                 best, best_left = window, left
-        if best is None:
-            return None
-        with best._lock:  # its crawler may have received more meanwhile: cut above that
-            left = (best.end if best.end is not None else now) - best.fetched
-            if left <= self.MIN_SPLIT_MS:
-                return None
-            cut = best.fetched + left // 2
-            new = Window(max(self.windows) + 1, cut + 1, best.end)
-            best.end = cut
-            best.full_pages = 0  # its half must prove large again before another cut
-        self.windows[new.id] = new
+        new = best.cut(now, max(self.windows) + 1) if best is not None else None
+        if new is not None:
+            self.windows[new.id] = new
         return new
 
 
