@@ -14,7 +14,8 @@ combined table (``benchmarks/report.py``). One run, on one database, at one late
 3. measures the lean floors (``floors.py``: one cursor, K windows, entities) twice before
    the syncs and once after each, and times (``steps.py``) a first sync into the empty
    mirror (on PostgreSQL at 0 ms also on one database connection, before it), two no-change
-   re-syncs (the first plans new windows; the second keeps them, as later syncs do), and a
+   re-syncs (the first re-plans the windows if the first sync's were lopsided; the second
+   keeps the first's, as later syncs do), and a
    re-sync after 1% of the customers and of the entities changed and a few
    of each were deleted (``changes.py``), each with its customers and entities passes
    apart and as ratios to the floors;
@@ -108,9 +109,9 @@ def sync_steps(served: StandIn, floors: Any, args: argparse.Namespace) -> dict[s
     say(f"  mirror: {rows['total']:,} rows ({rows})")
     floors.measure("(between steps)")
 
-    # The first re-sync usually plans new windows (a first sync's blind ones are lopsided:
-    # ``partition.plan_windows``), so its pages are not the ones the memos know; the next
-    # one keeps that plan, as every later scheduled sync does.
+    # The first re-sync keeps the first sync's windows unless they came out lopsided
+    # (``partition.plan_windows``); then its pages are not the ones the memos know. The
+    # next one keeps its plan, as every later scheduled sync does.
     no_change = {}
     for key, name in (("no_change_resync", "no-change re-sync"),
                       ("no_change_again", "no-change re-sync again")):
