@@ -78,6 +78,13 @@ class Customer(models.Model):
             # alone. Without it, 3.1 s at 100,000 customers on SQLite; with it, 0.08 s.
             models.Index(fields=["env", "created_at"], condition=Q(deleted_at__isnull=True),
                          name="autumn_customer_present_idx"),
+            # Before each page is written the sync asks which of its customers
+            # customers.get read lately (``MirrorWriter.read_by_get_between``): an index of
+            # those rows alone answers from a few entries. PostgreSQL, first sync of 100,000
+            # customers (pg_stat_statements): 41 ms of the server's time a page without it,
+            # ~1,300 table blocks read each time; 0.6 ms with it.
+            models.Index(fields=["env", "autumn_id"], condition=Q(read_via="get"),
+                         name="autumn_customer_got_idx"),
         ]
         # The admin's "Refresh from Autumn" and "Sync now" call Autumn and rewrite the mirror:
         # a right of its own, apart from viewing customers and editing their owner link.

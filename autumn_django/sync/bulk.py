@@ -122,13 +122,20 @@ class BulkWriter:
             claims,
         )
 
+    def reserve_pks(self, cursor, count: int) -> list[int] | None:
+        """Primary keys for ``count`` new customers, taken before they are inserted so
+        that no lookup follows the insert; None where the database numbers the rows as it
+        inserts them (then ``insert_new_customers`` looks them up)."""
+        return None
+
     def insert_new_customers(self, cursor, env: str, names: Sequence[str], rows: Rows,
-                             keys: Sequence[Key]) -> dict[Key, int]:
+                             keys: Sequence[Key], pks: Sequence[int] | None = None) -> dict[Key, int]:
         """Insert customers the mirror did not hold when the page was looked up: ``rows``
         of values in ``names`` order (``env`` among them), or their COPY text where
-        ``takes_copy_text``; ``keys`` are their record keys. Returns the primary key of
-        each by its key. Raises ``AppearedMeanwhile``, having written nothing, when one
-        was stored since."""
+        ``takes_copy_text``; ``keys`` are their record keys, ``pks`` their primary keys
+        when reserved (``reserve_pks``; ``id`` is then the first name). Returns the primary
+        key of each by its key. Raises ``AppearedMeanwhile``, having written nothing, when
+        one was stored since."""
         if not keys:
             return {}
         try:
@@ -136,6 +143,8 @@ class BulkWriter:
                 self._insert_customers(cursor, names, rows)
         except (IntegrityError, self.connection.Database.IntegrityError):
             raise AppearedMeanwhile from None
+        if pks is not None:
+            return dict(zip(keys, pks, strict=True))
         return self.pks_of(cursor, env, keys)
 
     def _insert_customers(self, cursor, names: Sequence[str], rows: Rows) -> None:
@@ -270,6 +279,16 @@ class PostgresBulkWriter(BulkWriter):
             [env, list(ids)],
         )
         yield from cursor.fetchall()
+
+    def reserve_pks(self, cursor, count: int) -> list[int] | None:
+        # From the table's own sequence, as the inserts would have taken them. Looking the
+        # rows up after COPY read each one back from the heap: at 100,000 customers, 3.9 s
+        # of the server's time in a first sync (pg_stat_statements), ~35 ms a page.
+        if not self.takes_copy_text or not count:
+            return None
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                       [Customer._meta.db_table, Customer._meta.pk.column, count])
+        return [pk for (pk,) in cursor.fetchall()]
 
     def _insert_customers(self, cursor, names: Sequence[str], rows: Rows) -> None:
         # COPY straight into the table. The server's cost is that of the staged upsert

@@ -126,9 +126,11 @@ class MirrorWriter:
         names = [*CUSTOMER_FIELDS, *_BOOKKEEPING_FIELDS]
         with self.connection.cursor() as cursor:
             plan = self._plan(records)
+            pks = self._bulk.reserve_pks(cursor, len(plan.new))
             try:
                 written = self._bulk.insert_new_customers(
-                    cursor, self.env, names, self._customer_rows(plan.new, now), _keys(plan.new))
+                    cursor, self.env, names if pks is None else ["id", *names],
+                    self._customer_rows(plan.new, now, pks), _keys(plan.new), pks)
             except AppearedMeanwhile:
                 # A signup stored one of them after the lookup (nothing of this page is
                 # written yet): look again, and upsert whatever is still new.
@@ -285,9 +287,10 @@ class MirrorWriter:
 
     # -- writing --------------------------------------------------------------------------
 
-    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime) -> Rows:
-        """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order: value lists,
-        or COPY text where the backend takes it."""
+    def _customer_rows(self, records: Sequence[CustomerRecord], now: datetime,
+                       pks: Sequence[int] | None = None) -> Rows:
+        """Customer rows in ``CUSTOMER_FIELDS + _BOOKKEEPING_FIELDS`` order, after their
+        primary keys if given: value lists, or COPY text where the backend takes it."""
         synced = self._adapt_time(now)
         reads: dict[tuple[datetime | None, str], Any] = {}  # a page's records share one
 
@@ -301,10 +304,14 @@ class MirrorWriter:
 
         if self.form.copy_text:
             bookkeeping = f"\t{copy_value(self.env)}\t{copy_value(synced)}\t{NULL}"
-            return in_pieces(customer_copy_line(record) + bookkeeping + read_of(record) for record in records)
-        return [[*(record.values[name] for name in CUSTOMER_FIELDS),
+            lines = (customer_copy_line(record) + bookkeeping + read_of(record) for record in records)
+            if pks is not None:
+                lines = (f"{pk}\t{line}" for pk, line in zip(pks, lines, strict=True))
+            return in_pieces(lines)
+        rows = [[*(record.values[name] for name in CUSTOMER_FIELDS),
                  record.raw_json, record.raw_hash, self.env, synced, None, *read_of(record)]
                 for record in records]
+        return rows if pks is None else [[pk, *row] for pk, row in zip(pks, rows, strict=True)]
 
     def _replace_children(self, cursor, plan: _Plan, written: dict[tuple[str, str], int]) -> None:
         # New customers have no children to delete; rows left as they were keep theirs.
