@@ -158,10 +158,10 @@ def section_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
         for key, label in (("first_sync_one_connection", "first sync on one database connection "
                             "(`AUTUMN_SYNC_DB_CONNECTIONS = 1`), just before the default's"),
                            ("first_sync", "first sync into an empty mirror"),
-                           ("no_change_resync", "no-change re-sync (the first after a first sync: "
-                            "new windows, so pages the memos do not know)"),
-                           ("no_change_again", "no-change re-sync again (the windows kept: what every "
-                            "later sync does)"),
+                           ("no_change_resync", "no-change re-sync (the first after a first sync: its "
+                            "windows kept unless lopsided, then new ones, whose pages no memo knows)"),
+                           ("no_change_again", "no-change re-sync again (the windows of the one before "
+                            "kept: what every later sync does)"),
                            ("resync_after_change", _change_label(steps["resync_after_change"]["change"]))):
             step = steps.get(key)
             if not step:

@@ -8,8 +8,8 @@ day, an import), and Autumn gives no count, so the plan does not guess slices: a
 whose window is done takes the next one waiting, and when none waits it cuts the busy
 window judged to have the most pages left (by the density of its latest full page, once
 it proved large) a few pages ahead of its crawler, and crawls the far part
-(``WindowPlan.next_window``). The last window has no end, so customers created
-during the crawl are still seen.
+(``WindowPlan.next_window``). The last window has no end, so customers created during the
+crawl are still seen.
 
 A window's bounds change only here; its committed position (cursor, where it reached)
 is the sync's to record, page by page, in the page's transaction (``SyncRun.windows``).
@@ -174,8 +174,8 @@ class WindowPlan:
 
     def next_window(self) -> Window | None:
         """A window for an idle crawler: the next one waiting, else the far part of the
-        busy window judged to have the most pages left (``_split_largest``); None when no window is
-        left to crawl or cut (the crawler is done)."""
+        busy window judged to have the most pages left (``_split_largest``); None when no
+        window is left to crawl or cut (the crawler is done)."""
         while True:
             with self._lock:
                 if self._waiting:
