@@ -67,11 +67,21 @@ def celery_env(redis_url, settings) -> Iterator[dict[str, str]]:
     redis.Redis.from_url(redis_url).flushall()
     old = (celery_app.conf.broker_url, celery_app.conf.result_backend)
     celery_app.conf.broker_url = celery_app.conf.result_backend = redis_url
+    _forget_connections()
     settings.AUTUMN_TASK_MODE = "celery"
     yield {"CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
            "AUTUMN_TASK_MODE": "celery", "AUTUMN_SECRET_KEY": TEST_KEY}
     celery_app.conf.broker_url, celery_app.conf.result_backend = old
-    celery_app.pool.force_close_all()
+    _forget_connections()
+
+
+def _forget_connections() -> None:
+    """Have the app connect anew by its configuration of now. Celery keeps its broker
+    connections (``close`` drops them) and builds a thread's result backend once
+    (``app._local``): a test that published earlier with other settings (test_signup's
+    dead broker, no result backend) left this thread ones that lead nowhere."""
+    celery_app.close()
+    vars(celery_app._local).pop("backend", None)
 
 
 @pytest.fixture
