@@ -2,10 +2,11 @@
 
 Per page, inside the caller's transaction:
 1. load the stored hash of the page's customers (one query by id; id-less customers and
-   claims by email);
+   claims by email), unless the mirror held none of the env's customers when the writer
+   was built (a first sync: every customer is new until an insert finds otherwise);
 2. customers whose hash is unchanged are not written at all;
-3. new customers are inserted; should a signup have stored one since step 1, nothing is
-   written and the page is looked up again;
+3. new customers are inserted; should one have been stored since step 1 (a signup's),
+   nothing is written and the page is looked up again;
 4. changed customers are upserted (``INSERT ... ON CONFLICT DO UPDATE``), undeleting them,
    except where the stored row holds data read later: the database leaves those as they
    are (``bulk``; the rules are in ``trust``), and they are counted as kept, not updated;
@@ -102,10 +103,18 @@ class MirrorWriter:
         # on PostgreSQL with psycopg 3 a customer's rows as COPY text.
         self.form = RowForm(time_style, copy_text=self._bulk.takes_copy_text)
         self.lag_seconds = autumn_settings.SYNC_REPLICA_LAG_SECONDS
+        customers = Customer.objects.using(using).filter(env=env)
+        # Into a mirror that held none of the env's customers (a first sync), a page's
+        # customers are inserted without looking them up first: the crawl reads each once,
+        # and one stored meanwhile (a signup's, or one a page read again) fails the insert,
+        # which then looks the page up (``write``). That lookup found nothing but cost
+        # PostgreSQL's server 18.5 ms a page (2 s of a first sync of 100,000 customers) and
+        # SQLite's writer 4-5% of its time.
+        self._mirror_was_empty = not customers.exists()
         # Claims concern id-less rows the mirror held before; with none, skip their lookup
-        # (on a first sync it would look up every page's emails for nothing).
-        self._claims_possible = Customer.objects.using(using).filter(
-            env=env, autumn_id__isnull=True).exists()
+        # (it would look up every page's emails for nothing).
+        self._claims_possible = (not self._mirror_was_empty
+                                 and customers.filter(autumn_id__isnull=True).exists())
 
     # -- public -----------------------------------------------------------------------
 
@@ -132,8 +141,10 @@ class MirrorWriter:
                     cursor, self.env, names if pks is None else ["id", *names],
                     self._customer_rows(plan.new, now, pks), _keys(plan.new), pks)
             except AppearedMeanwhile:
-                # A signup stored one of them after the lookup (nothing of this page is
-                # written yet): look again, and upsert whatever is still new.
+                # A signup stored one of them after the lookup, or since the mirror was
+                # empty (nothing of this page is written yet): look again, and upsert
+                # whatever is still new. Later pages are looked up too.
+                self._mirror_was_empty = False
                 plan = self._plan(records)
                 written = self._upsert(cursor, names, plan.new, now)
             if plan.claims:
@@ -173,6 +184,9 @@ class MirrorWriter:
     def _plan(self, records: Sequence[CustomerRecord]) -> _Plan:
         """Which customers are new, changed or unchanged, from what the mirror holds now."""
         plan = _Plan(WriteResult(), [], [], [])
+        if self._mirror_was_empty:
+            plan.new.extend(records)
+            return plan
         existing, plan.claims = self._load_existing(records)
         for record in records:
             row = existing.get(record.key)
