@@ -113,6 +113,22 @@ def test_no_change_resync_counts_each_customer_once_with_idless_capped_ones(make
     assert Customer.objects.filter(email="idless.capped@example.com").present().count() == 1
 
 
+def test_a_memo_that_no_longer_serves_is_replaced_under_its_page_digest(make_standin):
+    make_standin(120)
+    sync_all_customers(page_size=40)
+    digests = set(SyncedPage.objects.values_list("digest", flat=True))
+    SyncedPage.objects.update(memo=b"damaged")  # or written by an older version
+
+    again = sync_all_customers(page_size=40)
+
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 120)
+    memos = dict(SyncedPage.objects.values_list("digest", "memo"))
+    assert set(memos) == digests  # the same pages, read again and their memos stored anew
+    assert all(PageMemo.from_bytes(bytes(memo)) is not None for memo in memos.values())
+    third = sync_all_customers(page_size=40)
+    assert SyncedPage.objects.filter(used_at__gte=third.started_at).count() == len(digests), "reused"
+
+
 def test_a_stored_page_is_not_trusted_once_the_mirror_changed_under_it(make_standin):
     server = make_standin(120)
     sync_all_customers(page_size=40)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from ..models import SyncedEntityPage, SyncedPage
 from .pages.preparer import PreparedPage
 
@@ -28,8 +30,7 @@ def save_memo(env: str, prepared: PreparedPage, now: datetime, using: str) -> No
         return
     pages = SyncedPage.objects.using(using)
     if prepared.memo is not None:
-        pages.update_or_create(env=env, digest=digest.hex(),
-                               defaults={"memo": prepared.memo, "used_at": now})
+        _upsert(pages, env, digest.hex(), prepared.memo, now)
     elif prepared.memo_reused:
         pages.filter(env=env, digest=digest.hex()).update(used_at=now)
 
@@ -51,7 +52,7 @@ def save_entity_memo(env: str, digest: bytes, memo: bytes | None, now: datetime,
     having been recalled by it); in the page's transaction."""
     pages = SyncedEntityPage.objects.using(using)
     if memo is not None:
-        pages.update_or_create(env=env, digest=digest.hex(), defaults={"memo": memo, "used_at": now})
+        _upsert(pages, env, digest.hex(), memo, now)
     else:
         pages.filter(env=env, digest=digest.hex()).update(used_at=now)
 
@@ -60,3 +61,11 @@ def prune_entity_memos(env: str, pass_started_at: datetime, using: str) -> int:
     """After a completed entities pass: forget the pages it did not read."""
     deleted, _ = SyncedEntityPage.objects.using(using).filter(env=env, used_at__lt=pass_started_at).delete()
     return deleted
+
+
+def _upsert(pages: QuerySet, env: str, digest: str, memo: bytes, now: datetime) -> None:
+    # One statement: update_or_create's SELECT ... FOR UPDATE, savepoint and UPDATE or
+    # INSERT took 2.3% of SQLite's writer in a first sync of 100,000 customers (py-spy).
+    pages.bulk_create([pages.model(env=env, digest=digest, memo=memo, used_at=now)],
+                      update_conflicts=True, unique_fields=["env", "digest"],
+                      update_fields=["memo", "used_at"])
