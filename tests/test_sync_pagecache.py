@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from autumn_django.client import AutumnClient
 from autumn_django.exceptions import ServerError
 from autumn_django.models import SyncRun
-from autumn_django.sync import sync_all_customers
+from autumn_django.sync import sync_all_customers, workflow
 from autumn_django.sync.pagecache import SYNC_PAGE_CACHE_KIB, sync_page_cache
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,6 +56,36 @@ def test_a_sync_writes_with_the_larger_cache_then_gives_the_project_its_own_back
 
     assert run.status == SyncRun.Status.SUCCEEDED and run.pages >= 3 and run.entity_pages >= 1
     assert seen == {-SYNC_PAGE_CACHE_KIB}  # every page of both passes
+    assert cache_size() == -2000
+
+
+@sqlite_only
+def test_the_celery_workflow_writes_with_the_larger_cache_too(make_standin, project_cache_size, settings):
+    make_standin(250, entities=True)
+    settings.AUTUMN_SYNC_PAGE_SIZE = 50
+    project_cache_size(-2000)
+    seen: set[int] = set()
+
+    def after_each_page(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        window_page = 'UPDATE "autumn_django_syncwindow"' in sql and '"pages" = ' in sql
+        if window_page or 'UPDATE "autumn_django_syncrun" SET "entity_cursor" = ' in sql:  # an entities page
+            raw = context["connection"].connection  # sqlite3's own: not through this wrapper
+            seen.add(raw.execute("PRAGMA cache_size").fetchone()[0])
+        return result
+
+    # What the workflow's tasks do, one after another in this process: each window's task
+    # (a window cut off queues its own), then the last stage.
+    with connection.execute_wrapper(after_each_page), AutumnClient() as client:
+        run, queued = workflow.start_workflow(client)
+        while queued:
+            claimed = workflow.claim_window(run.pk, queued.pop(0), run.lease_token)
+            workflow.crawl_window(client, *claimed, queued.append)
+        assert workflow.settle_if_last(run.pk, run.lease_token)
+        finished = workflow.finish_workflow(client, run.pk, run.lease_token)
+
+    assert finished.status == SyncRun.Status.SUCCEEDED and finished.entity_pages >= 2
+    assert seen == {-SYNC_PAGE_CACHE_KIB}  # every page of the windows and of the entities
     assert cache_size() == -2000
 
 
