@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .data import (
+from .vocabulary import (
     BASE_PLANS,
     BOOLEAN_FEATURES,
     DAY_MS,

@@ -17,7 +17,8 @@ import random
 from typing import Any
 
 from .catalogue import CREDIT_SYSTEM, ENTITY_FEATURE, ENTITY_PLANS
-from .data import DAY_MS, FIRST_NAMES, INTERVAL_MS, default_anchor_ms
+from .data import default_anchor_ms
+from .vocabulary import DAY_MS, FIRST_NAMES, INTERVAL_MS
 
 ENTITY_SHARE = 0.10
 NULL_ID_SHARE = 0.02

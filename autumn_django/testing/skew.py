@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .data import DAY_MS
+from .vocabulary import DAY_MS
 
 HOUR_MS = 3_600_000
 LAUNCH_SHARE = 0.30
