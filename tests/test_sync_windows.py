@@ -12,7 +12,7 @@ import pytest
 from autumn_django.client import AutumnClient
 from autumn_django.exceptions import ServerError
 from autumn_django.models import Customer, SyncedPage, SyncRun
-from autumn_django.sync import sync_all_customers
+from autumn_django.sync import sync_all_customers, workflow
 from autumn_django.sync.pages.windows import Window, WindowPlan
 from autumn_django.testing import AutumnStandIn, make_customers
 
@@ -66,6 +66,47 @@ def test_a_window_is_cut_only_once_it_proves_large_and_above_all_it_received():
     plan.finished(whole)
     plan.finished(far)
     assert plan.next_window() is None
+
+
+def test_a_blind_plan_is_spread_over_every_crawler_after_its_first_full_page():
+    whole = Window(0, None, None)
+    plan = WindowPlan([whole], now_ms=lambda: 10_000, crawlers=4)
+    assert plan.next_window() is whole
+    whole.received(1_000, full=True)
+    # What is past the page is cut in 4 equal spans of 2,250 ms: the first crawler keeps
+    # the first, the others wait for the idle crawlers; the last stays open above.
+    spread = [plan.next_window() for _ in range(3)]
+    assert [w.bounds() for w in spread] == [(3_251, 5_500), (5_501, 7_750), (7_751, None)]
+    assert whole.bounds() == (None, 3_250) and whole.received(3_500, full=True) == 3_250
+    # Once only: from here on a window is cut as it proves large.
+    spread[0].received(3_300, full=True)
+    results: list = []
+    idle = threading.Thread(target=lambda: results.append(plan.next_window()))
+    idle.start()
+    time.sleep(0.1)
+    assert not results
+    for window in (whole, *spread):
+        plan.finished(window)
+    idle.join(timeout=5)
+    assert results == [None]
+
+
+@pytest.mark.parametrize("first_page", ["not full", "the window's last"])
+def test_a_blind_plan_of_one_page_is_not_spread(first_page):
+    whole = Window(0, None, None)
+    plan = WindowPlan([whole], now_ms=lambda: 10_000, crawlers=4)
+    assert plan.next_window() is whole
+    whole.received(1_000, full=first_page != "not full")
+    if first_page == "the window's last":  # a full page, then an empty one: read whole
+        whole.received(None)
+        plan.finished(whole)
+    results: list = []
+    idle = threading.Thread(target=lambda: results.append(plan.next_window()))
+    idle.start()
+    time.sleep(0.1)
+    plan.finished(whole)
+    idle.join(timeout=5)
+    assert results == [None] and plan.bounds() == {0: (None, None)}
 
 
 def test_the_window_with_the_most_pages_left_is_cut_first_by_its_density():
@@ -123,6 +164,45 @@ def test_a_plan_from_the_last_run_is_never_cut():
 
 
 # -- syncs ---------------------------------------------------------------------------------
+
+
+def test_a_first_sync_of_a_few_pages_spreads_them_over_every_crawler(make_standin, settings):
+    # Three pages: no window would prove large enough to cut (LARGE_AFTER_PAGES full
+    # pages with more than KEEP_PAGES left), so one cursor would read them one by one.
+    settings.AUTUMN_SYNC_WINDOWS = 4
+    server = make_standin(150, seed=3)
+
+    run = sync_all_customers(page_size=50)
+
+    assert run.created == 150 and len(run.windows) == 4, run.windows
+    assert_windows_partition_the_key_space(run)
+    assert_mirror_matches(server)
+    starts = {body["created_at_range"].get("start") for body in list_requests(server)
+              if "created_at_range" in body}
+    assert len(starts - {None}) == 3  # the three windows past the first page's
+
+
+def test_the_celery_workflow_spreads_a_first_sync_over_its_windows_after_the_first_page(
+        make_standin, settings):
+    settings.AUTUMN_SYNC_WINDOWS, settings.AUTUMN_SYNC_PAGE_SIZE = 4, 50
+    server = make_standin(150, seed=3)
+    # The workflow's tasks, one after another in this process: the first window's first
+    # commit queues three windows at once (a cut alone would never come: see above).
+    with AutumnClient() as client:
+        run, queued = workflow.start_workflow(client)
+        assert queued == [0]
+        claimed = workflow.claim_window(run.pk, 0, run.lease_token)
+        workflow.crawl_window(client, *claimed, queued.append)
+        assert queued == [0, 1, 2, 3]
+        for number in queued[1:]:
+            workflow.crawl_window(client, *workflow.claim_window(run.pk, number, run.lease_token),
+                                  queued.append)
+        assert workflow.settle_if_last(run.pk, run.lease_token)
+        run = workflow.finish_workflow(client, run.pk, run.lease_token)
+
+    assert run.status == SyncRun.Status.SUCCEEDED and run.created == 150 and len(run.windows) == 4
+    assert_windows_partition_the_key_space(run)
+    assert_mirror_matches(server)
 
 
 def test_a_windowed_sync_of_bunched_customers_reads_each_once_and_equals_autumn(skewed_standin, settings):

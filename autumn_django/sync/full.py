@@ -179,7 +179,7 @@ class _Pass:
                                   fixed=self.windows.fixed)
         view = MirrorView(self.writer.state_fingerprints, stored_memos)
         arguments = self.client.arguments()
-        crawl = WindowedCrawl(WindowPlan(windows, fixed=self.windows.fixed),
+        crawl = WindowedCrawl(WindowPlan(windows, fixed=self.windows.fixed, crawlers=crawlers),
                               make_client=lambda: AutumnClient(**arguments),
                               limit=self.run.page_size, crawlers=crawlers, view=view,
                               form=form)

@@ -24,8 +24,9 @@ Everything the workers share lives in the database, so a worker may die at any p
   late runs it, and its message, redelivered after a worker died, resumes the entities
   pass from the run's ``entity_cursor``.
 
-A window that proves large is cut, as ``WindowPlan`` cuts it, and its far part becomes a
-new window row whose task is queued once the page that cut it committed, up to
+A blind plan's one window is spread over ``AUTUMN_SYNC_WINDOWS`` after its first full
+page, and a window that proves large is cut, as ``WindowPlan`` does both: each far part
+becomes a new window row whose task is queued once the page that cut it committed, up to
 ``AUTUMN_SYNC_WINDOWS`` windows unfinished at once.
 """
 
@@ -357,7 +358,7 @@ class _WindowPass(_Pass):
         if not added:
             raise runs.LeaseLost(f"Sync run #{self.run.pk} finished, failed or was taken over; "
                                  "nothing of this page was kept.")
-        cut = None if window.done else self._cut()
+        cuts = [] if window.done else self._cuts()
         errors = [{"customer": _key_text(p.key), "error": p.problem} for p in problems]
         errors += [{"warning": warning} for warning in prepared.page.warnings]
         self.row.errors = (self.row.errors + errors)[-runs.MAX_RECORDED_ERRORS:]
@@ -367,27 +368,34 @@ class _WindowPass(_Pass):
             identified_everyone=self.identified_everyone)
         SyncSighting.objects.using(using).create(run_id=self.run.pk, window=window.id,
                                                  fingerprints=array("Q", prepared.seen).tobytes())
-        if cut is not None:
-            number = (SyncWindow.objects.using(using).filter(run_id=self.run.pk)
-                      .order_by("-number").values_list("number", flat=True).first()) + 1
-            SyncWindow.objects.using(using).create(run_id=self.run.pk, number=number, start=cut[0],
-                                                   end=cut[1])
-            transaction.on_commit(partial(self.enqueue, number), using=using)
+        if cuts:
+            first = (SyncWindow.objects.using(using).filter(run_id=self.run.pk)
+                     .order_by("-number").values_list("number", flat=True).first()) + 1
+            SyncWindow.objects.using(using).bulk_create(
+                SyncWindow(run_id=self.run.pk, number=number, start=start, end=end)
+                for number, (start, end) in enumerate(cuts, first))
+            for number in range(first, first + len(cuts)):
+                transaction.on_commit(partial(self.enqueue, number), using=using)
         transaction.on_commit(partial(self._send_written, written), using=using)
 
     def _send_written(self, written: _Written) -> None:
         events.send_write_events(written.result, written.balances, self.using)
         events.send_deleted_events(written.deleted, self.using)
 
-    def _cut(self) -> tuple[int, int | None] | None:
-        """The far part of this window, when a cut is worth it (``Window.pages_to_cut``)
-        and fewer than ``AUTUMN_SYNC_WINDOWS`` windows are unfinished: cut as ``WindowPlan``
-        cuts (``Window.cut``; the page on its way drops rows past the new end)."""
+    def _cuts(self) -> list[tuple[int, int | None]]:
+        """The bounds of the windows cut off this one, as ``WindowPlan`` cuts (the page on
+        its way drops rows past the new end): a blind plan's one window, after its first
+        full page, spread over ``AUTUMN_SYNC_WINDOWS`` (``Window.spread``); else its far
+        part when a cut is worth it (``Window.pages_to_cut``) and fewer than
+        ``AUTUMN_SYNC_WINDOWS`` windows are unfinished (``Window.cut``)."""
         window, now = self.window, time.time_ns() // 1_000_000
-        if self.fixed or not window.pages_to_cut(now):
-            return None
-        unfinished = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk, done=False).count()
-        if unfinished >= autumn_settings.SYNC_WINDOWS:
-            return None
-        far = window.cut(now, new_id=0)  # numbered as it is stored
-        return None if far is None else (far.start, far.end)
+        if self.fixed:
+            return []
+        windows = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk)
+        if window.bounds() == (None, None) and window.full_pages and windows.count() == 1:
+            # Numbered as they are stored.
+            return [(far.start, far.end) for far in window.spread(now, autumn_settings.SYNC_WINDOWS, 0)]
+        if not window.pages_to_cut(now) or windows.filter(done=False).count() >= autumn_settings.SYNC_WINDOWS:
+            return []
+        far = window.cut(now, new_id=0)
+        return [] if far is None else [(far.start, far.end)]

@@ -326,7 +326,8 @@ def _page_frame(page: Any) -> bytes:
 def _customer_pages(config: dict[str, Any], source: _FrameReader) -> Iterator[bytes]:
     arguments = config["client"]
     view = MirrorView(lambda: Fingerprints(frozen=source.read()), source.read)
-    crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"]),
+    crawl = WindowedCrawl(WindowPlan([Window.from_dict(w) for w in config["windows"]], fixed=config["fixed"],
+                                     crawlers=config["crawlers"]),
                           make_client=lambda: AutumnClient(**arguments), limit=config["limit"],
                           crawlers=config["crawlers"], view=view, form=config["form"], pack=_page_frame)
     crawl.start()  # the first pages are on their way while the mirror's state arrives

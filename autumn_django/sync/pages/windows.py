@@ -105,6 +105,23 @@ class Window:
             self.end, self.full_pages = cut, 0
             return far
 
+    def spread(self, now: int, parts: int, first_id: int) -> list[Window]:
+        """Cut its key space past what was received into ``parts`` equal spans: it keeps
+        the first, the others are new windows numbered from ``first_id`` (the last as open
+        as it was). None when a span would be too small to cut (``WindowPlan.MIN_SPLIT_MS``)."""
+        with self._lock:  # as in ``cut``: above everything its crawler received
+            if self.fetched is None or parts < 2:
+                return []
+            span = ((self.end if self.end is not None else now) - self.fetched) // parts
+            if span <= WindowPlan.MIN_SPLIT_MS:
+                return []
+            cuts = [self.fetched + span * k for k in range(1, parts)]
+            ends = [*cuts[1:], self.end]
+            far = [Window(first_id + n, cut + 1, end)
+                   for n, (cut, end) in enumerate(zip(cuts, ends, strict=True))]
+            self.end, self.full_pages = cuts[0], 0
+            return far
+
     def committed(self, after: Any, reached: int | None) -> None:
         """A page of it committed: ``after`` is its next ``ListPosition`` (None: the
         window is done), ``reached`` the latest ``created_at`` on it."""
@@ -143,11 +160,18 @@ def bounds_of(windows: list[dict[str, Any]]) -> list[Window]:
 class WindowPlan:
     """The windows of one attempt, handed to crawler threads; thread-safe.
 
-    A crawl may start with one window for the whole key space: an org of a few pages is
-    then read with one cursor, a few requests. A window that proves large (it gave
-    ``LARGE_AFTER_PAGES`` full pages since its last cut) is cut for an idle crawler a few
-    pages ahead of its own (``Window.cut``), again and again, so the crawlers spread over
-    where the customers are, however they bunch.
+    A crawl may start with one window for the whole key space: an org of a page is then
+    read with one request. Once that window's first page comes back full, the key space
+    past it is cut into equal spans, one for each of the ``crawlers`` (``Window.spread``):
+    with nothing known of where the customers are, every crawler has a window after one
+    request rather than after a cut per window proved large. At 250 ms a request, cuts
+    alone left crawlers idle for the first several seconds of a first sync: 100,000
+    bunched customers took 18.5 s on SQLite, a third of its pages in its first 8 s.
+
+    From then on, a window that proves large (it gave ``LARGE_AFTER_PAGES`` full pages
+    since its last cut) is cut for an idle crawler a few pages ahead of its own
+    (``Window.cut``), again and again, so the crawlers spread over where the customers
+    are, however they bunch.
     """
 
     LARGE_AFTER_PAGES = 2
@@ -162,10 +186,12 @@ class WindowPlan:
     IDLE_POLL_SECONDS = 0.02
 
     def __init__(self, windows: list[Window], now_ms: Callable[[], int] | None = None, *,
-                 fixed: bool = False) -> None:
+                 fixed: bool = False, crawlers: int = 1) -> None:
         # ``fixed``: a plan that came from the last complete run keeps its bounds, so the
         # pages, and their memos, stay the same from run to run.
         self.fixed = fixed
+        # A plan of one window open above is spread over the crawlers once (``_spread``).
+        self._spread_over = crawlers if not fixed and len(windows) == 1 and windows[0].end is None else 0
         self._lock = threading.Lock()
         self.windows = {w.id: w for w in windows}
         self._waiting = [w.id for w in sorted(windows, key=_order) if not w.done]
@@ -181,7 +207,7 @@ class WindowPlan:
                 if self._waiting:
                     window = self.windows[self._waiting.pop(0)]
                 else:
-                    window = self._split_largest()
+                    window = self._spread() or self._split_largest()
                     if window is None and not self._busy:
                         return None
                 if window is not None:
@@ -198,6 +224,26 @@ class WindowPlan:
         """Every window's bounds now (sent with each page so the recorder knows splits)."""
         with self._lock:
             return {w.id: w.bounds() for w in self.windows.values()}
+
+    def _spread(self) -> Window | None:
+        """Once the plan's one window received a full page: its key space past that page
+        in equal spans, one for each crawler (``Window.spread``); the caller takes the
+        first new window, the others wait for theirs."""
+        if self._spread_over < 2:
+            return None
+        [window] = self.windows.values()
+        if window.id not in self._busy:  # read whole already
+            self._spread_over = 0
+            return None
+        if window.full_pages < 1:
+            return None
+        far = window.spread(self._now_ms(), self._spread_over, max(self.windows) + 1)
+        self._spread_over = 0  # once: from here on windows are cut as they prove large
+        if not far:
+            return None
+        self.windows.update((new.id, new) for new in far)
+        self._waiting.extend(new.id for new in far[1:])
+        return far[0]
 
     def _split_largest(self) -> Window | None:
         """The far part of the busy window judged to have the most pages left, if any is
