@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from autumn_django.client import AutumnClient
-from autumn_django.exceptions import ServerError
+from autumn_django.exceptions import AutumnConnectionError, ServerError
 from autumn_django.features import check_feature
 from autumn_django.models import Customer, Entity, Feature, Plan, SyncRun
 from autumn_django.sync import sync_all_customers, sync_customer
@@ -286,6 +286,35 @@ def test_a_catalogue_autumn_refuses_is_a_warning_not_a_failed_run(entity_standin
 
     assert run.status == SyncRun.Status.SUCCEEDED
     assert any("catalogue" in p.get("warning", "") for p in run.errors)
+    assert_mirror_matches(server)
+
+
+def test_the_catalogue_is_read_while_the_first_customers_page_is_on_its_way(entity_standin):
+    server = entity_standin(20)
+    server.faults.delay(1.0, endpoint="features.list")
+
+    run = sync_all_customers()
+
+    endpoints = [endpoint for endpoint, _ in server.requests]
+    # Read one after the other, the customers would wait for both of the catalogue's.
+    assert endpoints.index("customers.list") < endpoints.index("plans.list"), endpoints
+    assert run.status == SyncRun.Status.SUCCEEDED and not run.errors
+    assert_catalogue_matches()
+    assert_mirror_matches(server)
+
+
+def test_a_catalogue_that_cannot_be_read_fails_the_run_before_any_customer_is_written(entity_standin):
+    server = entity_standin(20)
+    server.faults.drop_next(1, endpoint="plans.list")  # not an answer Autumn refused with
+
+    with pytest.raises(AutumnConnectionError), AutumnClient(max_retries=0) as client:
+        sync_all_customers(client=client)
+
+    run = SyncRun.objects.get()
+    assert run.status == SyncRun.Status.FAILED and "plans.list" in run.failure and run.pages == 0
+    assert not Customer.objects.exists()
+    assert sync_all_customers().status == SyncRun.Status.SUCCEEDED
+    assert_catalogue_matches()
     assert_mirror_matches(server)
 
 

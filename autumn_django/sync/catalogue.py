@@ -7,6 +7,7 @@ so names stay readable beside old subscriptions.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,14 +34,43 @@ def sync_catalogue(client: AutumnClient, *, using: str = DEFAULT_DB_ALIAS) -> Ca
     """Read the env's features and plans and mirror them in one transaction. Raises the
     ``AutumnError`` of a call that failed; an entry that cannot be stored is skipped and
     named in ``problems``."""
-    features, plans = client.features.list(), client.plans.list()
+    return store_catalogue(client.env, client.features.list(), client.plans.list(), using=using)
+
+
+class CatalogueAhead:
+    """The catalogue read on a thread of its own (with a client of its own), so its two
+    requests wait on the network beside a customers pass's first ones; ``store`` mirrors
+    the answers. At 250 ms a request they took half a second before the first customers
+    request; the first customers page takes longer than both to come."""
+
+    def __init__(self, client: AutumnClient) -> None:
+        self.env = client.env
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autumn-catalogue")
+        self._answers = reader.submit(_read, client.arguments())
+        reader.shutdown(wait=False)  # the thread ends with its requests
+
+    def store(self, *, using: str = DEFAULT_DB_ALIAS) -> CatalogueResult:
+        """``sync_catalogue``'s result, once the answers are in: raises as it does."""
+        features, plans = self._answers.result()
+        return store_catalogue(self.env, features, plans, using=using)
+
+
+def _read(arguments: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    with AutumnClient(**arguments) as client:
+        return client.features.list(), client.plans.list()
+
+
+def store_catalogue(env: str, features: list[Any], plans: list[Any], *,
+                    using: str = DEFAULT_DB_ALIAS) -> CatalogueResult:
+    """Mirror the answers of ``features.list`` and ``plans.list`` in one transaction (see
+    ``sync_catalogue``)."""
     now = timezone.now()
     problems: list[str] = []
     feature_rows = _rows(features, "feature", _feature_values, problems)
     plan_rows = _rows(plans, "plan", _plan_values, problems)
     with transaction.atomic(using=using):
-        deleted = _mirror(Feature, "feature_id", client.env, feature_rows, now, using)
-        deleted += _mirror(Plan, "plan_id", client.env, plan_rows, now, using)
+        deleted = _mirror(Feature, "feature_id", env, feature_rows, now, using)
+        deleted += _mirror(Plan, "plan_id", env, plan_rows, now, using)
     return CatalogueResult(len(feature_rows), len(plan_rows), deleted, problems)
 
 

@@ -26,7 +26,7 @@ from ..exceptions import AutumnAPIError, AutumnResponseError, InvalidCursorError
 from ..models import SyncRun
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
-from .catalogue import sync_catalogue
+from .catalogue import CatalogueAhead, CatalogueResult
 from .entity_pass import EntityPass, EntityProgress
 from .lanes import CommitLanes, OneConnection, lane_count
 from .pagecache import sync_page_cache
@@ -66,10 +66,10 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
                        entity_progress: EntityProgress | None = None) -> SyncRun:
     """Bring the mirror of the key's env in step with Autumn; returns the finished run.
 
-    A run reads the catalogue (features and plans), then every customer, settles customer
-    deletions, then crawls every entity (``entity_pass``) and settles entity deletions.
-    ``progress`` is called after each customers page, ``entity_progress`` after each
-    entities page.
+    A run reads the catalogue (features and plans, while its first customers page is on
+    its way), then every customer, settles customer deletions, then crawls every entity
+    (``entity_pass``) and settles entity deletions. ``progress`` is called after each
+    customers page, ``entity_progress`` after each entities page.
 
     Resumes the env's last unfinished run from its last committed page unless ``restart``.
     Raises ``SyncAlreadyRunning`` when another run holds the lock, and any ``AutumnError``
@@ -82,8 +82,7 @@ def sync_all_customers(*, client: AutumnClient | None = None, page_size: int | N
     try:
         with sync_page_cache(using):
             if run.phase == "customers":
-                _sync_catalogue(client, run, using)
-                _Pass(client, run, using, progress).execute()
+                _Pass(client, run, using, progress, catalogue=CatalogueAhead(client)).execute()
             EntityPass(client, run, using, entity_progress).execute()
         runs.finish_run(run)
     except BaseException as exc:  # Ctrl-C and SIGTERM too: release the lock now
@@ -117,8 +116,11 @@ class _Pass:
     deletions for the part of the key space this attempt saw."""
 
     def __init__(self, client: AutumnClient, run: SyncRun, using: str,
-                 progress: ProgressCallback | None) -> None:
+                 progress: ProgressCallback | None, catalogue: CatalogueAhead | None = None) -> None:
         self.client, self.run, self.using, self.progress = client, run, using, progress
+        # Stored once the first page is in, before it is written (or once the crawl found
+        # none): the catalogue's requests overlap the crawl's first ones.
+        self._catalogue = catalogue
         self.writer = MirrorWriter(client.env, using)
         # Key fingerprints of every customer this attempt saw: kept in memory (8 bytes
         # each) rather than stamped on the rows, so unchanged customers are never rewritten.
@@ -152,8 +154,10 @@ class _Pass:
             resumed = any(w.started for w in self.windows.windows.values())
             try:
                 for prepared in self._page_source():
+                    self._store_catalogue()
                     self._read_again_where_fresher(prepared)
                     yield prepared
+                self._store_catalogue()
                 return
             except InvalidCursorError:
                 if not resumed:
@@ -164,6 +168,11 @@ class _Pass:
                                self.run.pk)
                 self.run.errors.append({"warning": "The saved cursor was rejected; the pass restarted."})
                 self.windows.restart()
+
+    def _store_catalogue(self) -> None:
+        if self._catalogue is not None:
+            ahead, self._catalogue = self._catalogue, None
+            _sync_catalogue(self.run, partial(ahead.store, using=self.using))
 
     def _page_source(self) -> Iterator[PreparedPage]:
         """Every window's prepared pages, merged (``crawl``): in the prefetch child, or here."""
@@ -308,11 +317,12 @@ class _Pass:
             logger.info("Linked %d owners to their Autumn customers.", linked)
 
 
-def _sync_catalogue(client: AutumnClient, run: SyncRun, using: str) -> None:
-    """The org's features and plans, before the customers. A catalogue Autumn will not give
-    (an older server, a key without the scope) is worth a warning, not the run."""
+def _sync_catalogue(run: SyncRun, sync: Callable[[], CatalogueResult]) -> None:
+    """The org's features and plans (``sync`` mirrors them), before the customers. A
+    catalogue Autumn will not give (an older server, a key without the scope) is worth a
+    warning, not the run."""
     try:
-        result = sync_catalogue(client, using=using)
+        result = sync()
     except (AutumnAPIError, AutumnResponseError) as exc:
         run.errors.append({"warning": f"The catalogue (features, plans) was not synced: {exc}"})
         return

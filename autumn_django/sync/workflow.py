@@ -51,6 +51,7 @@ from ..exceptions import InvalidCursorError
 from ..models import SyncRun, SyncSighting, SyncWindow
 from ..owners import link_owners_to_customers
 from . import events, memos, runs
+from .catalogue import sync_catalogue
 from .entity_pass import EntityPass
 from .full import _failure_text, _key_text, _Pass, _sync_catalogue, _Written
 from .holders import this_host
@@ -89,7 +90,7 @@ def start_workflow(client: AutumnClient, *, restart: bool = False,
                          using=using, workflow=True)
     try:
         if run.phase == "customers":
-            _sync_catalogue(client, run, using)
+            _sync_catalogue(run, partial(sync_catalogue, client, using=using))
         with transaction.atomic(using=using):
             windows = SyncWindow.objects.using(using).filter(run=run)
             if not windows.exists():
