@@ -84,6 +84,35 @@ def start_slow_sync(server):
     return child, wait_for(lambda: prefetch_children_of(child.pid), what="the prefetch child")
 
 
+def test_a_sync_stopped_while_the_catalogue_is_read_exits_without_waiting_for_it(make_standin):
+    """The catalogue is read on a thread while the first customers page comes: SIGTERM
+    must not wait for its answers (25 s here) before the process exits."""
+    server = make_standin(120)
+    server.faults.delay(25, endpoint="features.list")
+    child = run_manage("autumn_sync", "--page-size", "50", background=True,
+                       env_extra={"AUTUMN_API_URL": server.url, "AUTUMN_SECRET_KEY": TEST_KEY})
+    try:
+        wait_for(lambda: any(endpoint == "customers.list" for endpoint, _ in server.requests),
+                 timeout=120, what="the first customers request")
+        stopped = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + signal.SIGTERM and took < 10, (took, stderr)
+    assert "Stopped by SIGTERM" in stderr.strip().splitlines()[-1]
+    stopped_run = SyncRun.objects.get()
+    assert stopped_run.status == SyncRun.Status.FAILED and stopped_run.pages == 0
+    assert not Customer.objects.exists()  # nothing written before the catalogue is in
+    server.faults.delay(0, endpoint="features.list")
+
+    assert sync_all_customers(page_size=50).status == SyncRun.Status.SUCCEEDED
+    assert_mirror_matches(server)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_or_stopped_sync_is_taken_over_at_once_and_resumed(make_standin, stop, settings):
     """The lease (300 s here) is only the last resort: a run whose process is gone is seen

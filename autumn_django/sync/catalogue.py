@@ -7,7 +7,8 @@ so names stay readable beside old subscriptions.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,19 +46,25 @@ class CatalogueAhead:
 
     def __init__(self, client: AutumnClient) -> None:
         self.env = client.env
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autumn-catalogue")
-        self._answers = reader.submit(_read, client.arguments())
-        reader.shutdown(wait=False)  # the thread ends with its requests
+        self._answers: Future[tuple[list[Any], list[Any]]] = Future()
+        # A daemon thread: a sync stopped meanwhile (Ctrl-C, SIGTERM) exits without waiting
+        # for these requests, as an executor's thread would make it.
+        threading.Thread(target=self._read, args=(client.arguments(),), name="autumn-catalogue",
+                         daemon=True).start()
 
     def store(self, *, using: str = DEFAULT_DB_ALIAS) -> CatalogueResult:
         """``sync_catalogue``'s result, once the answers are in: raises as it does."""
         features, plans = self._answers.result()
         return store_catalogue(self.env, features, plans, using=using)
 
-
-def _read(arguments: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-    with AutumnClient(**arguments) as client:
-        return client.features.list(), client.plans.list()
+    def _read(self, arguments: dict[str, Any]) -> None:
+        try:
+            with AutumnClient(**arguments) as client:
+                answers = client.features.list(), client.plans.list()
+        except BaseException as exc:  # raised again by ``store``, on the sync's thread
+            self._answers.set_exception(exc)
+        else:
+            self._answers.set_result(answers)
 
 
 def store_catalogue(env: str, features: list[Any], plans: list[Any], *,
