@@ -108,7 +108,7 @@ class Window:
     def spread(self, now: int, parts: int, first_id: int) -> list[Window]:
         """Cut its key space past what was received into ``parts`` equal spans: it keeps
         the first, the others are new windows numbered from ``first_id`` (the last as open
-        as it was). None when a span would be too small to cut (``WindowPlan.MIN_SPLIT_MS``)."""
+        as it was). None are cut when a span would be too small (``WindowPlan.MIN_SPLIT_MS``)."""
         with self._lock:  # as in ``cut``: above everything its crawler received
             if self.fetched is None or parts < 2:
                 return []
