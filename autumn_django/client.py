@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import requests
 
@@ -39,6 +39,19 @@ from .exceptions import (
 from .listing import ListCrawl, ListPosition, Window, crawl_key, created_at_ms
 
 logger = logging.getLogger(__name__)
+
+
+class PagedCrawl(Protocol):
+    """A cursor crawl of a list endpoint (``listing.ListCrawl``, ``entity_listing.EntityCrawl``)."""
+
+    limit: int
+
+    def request(self) -> dict[str, Any]:
+        """The body of the next request."""
+
+    def lower_limit(self, message: str) -> int | None:
+        """The org's maximum page size named by a 400's ``message``, if below the limit asked
+        (the crawl then asks for it); None: the 400 is not about the limit."""
 
 API_VERSION = "2.3"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -164,6 +177,19 @@ class AutumnClient:
     def post(self, endpoint: str, body: dict[str, Any]) -> Any:
         """POST ``body`` to ``/v1/<endpoint>`` and return the decoded JSON answer."""
         return decode_answer(self.post_for_response(endpoint, body), endpoint)
+
+    def page_for_response(self, endpoint: str, crawl: PagedCrawl) -> requests.Response:
+        """The answer to ``crawl``'s next request to the list ``endpoint``, undecoded. A
+        limit above the org's maximum (Autumn's 400 names it) is lowered and asked again."""
+        while True:
+            body = crawl.request()
+            try:
+                return self.post_for_response(endpoint, body)
+            except InvalidRequestError as exc:
+                if crawl.lower_limit(exc.message) is None:
+                    raise
+                logger.warning("Page size %d is above this org's maximum; using %d",
+                               body["limit"], crawl.limit)
 
     def post_for_response(self, endpoint: str, body: dict[str, Any]) -> requests.Response:
         """POST ``body`` to ``/v1/<endpoint>``, retrying what is worth it; the successful
@@ -308,16 +334,8 @@ class CustomersAPI:
 
     def page_response(self, crawl: ListCrawl) -> requests.Response:
         """The answer to ``crawl``'s next request, undecoded: the caller decodes it and tells
-        the crawl where it leads. A limit above the org's maximum is lowered and asked again."""
-        while True:
-            body = crawl.request()
-            try:
-                return self._client.post_for_response("customers.list", body)
-            except InvalidRequestError as exc:
-                if crawl.lower_limit(exc.message) is None:
-                    raise
-                logger.warning("Page size %d is above this org's maximum; using %d",
-                               body["limit"], crawl.limit)
+        the crawl where it leads (``AutumnClient.page_for_response``)."""
+        return self._client.page_for_response("customers.list", crawl)
 
     def crowding_warnings(self, created_at: int, limit: int, filters: dict[str, Any]) -> list[str]:
         """The crawl had to step past ``created_at`` from a full page of customers created

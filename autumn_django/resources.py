@@ -13,7 +13,6 @@ same page again, shorter, so that it ends on an entity with an id (the rules are
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +24,7 @@ import requests
 from .client import AutumnClient, _preview, decode_answer
 from .conf import autumn_settings
 from .entity_listing import EntityCrawl, last_with_id
-from .exceptions import AutumnResponseError, InvalidRequestError
-
-logger = logging.getLogger(__name__)
+from .exceptions import AutumnResponseError
 
 
 @dataclass
@@ -117,17 +114,8 @@ class EntitiesAPI:
 
     def page_response(self, crawl: EntityCrawl) -> requests.Response:
         """The answer to ``crawl``'s next request, undecoded: the caller decodes it (or
-        knows its bytes) and tells the crawl where it leads. A limit above the org's
-        maximum is lowered and asked again."""
-        while True:
-            body = crawl.request()
-            try:
-                return self._client.post_for_response("entities.list", body)
-            except InvalidRequestError as exc:
-                if crawl.lower_limit(exc.message) is None:
-                    raise
-                logger.warning("Page size %d is above this org's maximum; using %d",
-                               body["limit"], crawl.limit)
+        knows its bytes) and tells the crawl where it leads (``AutumnClient.page_for_response``)."""
+        return self._client.page_for_response("entities.list", crawl)
 
     def get(self, entity_id: str, *, customer_id: str | None = None) -> dict[str, Any]:
         return self.get_read(entity_id, customer_id=customer_id).entity
