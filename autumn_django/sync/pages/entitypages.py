@@ -33,44 +33,37 @@ import msgspec
 from ... import jsonlib, resources
 from ...client import AutumnClient
 from ...entity_listing import EntityCrawl, EntityStep, last_with_id
-from .fingerprints import Fingerprints, pack_memo, unpack_memo
+from .fingerprints import StateMemo
 from .pagememo import raw_fingerprint
 from .rawpages import list_envelope
 from .timeforms import EPOCH
 
-# Bytes stored by an older version lack it and are ignored: the page is simply read again.
-_FORMAT = b"autumn_django entity page memo 2\n"
 
-
-class EntityPageMemo:
+class EntityPageMemo(StateMemo):
     """What a page of ``entities.list`` held: enough to go on from it (``next_cursor``,
     ``count``, whether its last entity has an id), the oldest ``created_at`` on it (epoch
     ms: a resumed pass judges deletions below it), and the key and state fingerprints of
     its entities, with their bytes' (``raws``; 0: unknown)."""
 
+    # Bytes stored by an older version lack it and are ignored: the page is simply read again.
+    FORMAT = b"autumn_django entity page memo 2\n"
+
     def __init__(self, next_cursor: str | None, count: int, ends_on_id: bool, oldest: int | None,
                  keys: Iterable[int] = (), states: Iterable[int] = (), raws: Iterable[int] | None = None,
                  ) -> None:
         self.next_cursor, self.count, self.ends_on_id, self.oldest = next_cursor, count, ends_on_id, oldest
-        self.keys, self.states = array("Q", keys), array("Q", states)
-        self.raws = array("Q", raws) if raws is not None else array("Q", bytes(8 * len(self.states)))
-
-    def held_by(self, mirror: Fingerprints) -> bool:
-        """Whether the mirror holds every entity of the page as the page shows it."""
-        return all(state in mirror for state in self.states)
-
-    def __len__(self) -> int:
-        return len(self.states)
+        states = array("Q", states)
+        super().__init__(keys, states, raws if raws is not None else bytes(8 * len(states)))
 
     def to_bytes(self) -> bytes:
         header = {"next_cursor": self.next_cursor, "count": self.count, "ends_on_id": self.ends_on_id,
                   "oldest": self.oldest}
-        return pack_memo(_FORMAT, header, self.keys, self.states, self.raws)
+        return self._packed(header)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EntityPageMemo | None:
         """The memo stored as ``data``; None for bytes of another format or damaged ones."""
-        unpacked = unpack_memo(data, _FORMAT, 3)
+        unpacked = cls._unpacked(data)
         if unpacked is None:
             return None
         header, (keys, states, raws) = unpacked

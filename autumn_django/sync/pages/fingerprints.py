@@ -60,6 +60,33 @@ class Fingerprints:
         return self.sort()._values.tobytes()
 
 
+class StateMemo:
+    """What a stored page memo names of each record on the page (customers, or entities):
+    its key and state fingerprints, and its bytes' (``raws``; 0: unknown). Subclasses add
+    what the crawl needs to go on from the page, as the header of their ``FORMAT``."""
+
+    FORMAT: bytes
+
+    def __init__(self, keys: Iterable[int] = (), states: Iterable[int] = (),
+                 raws: Iterable[int] = ()) -> None:
+        self.keys, self.states, self.raws = array("Q", keys), array("Q", states), array("Q", raws)
+
+    def held_by(self, mirror: Fingerprints) -> bool:
+        """Whether the mirror holds every record of the page as the page shows it."""
+        return all(state in mirror for state in self.states)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def _packed(self, header: dict[str, Any]) -> bytes:
+        return pack_memo(self.FORMAT, header, self.keys, self.states, self.raws)
+
+    @classmethod
+    def _unpacked(cls, data: bytes) -> tuple[dict[str, Any], list[array]] | None:
+        """The header and the key, state and raw columns of bytes ``_packed`` made, or None."""
+        return unpack_memo(data, cls.FORMAT, 3)
+
+
 def pack_memo(form: bytes, header: dict[str, Any], *columns: array) -> bytes:
     """A page memo as stored: its format line, its JSON header, then its columns of 64-bit
     fingerprints (equally long), one after another."""

@@ -22,16 +22,16 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 from ...listing import PageOutline
-from .fingerprints import Fingerprints, pack_memo, unpack_memo
-
-# Bytes stored by an older version lack it and are ignored: the page is simply read again.
-_FORMAT = b"autumn_django page memo 4\n"
+from .fingerprints import StateMemo
 
 
-class PageMemo:
+class PageMemo(StateMemo):
     """The key and state fingerprints of a page's customers (but those at the product
     cap), with the page's outline, the ids of its capped customers and their catalogue
     fields (``trust.Catalogue`` by id), and the latest ``created_at`` (epoch ms) it reached."""
+
+    # Bytes stored by an older version lack it and are ignored: the page is simply read again.
+    FORMAT = b"autumn_django page memo 4\n"
 
     def __init__(self, outline: PageOutline, *, reached_created_at: int | None = None,
                  capped_ids: Iterable[str] = (), capped_catalogues: dict | None = None,
@@ -40,7 +40,7 @@ class PageMemo:
         self.outline, self.reached_created_at = outline, reached_created_at
         self.capped_ids = list(capped_ids)
         self.capped_catalogues = capped_catalogues or {}
-        self.keys, self.states, self.raws = array("Q", keys), array("Q", states), array("Q", raws)
+        super().__init__(keys, states, raws)
         # The earliest balance reset (epoch ms) among the page's customers that are not
         # read again: once it is due, that row needs customers.get, so the memo is stale.
         self.due_at = due_at
@@ -51,22 +51,16 @@ class PageMemo:
         self.states.append(state)
         self.raws.append(raw)
 
-    def held_by(self, mirror: Fingerprints) -> bool:
-        return all(state in mirror for state in self.states)
-
-    def __len__(self) -> int:
-        return len(self.states)
-
     def to_bytes(self) -> bytes:
         header = {"next_cursor": self.outline.next_cursor, "count": self.outline.count,
                   "reached_created_at": self.reached_created_at, "capped_ids": self.capped_ids,
                   "due_at": self.due_at, "capped_catalogues": self.capped_catalogues}
-        return pack_memo(_FORMAT, header, self.keys, self.states, self.raws)
+        return self._packed(header)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PageMemo | None:
         """The memo stored as ``data``; None for bytes of another format or damaged ones."""
-        unpacked = unpack_memo(data, _FORMAT, 3)
+        unpacked = cls._unpacked(data)
         if unpacked is None:
             return None
         header, (keys, states, raws) = unpacked
