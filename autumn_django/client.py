@@ -40,19 +40,6 @@ from .listing import ListCrawl, ListPosition, Window, crawl_key, created_at_ms
 
 logger = logging.getLogger(__name__)
 
-
-class PagedCrawl(Protocol):
-    """A cursor crawl of a list endpoint (``listing.ListCrawl``, ``entity_listing.EntityCrawl``)."""
-
-    limit: int
-
-    def request(self) -> dict[str, Any]:
-        """The body of the next request."""
-
-    def lower_limit(self, message: str) -> int | None:
-        """The org's maximum page size named by a 400's ``message``, if below the limit asked
-        (the crawl then asks for it); None: the 400 is not about the limit."""
-
 API_VERSION = "2.3"
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.5
@@ -66,6 +53,19 @@ _ERROR_CLASSES: dict[int, type[AutumnAPIError]] = {
     409: ConflictError,
     429: RateLimitError,
 }
+
+
+class PagedCrawl(Protocol):
+    """A cursor crawl of a list endpoint (``listing.ListCrawl``, ``entity_listing.EntityCrawl``)."""
+
+    limit: int
+
+    def request(self) -> dict[str, Any]:
+        """The body of the next request."""
+
+    def lower_limit(self, message: str) -> int | None:
+        """The org's maximum page size named by a 400's ``message``, if below the limit asked
+        (the crawl then asks for it); None: the 400 is not about the limit."""
 
 
 @dataclass
