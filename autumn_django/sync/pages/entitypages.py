@@ -52,8 +52,9 @@ class EntityPageMemo(StateMemo):
                  keys: Iterable[int] = (), states: Iterable[int] = (), raws: Iterable[int] | None = None,
                  ) -> None:
         self.next_cursor, self.count, self.ends_on_id, self.oldest = next_cursor, count, ends_on_id, oldest
-        states = array("Q", states)
-        super().__init__(keys, states, raws if raws is not None else bytes(8 * len(states)))
+        super().__init__(keys, states, () if raws is None else raws)
+        if raws is None:  # unknown: 0 for each entity
+            self.raws = array("Q", bytes(8 * len(self.states)))
 
     def to_bytes(self) -> bytes:
         header = {"next_cursor": self.next_cursor, "count": self.count, "ends_on_id": self.ends_on_id,
