@@ -393,7 +393,7 @@ class _WindowPass(_Pass):
         if self.fixed:
             return []
         windows = SyncWindow.objects.using(self.using).filter(run_id=self.run.pk)
-        if window.bounds() == (None, None) and window.full_pages and windows.count() == 1:
+        if window.whole() and window.full_pages and windows.count() == 1:
             # Numbered as they are stored.
             return [(far.start, far.end) for far in window.spread(now, autumn_settings.SYNC_WINDOWS, 0)]
         if not window.pages_to_cut(now) or windows.filter(done=False).count() >= autumn_settings.SYNC_WINDOWS:

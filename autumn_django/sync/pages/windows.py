@@ -53,6 +53,11 @@ class Window:
         with self._lock:
             return self.start, self.end
 
+    def whole(self) -> bool:
+        """Whether it spans the whole key space: the one window of a plan made blind to where
+        the customers are, which is spread once its first page comes back full (``spread``)."""
+        return self.bounds() == (None, None)
+
     def received(self, created_at: int | None, full: bool = False) -> int | None:
         """Its crawler got a page reaching ``created_at`` (``full``: as many customers as
         asked for); the end now. A split cuts above everything received, under the same
@@ -191,7 +196,7 @@ class WindowPlan:
         # pages, and their memos, stay the same from run to run.
         self.fixed = fixed
         # A plan of one window open above is spread over the crawlers once (``_spread``).
-        self._spread_over = crawlers if not fixed and len(windows) == 1 and windows[0].end is None else 0
+        self._spread_over = crawlers if not fixed and len(windows) == 1 and windows[0].whole() else 0
         self._lock = threading.Lock()
         self.windows = {w.id: w for w in windows}
         self._waiting = [w.id for w in sorted(windows, key=_order) if not w.done]
